@@ -1,0 +1,1 @@
+//! Server configuration (placeholder: filled in by the broker work)
