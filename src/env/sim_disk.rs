@@ -1061,6 +1061,68 @@ mod tests {
         );
     }
 
+    /// A log-like workload: appends with syncs at random points. After any
+    /// crash the file is the synced prefix followed by a prefix of what was
+    /// appended after it, never anything else.
+    #[test]
+    fn appends_survive_as_synced_prefix_plus_a_prefix_of_the_rest() {
+        for seed in 0..100u64 {
+            let d = disk(seed, SimDiskOptions::default());
+            let mut rng = WeirRng::from_seed(seed ^ 0x5eed);
+            let f = d.open(p("/data/log"), OpenMode::CREATE).unwrap();
+            let mut written: Vec<u8> = Vec::new();
+            let mut synced_len = 0;
+            for _ in 0..rng.range_u64(1, 20) {
+                let n = rng.range_u64(1, 50) as usize;
+                let chunk: Vec<u8> = (0..n).map(|_| rng.next_u32() as u8).collect();
+                f.write_at(&chunk, written.len() as u64).unwrap();
+                written.extend_from_slice(&chunk);
+                if rng.chance(0.3) {
+                    f.sync_data().unwrap();
+                    synced_len = written.len();
+                }
+            }
+            d.crash();
+            let after = read_all(&d, "/data/log");
+            assert!(after.len() >= synced_len, "seed {seed}: synced bytes lost");
+            assert_eq!(after[..], written[..after.len()], "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_faults() {
+        let run = |seed| {
+            let d = disk(
+                seed,
+                SimDiskOptions {
+                    read_corruption_probability: 0.2,
+                    read_error_probability: 0.1,
+                    write_error_probability: 0.1,
+                    sync_error_probability: 0.1,
+                    ..Default::default()
+                },
+            );
+            let f = d.open(p("/data/a"), OpenMode::CREATE).unwrap();
+            let mut reads = Vec::new();
+            for i in 0..200u64 {
+                let _ = f.write_at(&i.to_le_bytes(), i * 8);
+                if i % 7 == 0 {
+                    let _ = f.sync_data();
+                }
+                let mut buf = [0u8; 8];
+                reads.push(f.read_at(&mut buf, i * 4).map(|n| buf[..n].to_vec()).ok());
+            }
+            let report = d.crash();
+            d.set_options(SimDiskOptions::default());
+            (d.stats(), reads, report, read_all(&d, "/data/a"))
+        };
+        let a = run(9);
+        assert_eq!(a, run(9));
+        assert!(a.0.read_corruptions > 0 && a.0.read_errors > 0);
+        assert!(a.0.write_errors > 0 && a.0.sync_errors > 0);
+        assert_ne!(a, run(10));
+    }
+
     #[test]
     fn same_seed_same_crash() {
         let run = |seed| {
