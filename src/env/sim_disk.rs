@@ -30,9 +30,10 @@
 //!   loss use it; nothing built to the contract survives it.
 //! - **Slow I/O**: the trait is synchronous, so SimDisk cannot sleep. It adds
 //!   the latency each operation would have taken (drawn from the
-//!   `*_latency_min..=*_latency_max` options) to a counter; the harness (or an
-//!   async wrapper) awaits [`SimDisk::take_pending_latency`] with
-//!   `tokio::time::sleep`, which under madsim advances virtual time.
+//!   `*_latency_min..=*_latency_max` options) to a counter
+//!   ([`SimDisk::pending_latency`]); the harness, or the task that did the
+//!   I/O, awaits [`SimDisk::pay_pending_latency`], a tokio sleep that under
+//!   madsim advances virtual time.
 //!
 //! **The rule that keeps a cluster recoverable:** on its own, a crash never
 //! loses data that `sync_data` acknowledged, nor a namespace change that
@@ -579,6 +580,15 @@ impl SimDisk {
     /// Return and reset the accumulated latency; the caller sleeps for it.
     pub fn take_pending_latency(&self) -> Duration {
         std::mem::take(&mut self.lock().pending_latency)
+    }
+
+    /// Sleep for the accumulated latency (virtual time under madsim), so a
+    /// task that just did I/O pays for it before going on.
+    pub async fn pay_pending_latency(&self) {
+        let latency = self.take_pending_latency();
+        if !latency.is_zero() {
+            super::time::sleep(latency).await;
+        }
     }
 
     /// The node died: apply the crash model (see the module docs) and make
@@ -1379,6 +1389,25 @@ mod tests {
         assert!(w >= Duration::from_micros(20) && w <= Duration::from_micros(40));
         f.sync_data().unwrap();
         assert_eq!(d.take_pending_latency(), w + Duration::from_millis(1));
+        assert_eq!(d.pending_latency(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn pending_latency_is_paid_in_tokio_time() {
+        let d = disk(
+            13,
+            SimDiskOptions {
+                read_latency_min: Duration::from_millis(2),
+                read_latency_max: Duration::from_millis(2),
+                ..Default::default()
+            },
+        );
+        let f = d.open(p("/data/a"), OpenMode::CREATE).unwrap();
+        f.write_at(b"x", 0).unwrap();
+        f.read_at(&mut [0u8; 1], 0).unwrap();
+        let start = super::super::time::now();
+        d.pay_pending_latency().await;
+        assert!(start.elapsed() >= Duration::from_millis(2));
         assert_eq!(d.pending_latency(), Duration::ZERO);
     }
 
