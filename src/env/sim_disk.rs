@@ -153,7 +153,8 @@ pub struct CrashReport {
     pub files: Vec<(PathBuf, CrashOutcome)>,
     /// Files where a bit flipped at rest, with the byte offset.
     pub corrupted: Vec<(PathBuf, u64)>,
-    /// Namespace changes since the last crash point, and how many survived.
+    /// Namespace changes since the last crash point, and how many survived
+    /// (both 0 unless `lose_unsynced_dir_ops` is on).
     pub dir_ops_unsynced: usize,
     pub dir_ops_kept: usize,
 }
@@ -366,7 +367,7 @@ impl Inner {
     /// ENOSPC if growing a file from `old_len` to `new_len` would exceed the
     /// capacity; checked before anything is applied.
     fn check_space(&mut self, old_len: u64, new_len: u64) -> io::Result<()> {
-        if new_len <= old_len {
+        if new_len <= old_len || self.options.capacity_bytes_max == u64::MAX {
             return Ok(());
         }
         let used = self.used_bytes();
@@ -379,7 +380,10 @@ impl Inner {
 
     fn record(&mut self, op: NsOp) {
         self.ns.apply(&op);
-        self.ns_log.push(op);
+        // Only a disk that may lose directory ops needs their history.
+        if self.options.lose_unsynced_dir_ops {
+            self.ns_log.push(op);
+        }
         self.sync_latency();
     }
 
@@ -436,18 +440,17 @@ impl Inner {
         }
 
         report.dir_ops_unsynced = self.ns_log.len();
-        report.dir_ops_kept = if self.options.lose_unsynced_dir_ops {
-            self.rng.range_u64(0, self.ns_log.len() as u64 + 1) as usize
-        } else {
-            self.ns_log.len()
-        };
-        let mut ns = std::mem::take(&mut self.ns_at_crash_point);
-        for op in &self.ns_log[..report.dir_ops_kept] {
-            ns.apply(op);
+        report.dir_ops_kept = self.ns_log.len();
+        if self.options.lose_unsynced_dir_ops {
+            report.dir_ops_kept = self.rng.range_u64(0, self.ns_log.len() as u64 + 1) as usize;
+            let mut ns = std::mem::take(&mut self.ns_at_crash_point);
+            for op in &self.ns_log[..report.dir_ops_kept] {
+                ns.apply(op);
+            }
+            self.ns = ns;
         }
         self.ns_log.clear();
-        self.ns = ns.clone();
-        self.ns_at_crash_point = ns;
+        self.ns_at_crash_point = self.ns.clone();
 
         let linked: Vec<(PathBuf, u64)> = self
             .ns
@@ -559,8 +562,15 @@ impl SimDisk {
     }
 
     /// Change faults at run time, e.g. heal them for a liveness phase.
+    /// Switching `lose_unsynced_dir_ops` on starts from a crash point: the
+    /// namespace as it is now is durable.
     pub fn set_options(&self, options: SimDiskOptions) {
-        self.lock().options = options;
+        let mut inner = self.lock();
+        if options.lose_unsynced_dir_ops && !inner.options.lose_unsynced_dir_ops {
+            inner.ns_at_crash_point = inner.ns.clone();
+            inner.ns_log.clear();
+        }
+        inner.options = options;
     }
 
     pub fn stats(&self) -> SimDiskStats {
@@ -1225,6 +1235,23 @@ mod tests {
             seen.insert(report.dir_ops_kept);
         }
         assert_eq!(seen.len(), 4, "every prefix length occurs: {seen:?}");
+    }
+
+    #[test]
+    fn switching_dir_op_loss_on_makes_the_namespace_so_far_durable() {
+        for seed in 0..30 {
+            let d = disk(seed, SimDiskOptions::default());
+            d.open(p("/data/before"), OpenMode::CREATE).unwrap();
+            d.set_options(SimDiskOptions {
+                lose_unsynced_dir_ops: true,
+                ..Default::default()
+            });
+            d.open(p("/data/after"), OpenMode::CREATE).unwrap();
+            let report = d.crash();
+            assert_eq!(report.dir_ops_unsynced, 1);
+            assert!(d.exists(p("/data/before")), "seed {seed}");
+            assert_eq!(d.exists(p("/data/after")), report.dir_ops_kept == 1);
+        }
     }
 
     #[test]
