@@ -492,119 +492,117 @@ fn random_history(seed: u64, truncate_at: Option<usize>) -> Vec<Op> {
     use crate::history::MicroOp;
     use std::collections::BTreeMap;
 
-    {
-        let mut x = seed;
-        let mut rand = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let keys = 3i64;
-        let mut logs: Vec<Vec<i64>> = vec![Vec::new(); keys as usize];
-        let mut next_value = vec![0i64; keys as usize];
-        // Per process: key -> next offset to poll.
-        let mut positions: BTreeMap<i64, BTreeMap<i64, usize>> = BTreeMap::new();
-        let mut history: Vec<Op> = Vec::new();
-        let mut push = |history: &mut Vec<Op>, p: i64, kind: OpType, f: OpF, value: OpValue| {
-            let index = history.len() as u64;
-            history.push(Op {
-                index,
-                process: Process::Int(p),
-                kind,
-                f,
-                value,
-                time: index,
-                error: None,
-            });
-        };
-        let poll = |logs: &Vec<Vec<i64>>, pos: &mut BTreeMap<i64, usize>, n: u64| {
-            let mut reads = BTreeMap::new();
-            for (k, at) in pos.iter_mut() {
-                let log = &logs[*k as usize];
-                let end = (*at + n as usize).min(log.len());
-                let records: Vec<(i64, i64)> = (*at..end).map(|o| (o as i64, log[o])).collect();
-                *at = end;
-                reads.insert(Key::Int(*k), records);
-            }
-            OpValue::Mops(vec![MicroOp::Poll(reads)])
-        };
-        for step in 0..400 {
-            if truncate_at == Some(step) {
-                let log = &mut logs[0];
-                let keep = log.len().saturating_sub(3);
-                log.truncate(keep);
-            }
-            let p = rand(4) as i64;
-            match rand(10) {
-                0..=3 => {
-                    let k = rand(keys as u64) as i64;
-                    let v = next_value[k as usize];
-                    next_value[k as usize] += 1;
-                    let mop = |offset| {
-                        OpValue::Mops(vec![MicroOp::Send {
-                            key: Key::Int(k),
-                            offset,
-                            value: v,
-                        }])
-                    };
-                    push(&mut history, p, OpType::Invoke, OpF::Send, mop(None));
-                    match rand(20) {
-                        0 => push(&mut history, p, OpType::Fail, OpF::Send, mop(None)),
-                        1 | 2 => {
-                            if rand(2) == 0 {
-                                logs[k as usize].push(v);
-                            }
-                            push(&mut history, p, OpType::Info, OpF::Send, mop(None));
-                        }
-                        _ => {
-                            let offset = logs[k as usize].len() as i64;
+    let mut x = seed;
+    let mut rand = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let keys = 3i64;
+    let mut logs: Vec<Vec<i64>> = vec![Vec::new(); keys as usize];
+    let mut next_value = vec![0i64; keys as usize];
+    // Per process: key -> next offset to poll.
+    let mut positions: BTreeMap<i64, BTreeMap<i64, usize>> = BTreeMap::new();
+    let mut history: Vec<Op> = Vec::new();
+    let push = |history: &mut Vec<Op>, p: i64, kind: OpType, f: OpF, value: OpValue| {
+        let index = history.len() as u64;
+        history.push(Op {
+            index,
+            process: Process::Int(p),
+            kind,
+            f,
+            value,
+            time: index,
+            error: None,
+        });
+    };
+    let poll = |logs: &Vec<Vec<i64>>, pos: &mut BTreeMap<i64, usize>, n: u64| {
+        let mut reads = BTreeMap::new();
+        for (k, at) in pos.iter_mut() {
+            let log = &logs[*k as usize];
+            let end = (*at + n as usize).min(log.len());
+            let records: Vec<(i64, i64)> = (*at..end).map(|o| (o as i64, log[o])).collect();
+            *at = end;
+            reads.insert(Key::Int(*k), records);
+        }
+        OpValue::Mops(vec![MicroOp::Poll(reads)])
+    };
+    for step in 0..400 {
+        if truncate_at == Some(step) {
+            let log = &mut logs[0];
+            let keep = log.len().saturating_sub(3);
+            log.truncate(keep);
+        }
+        let p = rand(4) as i64;
+        match rand(10) {
+            0..=3 => {
+                let k = rand(keys as u64) as i64;
+                let v = next_value[k as usize];
+                next_value[k as usize] += 1;
+                let mop = |offset| {
+                    OpValue::Mops(vec![MicroOp::Send {
+                        key: Key::Int(k),
+                        offset,
+                        value: v,
+                    }])
+                };
+                push(&mut history, p, OpType::Invoke, OpF::Send, mop(None));
+                match rand(20) {
+                    0 => push(&mut history, p, OpType::Fail, OpF::Send, mop(None)),
+                    1 | 2 => {
+                        if rand(2) == 0 {
                             logs[k as usize].push(v);
-                            push(&mut history, p, OpType::Ok, OpF::Send, mop(Some(offset)));
                         }
+                        push(&mut history, p, OpType::Info, OpF::Send, mop(None));
+                    }
+                    _ => {
+                        let offset = logs[k as usize].len() as i64;
+                        logs[k as usize].push(v);
+                        push(&mut history, p, OpType::Ok, OpF::Send, mop(Some(offset)));
                     }
                 }
-                4..=7 => {
-                    let pos = positions.entry(p).or_default();
-                    push(
-                        &mut history,
-                        p,
-                        OpType::Invoke,
-                        OpF::Poll,
-                        OpValue::Mops(vec![]),
-                    );
-                    let value = poll(&logs, pos, 1 + rand(3));
-                    push(&mut history, p, OpType::Ok, OpF::Poll, value);
+            }
+            4..=7 => {
+                let pos = positions.entry(p).or_default();
+                push(
+                    &mut history,
+                    p,
+                    OpType::Invoke,
+                    OpF::Poll,
+                    OpValue::Mops(vec![]),
+                );
+                let value = poll(&logs, pos, 1 + rand(3));
+                push(&mut history, p, OpType::Ok, OpF::Poll, value);
+            }
+            8 => {
+                let chosen: Vec<i64> = (0..keys).filter(|_| rand(2) == 0).collect();
+                let value = OpValue::Keys(chosen.iter().map(|k| Key::Int(*k)).collect());
+                push(&mut history, p, OpType::Invoke, OpF::Assign, value.clone());
+                push(&mut history, p, OpType::Ok, OpF::Assign, value);
+                // A re-assign may seek anywhere in the log.
+                let pos = positions.entry(p).or_default();
+                pos.clear();
+                for k in chosen {
+                    let len = logs[k as usize].len() as u64;
+                    pos.insert(k, rand(len + 1) as usize);
                 }
-                8 => {
-                    let chosen: Vec<i64> = (0..keys).filter(|_| rand(2) == 0).collect();
-                    let value = OpValue::Keys(chosen.iter().map(|k| Key::Int(*k)).collect());
-                    push(&mut history, p, OpType::Invoke, OpF::Assign, value.clone());
-                    push(&mut history, p, OpType::Ok, OpF::Assign, value);
-                    // A re-assign may seek anywhere in the log.
-                    let pos = positions.entry(p).or_default();
-                    pos.clear();
-                    for k in chosen {
-                        let len = logs[k as usize].len() as u64;
-                        pos.insert(k, rand(len + 1) as usize);
-                    }
-                }
-                _ => {
-                    push(&mut history, p, OpType::Invoke, OpF::Crash, OpValue::Nil);
-                    push(&mut history, p, OpType::Info, OpF::Crash, OpValue::Nil);
-                    positions.remove(&p);
-                }
+            }
+            _ => {
+                push(&mut history, p, OpType::Invoke, OpF::Crash, OpValue::Nil);
+                push(&mut history, p, OpType::Info, OpF::Crash, OpValue::Nil);
+                positions.remove(&p);
             }
         }
-        // Final polls: a fresh client reads every key from the beginning.
-        let all = OpValue::Keys((0..keys).map(Key::Int).collect());
-        push(&mut history, 9, OpType::Ok, OpF::Assign, all);
-        let mut pos: BTreeMap<i64, usize> = (0..keys).map(|k| (k, 0)).collect();
-        let value = poll(&logs, &mut pos, u64::MAX / 2);
-        push(&mut history, 9, OpType::Ok, OpF::Poll, value);
-
-        history
     }
+    // Final polls: a fresh client reads every key from the beginning.
+    let all = OpValue::Keys((0..keys).map(Key::Int).collect());
+    push(&mut history, 9, OpType::Ok, OpF::Assign, all);
+    let mut pos: BTreeMap<i64, usize> = (0..keys).map(|k| (k, 0)).collect();
+    let value = poll(&logs, &mut pos, u64::MAX / 2);
+    push(&mut history, 9, OpType::Ok, OpF::Poll, value);
+
+    history
 }
 
 /// The checkers find nothing in a correct history: guards against false
