@@ -36,6 +36,8 @@ pub struct Ctx {
     pub acks: AtomicU64,
     pub send_errors: AtomicU64,
     pub polls: AtomicU64,
+    /// Polled records holding something no producer wrote (a safety failure).
+    pub garbage: AtomicU64,
     /// Simulated ms at the end of the run, readable after the runtime is gone.
     end_ms: AtomicU64,
 }
@@ -62,6 +64,7 @@ impl Ctx {
             acks: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             polls: AtomicU64::new(0),
+            garbage: AtomicU64::new(0),
             end_ms: AtomicU64::new(0),
         }
     }

@@ -41,7 +41,13 @@ impl HistoryRecorder {
             offset: None,
             value,
         };
-        self.push(process, OpType::Invoke, OpF::Send, OpValue::Mops(vec![mop]), time_ns);
+        self.push(
+            process,
+            OpType::Invoke,
+            OpF::Send,
+            OpValue::Mops(vec![mop]),
+            time_ns,
+        );
     }
 
     /// A send ended: `Ok(offset)` when acknowledged, `Err(reason)` when it
@@ -71,7 +77,13 @@ impl HistoryRecorder {
 
     pub fn poll_invoke(&mut self, process: i64, time_ns: u64) {
         let mop = MicroOp::Poll(BTreeMap::new());
-        self.push(process, OpType::Invoke, OpF::Poll, OpValue::Mops(vec![mop]), time_ns);
+        self.push(
+            process,
+            OpType::Invoke,
+            OpF::Poll,
+            OpValue::Mops(vec![mop]),
+            time_ns,
+        );
     }
 
     /// A poll ended: the records per key, or an error (info: the poll's
@@ -100,8 +112,20 @@ impl HistoryRecorder {
     /// and ok back to back.
     pub fn assign(&mut self, process: i64, keys: &[i64], time_ns: u64) {
         let keys: Vec<Key> = keys.iter().map(|k| Key::Int(*k)).collect();
-        self.push(process, OpType::Invoke, OpF::Assign, OpValue::Keys(keys.clone()), time_ns);
-        self.push(process, OpType::Ok, OpF::Assign, OpValue::Keys(keys), time_ns);
+        self.push(
+            process,
+            OpType::Invoke,
+            OpF::Assign,
+            OpValue::Keys(keys.clone()),
+            time_ns,
+        );
+        self.push(
+            process,
+            OpType::Ok,
+            OpF::Assign,
+            OpValue::Keys(keys),
+            time_ns,
+        );
     }
 
     pub fn ops(&self) -> &[Op] {
@@ -151,6 +175,12 @@ mod tests {
         let mut ops = h.into_ops();
         forget_reads_of(&mut ops, 1, 2);
         let report = weir_jepsen::analyze(&ops);
-        assert_eq!(report.names(), vec!["lost-write"], "{}", report.to_json());
+        // The poll that skipped it is also an int-poll-skip, and the value
+        // is unseen; what matters is that the loss is named.
+        assert!(
+            report.names().contains(&"lost-write"),
+            "{}",
+            report.to_json()
+        );
     }
 }

@@ -36,6 +36,6 @@ pub mod run;
 pub mod workload;
 
 pub use outcome::{RunOutcome, Verdict};
-pub use scenario::Scenario;
 #[cfg(madsim)]
 pub use run::run_seed;
+pub use scenario::Scenario;

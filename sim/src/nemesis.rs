@@ -23,7 +23,6 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use weir::env::disk::OpenMode;
 use weir::env::rng::WeirRng;
-use weir::env::sim_disk::SimDiskOptions;
 use weir::env::time::{sleep, Duration};
 use weir::env::Disk;
 
@@ -138,7 +137,8 @@ impl Nemesis {
                 handle.restart(id);
             }
             FaultKind::Pause => {
-                self.ctx.trace(WHO, format!("pause {name} for {hold_ms} ms"));
+                self.ctx
+                    .trace(WHO, format!("pause {name} for {hold_ms} ms"));
                 handle.pause(id);
                 sleep(hold).await;
                 self.ctx.trace(WHO, format!("resume {name}"));
@@ -176,15 +176,14 @@ impl Nemesis {
                 for (s, d) in &links {
                     NetSim::current().unclog_link(*s, *d);
                 }
-                self.ctx.trace(WHO, format!("unclog link client {c} / {name}"));
+                self.ctx
+                    .trace(WHO, format!("unclog link client {c} / {name}"));
             }
             FaultKind::Latency => {
                 let lo = self.between(self.spec.latency_ms);
                 let hi = self.between([lo, self.spec.latency_ms[1].max(lo)]) + 1;
-                self.ctx.trace(
-                    WHO,
-                    format!("latency {lo}..{hi} ms for {hold_ms} ms"),
-                );
+                self.ctx
+                    .trace(WHO, format!("latency {lo}..{hi} ms for {hold_ms} ms"));
                 NetSim::current().update_config(|c| {
                     c.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi)
                 });
@@ -231,10 +230,11 @@ impl Nemesis {
                 sleep(hold).await;
                 b.disk.set_options(b.base_options.clone());
                 let stats = b.disk.stats();
-                self.ctx.trace(WHO, format!("{name}: disk healed; stats {stats:?}"));
+                self.ctx
+                    .trace(WHO, format!("{name}: disk healed; stats {stats:?}"));
                 if self.spec.restart_after_disk_fault {
                     self.ctx.trace(WHO, format!("restart {name} (process)"));
-                    handle.restart(id);
+                    restart_process(&handle, id);
                 }
             }
             FaultKind::Bitrot => {
@@ -247,7 +247,8 @@ impl Nemesis {
                     })
                     .collect();
                 if files.is_empty() {
-                    self.ctx.trace(WHO, format!("{name}: bitrot skipped, no data yet"));
+                    self.ctx
+                        .trace(WHO, format!("{name}: bitrot skipped, no data yet"));
                     return;
                 }
                 let (path, len) = &files[self.rng.range_u64(0, files.len() as u64) as usize];
@@ -260,7 +261,7 @@ impl Nemesis {
                         path.display()
                     ),
                 );
-                handle.restart(id);
+                restart_process(&handle, id);
                 sleep(hold).await;
             }
         }
@@ -293,7 +294,10 @@ impl Nemesis {
     }
 }
 
-/// Options with every injected fault off (for the teeth tests' reference).
-pub fn perfect_disk() -> SimDiskOptions {
-    SimDiskOptions::default()
+/// A process restart of a live node. madsim's `restart` alone keeps the
+/// node's sockets bound (the new broker could not listen), so kill first:
+/// kill resets the node's network state, as a dead process's sockets close.
+fn restart_process(handle: &Handle, id: madsim::task::NodeId) {
+    handle.kill(id);
+    handle.restart(id);
 }

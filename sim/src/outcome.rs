@@ -75,7 +75,7 @@ pub fn evaluate(s: &Scenario, report: &Report, liveness: &[String]) -> Verdict {
         let first = report
             .of(kind)
             .first()
-            .map(|a| serde_json_one_line(a))
+            .map(|a| format!("{a:?}"))
             .unwrap_or_default();
         reasons.push(format!("anomaly {kind} x{n}, e.g. {first}"));
     }
@@ -92,8 +92,4 @@ pub fn evaluate(s: &Scenario, report: &Report, liveness: &[String]) -> Verdict {
     } else {
         Verdict::Fail(reasons)
     }
-}
-
-fn serde_json_one_line(a: &weir_jepsen::Anomaly) -> String {
-    format!("{a:?}")
 }

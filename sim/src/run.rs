@@ -5,7 +5,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, Runtime};
 use weir::client::admin::NewTopic;
@@ -17,7 +17,9 @@ use crate::ctx::{Ctx, Phase};
 use crate::nemesis::Nemesis;
 use crate::outcome::{evaluate, RunOutcome, Verdict};
 use crate::scenario::Scenario;
-use crate::workload::{consumer_config, consumer_loop, final_read, producer_config, producer_loop, ClientEnv};
+use crate::workload::{
+    consumer_config, consumer_loop, final_read, producer_config, producer_loop, ClientEnv,
+};
 
 /// Simulated time the topic setup may take before the run counts as failed.
 const SETUP_S_MAX: u64 = 60;
@@ -33,16 +35,51 @@ struct SimResult {
     liveness: anyhow::Result<Vec<String>>,
 }
 
+thread_local! {
+    /// Where and why the last panic on this thread happened.
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Replace the default panic printout (a backtrace per failing seed would
+/// bury the summary) with a note of the location, which the failure reason
+/// then carries. Set RUST_BACKTRACE=1 to keep the default printout too.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        let verbose = std::env::var_os("RUST_BACKTRACE").is_some();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(at));
+            if verbose {
+                default(info);
+            }
+        }));
+    });
+}
+
 /// Run one seed. Never panics: a panic inside the simulation (a broken
 /// invariant in the broker, say) is a failure of this seed.
 pub fn run_seed(scenario: &Scenario, seed: u64, keep_trace: bool) -> RunOutcome {
+    install_panic_hook();
+    LAST_PANIC.with(|p| p.borrow_mut().take());
     let wall = std::time::Instant::now();
     let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     // A run that hangs in simulated time is a bug; madsim panics at the limit.
-    let limit = scenario.planned_s() + scenario.workload.final_read_s + SETUP_S_MAX + DRAIN_S_MAX + 60;
+    let limit =
+        scenario.planned_s() + scenario.workload.final_read_s + SETUP_S_MAX + DRAIN_S_MAX + 60;
     rt.set_time_limit(Duration::from_secs(limit));
     let s = Arc::new(scenario.clone());
-    let result = catch_unwind(AssertUnwindSafe(|| rt.block_on(simulate(s, keep_trace))));
+    // The shared state, reachable even when the simulation panics, so a
+    // failing seed still shows its trace and history up to the panic.
+    let slot: Arc<Mutex<Option<Arc<Ctx>>>> = Arc::default();
+    let slot2 = slot.clone();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        rt.block_on(simulate(s, keep_trace, slot2))
+    }));
     let wall = wall.elapsed();
     match result {
         Ok(sim) => {
@@ -55,7 +92,8 @@ pub fn run_seed(scenario: &Scenario, seed: u64, keep_trace: bool) -> RunOutcome 
             let sim_ms = sim.ctx.elapsed_ms_final();
             let report = weir_jepsen::analyze(&history);
             let mut verdict = evaluate(scenario, &report, &liveness);
-            // A harness error fails the run even where liveness is not checked.
+            // A harness error or a safety finding fails the run even where
+            // liveness is not checked.
             if let Some(e) = liveness.iter().find(|l| l.starts_with("harness error")) {
                 if verdict == Verdict::Pass {
                     verdict = Verdict::Fail(vec![e.clone()]);
@@ -80,15 +118,32 @@ pub fn run_seed(scenario: &Scenario, seed: u64, keep_trace: bool) -> RunOutcome 
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "non-string panic".to_string());
-            RunOutcome::broken(seed, format!("panic: {msg}"), wall)
+            let at = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_default();
+            let mut o = RunOutcome::broken(seed, format!("panic at {at}: {msg}"), wall);
+            let ctx = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(ctx) = ctx {
+                let trace = ctx.take_trace();
+                o.trace_hash = trace.hash();
+                o.trace_events = trace.events();
+                o.trace = trace.lines().to_vec();
+                o.history = ctx.take_history().into_ops();
+            }
+            o
         }
     }
 }
 
-async fn simulate(s: Arc<Scenario>, keep_trace: bool) -> SimResult {
+async fn simulate(
+    s: Arc<Scenario>,
+    keep_trace: bool,
+    slot: Arc<Mutex<Option<Arc<Ctx>>>>,
+) -> SimResult {
     let w = &s.workload;
     let workers = (w.producers + w.consumers) as i64;
     let ctx = Arc::new(Ctx::new(keep_trace, workers));
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(ctx.clone());
     let liveness = simulate_in(s, ctx.clone()).await;
     ctx.mark_end();
     SimResult { ctx, liveness }
@@ -102,7 +157,10 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
     let disk_seeds: Vec<u64> = (0..s.cluster.nodes)
         .map(|_| madsim::rand::random::<u64>())
         .collect();
-    ctx.trace("harness", format!("scenario {} seed {}", s.name, handle.seed()));
+    ctx.trace(
+        "harness",
+        format!("scenario {} seed {}", s.name, handle.seed()),
+    );
     let cluster = Cluster::start(&s, &ctx, &disk_seeds)?;
     let env = ClientEnv {
         ctx: ctx.clone(),
@@ -142,7 +200,12 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
     }
 
     let fault_end = ctx.elapsed_ms() + s.fault_s * 1000;
-    let mut nemesis = Nemesis::new(ctx.clone(), s.faults.clone(), madsim::rand::random(), clients);
+    let mut nemesis = Nemesis::new(
+        ctx.clone(),
+        s.faults.clone(),
+        madsim::rand::random(),
+        clients,
+    );
     nemesis.run(&cluster, fault_end).await;
     nemesis.heal_all(&cluster);
     ctx.set_phase(Phase::Healed);
@@ -156,7 +219,9 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
     .await;
     let mut liveness = Vec::new();
     if drained.is_err() {
-        liveness.push(format!("workers did not stop within {DRAIN_S_MAX} simulated s"));
+        liveness.push(format!(
+            "workers did not stop within {DRAIN_S_MAX} simulated s"
+        ));
     }
     if w.producers > 0 && ctx.healed_acks.load(Ordering::Relaxed) == 0 {
         liveness.push("no send was acknowledged in the healed phase".to_string());
@@ -171,6 +236,11 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
             "final read did not reach every partition's end within {} simulated s",
             w.final_read_s
         ));
+    }
+    let garbage = ctx.garbage.load(Ordering::Relaxed);
+    if garbage > 0 {
+        // Not a liveness finding: it fails the run even where liveness is off.
+        anyhow::bail!("safety: {garbage} polls returned records no producer wrote");
     }
     Ok(liveness)
 }

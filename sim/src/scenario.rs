@@ -380,7 +380,10 @@ impl Scenario {
         for r in [&self.faults.interval_ms, &self.faults.duration_ms] {
             anyhow::ensure!(r[0] <= r[1], "fault ranges must be [min, max]");
         }
-        anyhow::ensure!(self.faults.interval_ms[1] > 0, "faults.interval_ms must be > 0");
+        anyhow::ensure!(
+            self.faults.interval_ms[1] > 0,
+            "faults.interval_ms must be > 0"
+        );
         for name in self.expect.allowed.iter().chain(&self.expect.required) {
             anyhow::ensure!(
                 AnomalyKind::from_name(name).is_some(),
@@ -436,13 +439,15 @@ mod tests {
 
     #[test]
     fn every_scenario_file_parses() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let mut n = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                Scenario::load(&path).unwrap();
-                n += 1;
+        for dir in [root.clone(), root.join("teeth")] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    Scenario::load(&path).unwrap();
+                    n += 1;
+                }
             }
         }
         assert!(n > 0, "scenarios/ holds no scenario");

@@ -34,7 +34,12 @@ impl Trace {
     /// Record one event at `at_ms` simulated milliseconds since the run began.
     pub fn record(&mut self, at_ms: u64, who: &str, what: &str) {
         let mut line = String::with_capacity(32 + who.len() + what.len());
-        let _ = write!(line, "[{:>6}.{:03}s] {who}: {what}", at_ms / 1000, at_ms % 1000);
+        let _ = write!(
+            line,
+            "[{:>6}.{:03}s] {who}: {what}",
+            at_ms / 1000,
+            at_ms % 1000
+        );
         for b in line.bytes().chain(std::iter::once(b'\n')) {
             self.hash ^= b as u64;
             self.hash = self.hash.wrapping_mul(FNV_PRIME);

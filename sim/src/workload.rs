@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use weir::client::consumer::OffsetReset;
 use weir::client::{
-    ClientError, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig,
-    ProducerRecord,
+    ClientError, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
 };
 use weir::env::rng::WeirRng;
 use weir::env::time::{sleep, timeout, Duration};
@@ -38,7 +37,10 @@ pub fn producer_config(w: &WorkloadSpec) -> anyhow::Result<ProducerConfig> {
             .map_err(|e| anyhow::anyhow!("producer property {k}={v}: {e}"))
     };
     set("acks", &w.acks)?;
-    set("enable.idempotence", if w.idempotence { "true" } else { "false" })?;
+    set(
+        "enable.idempotence",
+        if w.idempotence { "true" } else { "false" },
+    )?;
     set("linger.ms", "0")?;
     set("request.timeout.ms", "2000")?;
     set("delivery.timeout.ms", "8000")?;
@@ -194,7 +196,10 @@ async fn poll_once(
 ) -> Result<BTreeMap<i64, Vec<(i64, i64)>>, String> {
     ctx.history(|h, t| h.poll_invoke(process, t));
     let result = match consumer.poll(POLL_WAIT).await {
-        Ok(records) => as_reads(&records),
+        Ok(records) => as_reads(&records).inspect_err(|e| {
+            ctx.garbage.fetch_add(1, Ordering::Relaxed);
+            ctx.trace(who, format!("GARBAGE: {e}"));
+        }),
         Err(e) => Err(err_text(&e)),
     };
     ctx.polls.fetch_add(1, Ordering::Relaxed);
