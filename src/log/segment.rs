@@ -9,7 +9,7 @@
 //! flush policy says so, when the segment rolls and on close. A crash may
 //! leave the tail torn (a partial batch) or garbage after the durable point;
 //! [`Segment::recover`] scans from the start, checks each header, length, CRC
-//! and that offsets increase, truncates at the first bad byte and rebuilds
+//! and that offsets are contiguous, truncates at the first bad byte and rebuilds
 //! both indexes from what remains.
 //!
 //! Invariants: base offset <= the base offset of every batch in the segment;
@@ -277,8 +277,11 @@ impl Segment {
         };
         let mut headers = Vec::new();
         let mut next = base_offset;
+        // Offsets must be contiguous: without compaction the active segment
+        // has no gaps, and this catches a damaged baseOffset, which the CRC
+        // does not cover. (A compacted segment would need `<` here.)
         let end = scan_batches(seg.log.as_ref(), 0, file_size, true, |pos, h| {
-            if h.base_offset < next {
+            if h.base_offset != next {
                 return Ok(false);
             }
             next = h.next_offset();
