@@ -163,11 +163,18 @@ fn run(c: Case) {
     assert_eq!(read_all(&log), expected, "log is a byte-identical prefix");
     let mut more = mk(2, 7, 999);
     let info = log.append(&mut more, 2, 0).unwrap();
-    assert_eq!(info.first_offset, expected_end, "appends continue after the prefix");
+    assert_eq!(
+        info.first_offset, expected_end,
+        "appends continue after the prefix"
+    );
     expected.extend_from_slice(&more);
     log.close().unwrap();
     let log = PartitionLog::open(disk, dir, cfg, 0).unwrap();
-    assert_eq!(log.recovery_truncated_bytes(), 0, "clean reopen cuts nothing");
+    assert_eq!(
+        log.recovery_truncated_bytes(),
+        0,
+        "clean reopen cuts nothing"
+    );
     assert_eq!(read_all(&log), expected);
 }
 

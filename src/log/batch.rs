@@ -543,7 +543,10 @@ mod tests {
         // Wrong magic.
         let mut bad = b.clone();
         bad[OFF_MAGIC] = 1;
-        assert!(matches!(validate_batch(&bad), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            validate_batch(&bad),
+            Err(LogError::InvalidRecord(_))
+        ));
         // Truncated.
         for cut in [0, 5, 20, 60, b.len() - 1] {
             assert!(split_batches(&b[..cut]).is_err() || cut == 0);
@@ -558,7 +561,10 @@ mod tests {
         let crc = compute_crc(&bad);
         bad[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         let h = validate_batch(&bad).unwrap();
-        assert!(matches!(h.validate_fields(), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            h.validate_fields(),
+            Err(LogError::InvalidRecord(_))
+        ));
         // Garbage of every short length.
         for n in 0..80 {
             let g = vec![0xffu8; n];

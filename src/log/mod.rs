@@ -370,7 +370,8 @@ impl PartitionLog {
 
         // 4. Write, then commit producer state.
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(batches, &headers, interval, now_ms)?;
+        self.active_mut()
+            .append(batches, &headers, interval, now_ms)?;
         self.producers.commit(staged_producers);
         assert!(
             self.log_end_offset() == last_offset + 1,

@@ -180,7 +180,9 @@ mod tests {
             .unwrap();
         assert_eq!(loaded.last_entry(), Some((130, 9000)));
         // A position beyond the log makes the index invalid.
-        assert!(OffsetIndex::load(&disk, &path, 100, 9000).unwrap().is_none());
+        assert!(OffsetIndex::load(&disk, &path, 100, 9000)
+            .unwrap()
+            .is_none());
         // A torn entry makes it invalid.
         let f = disk.open(&path, OpenMode::EXISTING).unwrap();
         f.set_len(12).unwrap();

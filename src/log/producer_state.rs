@@ -76,7 +76,10 @@ pub enum SequenceCheck {
 }
 
 /// Check batch `h` against a producer's current entry (None = unknown).
-pub fn check_batch(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<SequenceCheck, LogError> {
+pub fn check_batch(
+    entry: Option<&ProducerEntry>,
+    h: &BatchHeader,
+) -> Result<SequenceCheck, LogError> {
     assert!(h.has_producer_id(), "only idempotent batches are checked");
     if let Some(e) = entry {
         if h.producer_epoch < e.epoch {
@@ -373,7 +376,11 @@ mod tests {
         let gap = header(1, 0, 5, 1, 3);
         assert!(matches!(
             check_batch(Some(&e), &gap),
-            Err(LogError::OutOfOrderSequence { expected: 3, got: 5, .. })
+            Err(LogError::OutOfOrderSequence {
+                expected: 3,
+                got: 5,
+                ..
+            })
         ));
         // Older epoch fenced; newer epoch must start at 0.
         apply_batch(&mut e, &header(1, 2, 0, 1, 10));

@@ -95,7 +95,10 @@ pub fn scan_batches(
     while pos < end {
         let remaining = end - pos;
         if remaining < HEADER_BYTES as u64 {
-            return Ok(stop(pos, format!("torn header: {remaining} bytes at {pos}")));
+            return Ok(stop(
+                pos,
+                format!("torn header: {remaining} bytes at {pos}"),
+            ));
         }
         ensure(&mut win, &mut win_start, pos, HEADER_BYTES as u64)?;
         let off = (pos - win_start) as usize;

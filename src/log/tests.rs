@@ -133,7 +133,10 @@ fn append_read_roundtrip_across_rolls() {
     for i in 0..60 {
         let mut b = mk(1 + i % 4, 10 + (i * 37) % 300, 1000 + i as i64 * 10);
         let info = log.append(&mut b, 3, 5000).unwrap();
-        assert_eq!(info.first_offset, offsets.last().map_or(0, |&(_, l): &(i64, i64)| l + 1));
+        assert_eq!(
+            info.first_offset,
+            offsets.last().map_or(0, |&(_, l): &(i64, i64)| l + 1)
+        );
         assert_eq!(info.last_offset - info.first_offset, (i % 4) as i64);
         assert!(!info.duplicate);
         assert_eq!(info.log_append_time_ms, -1);
@@ -329,15 +332,25 @@ fn idempotent_producer_rules_survive_reopen() {
     assert_eq!((d.first_offset, d.last_offset), (0, 2));
     assert_eq!(log.log_end_offset(), 3);
     // Gap.
-    let e = log.append(&mut mk_prod(1, 10, 0, idem(7, 0, 4)), 0, 0).unwrap_err();
-    assert!(matches!(e, LogError::OutOfOrderSequence { expected: 3, got: 4, .. }));
+    let e = log
+        .append(&mut mk_prod(1, 10, 0, idem(7, 0, 4)), 0, 0)
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        LogError::OutOfOrderSequence {
+            expected: 3,
+            got: 4,
+            ..
+        }
+    ));
     assert_eq!(e.error_code(), 45);
     // Next.
     let mut b1 = mk_prod(2, 10, 0, idem(7, 0, 3));
     let retry1 = b1.clone();
     log.append(&mut b1, 0, 0).unwrap();
     // Unknown producer with seq != 0: accepted.
-    log.append(&mut mk_prod(1, 10, 0, idem(8, 0, 42)), 0, 0).unwrap();
+    log.append(&mut mk_prod(1, 10, 0, idem(8, 0, 42)), 0, 0)
+        .unwrap();
     // Two batches of one producer in one request are checked in order.
     let mut two = [
         mk_prod(1, 10, 0, idem(9, 0, 0)),
@@ -366,14 +379,18 @@ fn idempotent_producer_rules_survive_reopen() {
         log.append(&mut mk_prod(1, 10, 0, idem(7, 1, 5)), 0, 0),
         Err(LogError::OutOfOrderSequence { expected: 0, .. })
     ));
-    log.append(&mut mk_prod(1, 10, 0, idem(7, 1, 0)), 0, 0).unwrap();
-    let fenced = log.append(&mut mk_prod(1, 10, 0, idem(7, 0, 5)), 0, 0).unwrap_err();
+    log.append(&mut mk_prod(1, 10, 0, idem(7, 1, 0)), 0, 0)
+        .unwrap();
+    let fenced = log
+        .append(&mut mk_prod(1, 10, 0, idem(7, 0, 5)), 0, 0)
+        .unwrap_err();
     assert_eq!(fenced.error_code(), 47);
 
     // Roll many segments (snapshots at each roll), clean close, reopen.
     let mut seq = 1;
     for _ in 0..50 {
-        log.append(&mut mk_prod(2, 200, 0, idem(7, 1, seq)), 0, 0).unwrap();
+        log.append(&mut mk_prod(2, 200, 0, idem(7, 1, seq)), 0, 0)
+            .unwrap();
         seq += 2;
     }
     let last = mk_prod(2, 200, 0, idem(7, 1, seq - 2));
@@ -388,14 +405,16 @@ fn idempotent_producer_rules_survive_reopen() {
     assert!(snapshots <= 2 && snapshots > 0);
     let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
     assert!(log.append(&mut last.clone(), 0, 0).unwrap().duplicate);
-    log.append(&mut mk_prod(1, 10, 0, idem(7, 1, seq)), 0, 0).unwrap();
+    log.append(&mut mk_prod(1, 10, 0, idem(7, 1, seq)), 0, 0)
+        .unwrap();
     // Crash after the close+reopen; snapshot at the old end plus replay.
     drop(log);
     let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
-    assert!(log
-        .append(&mut mk_prod(1, 10, 0, idem(7, 1, seq)), 0, 0)
-        .unwrap()
-        .duplicate);
+    assert!(
+        log.append(&mut mk_prod(1, 10, 0, idem(7, 1, seq)), 0, 0)
+            .unwrap()
+            .duplicate
+    );
     // Without any snapshot: replay of all segments still knows the producer.
     drop(log);
     for n in disk().list_dir(&path).unwrap() {
@@ -404,11 +423,17 @@ fn idempotent_producer_rules_survive_reopen() {
         }
     }
     let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
-    assert_eq!(log.append(&mut retry0.clone(), 0, 0).unwrap_err().error_code(), 47);
-    assert!(log
-        .append(&mut mk_prod(1, 10, 0, idem(7, 1, seq)), 0, 0)
-        .unwrap()
-        .duplicate);
+    assert_eq!(
+        log.append(&mut retry0.clone(), 0, 0)
+            .unwrap_err()
+            .error_code(),
+        47
+    );
+    assert!(
+        log.append(&mut mk_prod(1, 10, 0, idem(7, 1, seq)), 0, 0)
+            .unwrap()
+            .duplicate
+    );
 }
 
 #[test]
@@ -420,7 +445,8 @@ fn flush_policy() {
         syncs: syncs.clone(),
     });
     // Default: no fsync per append.
-    let mut log = PartitionLog::open(d.clone(), dir.path().join("a"), LogConfig::default(), 0).unwrap();
+    let mut log =
+        PartitionLog::open(d.clone(), dir.path().join("a"), LogConfig::default(), 0).unwrap();
     let before = syncs.load(Ordering::SeqCst);
     for _ in 0..20 {
         log.append(&mut mk(4, 16 * 1024 / 4, 0), 0, 0).unwrap();
