@@ -179,7 +179,7 @@ fn run(c: Case) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn crash_recovery_keeps_a_prefix_of_whole_batches(c in case()) {

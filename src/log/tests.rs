@@ -69,6 +69,14 @@ impl Disk for CountingDisk {
     }
 }
 
+fn file_len(path: &Path) -> u64 {
+    disk()
+        .open(path, OpenMode::EXISTING)
+        .unwrap()
+        .len()
+        .unwrap()
+}
+
 fn disk() -> Arc<dyn Disk> {
     Arc::new(RealDisk::new())
 }
@@ -206,15 +214,11 @@ fn indexes_rebuilt_after_deletion_or_damage() {
     for (i, n) in names.iter().enumerate() {
         if n.ends_with(".index") || n.ends_with(".timeindex") {
             if i % 2 == 0 {
-                std::fs::remove_file(path.join(n)).unwrap();
+                disk().remove_file(&path.join(n)).unwrap();
             } else {
                 // Garbage: a torn last entry.
-                let f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(path.join(n))
-                    .unwrap();
-                use std::io::Write;
-                (&f).write_all(&[1, 2, 3]).unwrap();
+                let f = disk().open(&path.join(n), OpenMode::EXISTING).unwrap();
+                f.write_at(&[1, 2, 3], f.len().unwrap()).unwrap();
             }
             damaged += 1;
         }
@@ -287,7 +291,7 @@ fn invalid_batches_write_nothing() {
     let mut log = PartitionLog::open(disk(), path.clone(), cfg, 0).unwrap();
     log.append(&mut mk(1, 10, 0), 0, 0).unwrap();
     let log_file = path.join(segment::file_name(0, "log"));
-    let size = std::fs::metadata(&log_file).unwrap().len();
+    let size = file_len(&log_file);
     let good = mk(2, 10, 0);
     // Second batch corrupt: the first must not be stored either.
     let mut bad = mk(2, 10, 0);
@@ -308,7 +312,7 @@ fn invalid_batches_write_nothing() {
     buf[16] = 1;
     assert_eq!(log.append(&mut buf, 0, 0).unwrap_err().error_code(), 87);
     assert_eq!(log.log_end_offset(), 1);
-    assert_eq!(std::fs::metadata(&log_file).unwrap().len(), size);
+    assert_eq!(file_len(&log_file), size);
     // Several good batches in one append.
     let mut buf = [good.clone(), good.clone()].concat();
     let info = log.append(&mut buf, 0, 0).unwrap();
@@ -419,7 +423,7 @@ fn idempotent_producer_rules_survive_reopen() {
     drop(log);
     for n in disk().list_dir(&path).unwrap() {
         if n.ends_with(".snapshot") {
-            std::fs::remove_file(path.join(n)).unwrap();
+            disk().remove_file(&path.join(n)).unwrap();
         }
     }
     let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
