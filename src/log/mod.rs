@@ -164,6 +164,11 @@ pub struct PartitionLog {
     first_unflushed_ms: Option<i64>,
     /// Bytes cut from segment tails by the recovery at open.
     recovery_truncated_bytes: u64,
+    /// Set by the first failed write or fsync. After it the page cache may
+    /// have dropped data the log believes it holds (fsyncgate), so every
+    /// further operation fails until the log is reopened and recovered,
+    /// as Kafka takes a log directory offline.
+    offline: Option<String>,
 }
 
 /// A batch that passed validation, staged for the write.
@@ -236,6 +241,7 @@ impl PartitionLog {
             unflushed_records: 0,
             first_unflushed_ms: None,
             recovery_truncated_bytes: truncated_total,
+            offline: None,
         };
         log.rebuild_producer_state()?;
         if clean {
@@ -265,6 +271,31 @@ impl PartitionLog {
         }
         self.producers = state;
         Ok(())
+    }
+
+    /// Fail if an earlier I/O error took the log offline.
+    fn ensure_online(&self) -> Result<(), LogError> {
+        match &self.offline {
+            None => Ok(()),
+            Some(why) => Err(LogError::Io(std::io::Error::other(format!(
+                "log {} is offline after an I/O failure ({why}); reopen it to recover",
+                self.dir.display()
+            )))),
+        }
+    }
+
+    /// Take the log offline if `r` is an I/O failure.
+    fn note_io<T>(&mut self, r: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(LogError::Io(e)) = &r {
+            tracing::error!(dir = %self.dir.display(), error = %e, "log I/O failure: taking the log offline");
+            self.offline = Some(e.to_string());
+        }
+        r
+    }
+
+    /// Whether an I/O failure took the log offline.
+    pub fn is_offline(&self) -> bool {
+        self.offline.is_some()
     }
 
     fn active(&self) -> &Segment {
@@ -299,6 +330,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        self.ensure_online()?;
         // 1. Validate everything, staging offsets and producer state.
         let split = batch::split_batches(batches)?;
         if split.is_empty() {
@@ -353,7 +385,8 @@ impl PartitionLog {
 
         // 2. Roll if this append does not belong in the active segment.
         if self.should_roll(batches.len() as u64, staged.len(), last_offset, now_ms) {
-            self.roll(now_ms)?;
+            let r = self.roll(now_ms);
+            self.note_io(r)?;
         }
 
         // 3. Assign offsets in place; stamp LogAppendTime.
@@ -370,8 +403,10 @@ impl PartitionLog {
 
         // 4. Write, then commit producer state.
         let interval = self.config.index_interval_bytes;
-        self.active_mut()
-            .append(batches, &headers, interval, now_ms)?;
+        let r = self
+            .active_mut()
+            .append(batches, &headers, interval, now_ms);
+        self.note_io(r)?;
         self.producers.commit(staged_producers);
         assert!(
             self.log_end_offset() == last_offset + 1,
@@ -444,6 +479,7 @@ impl PartitionLog {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<FetchSlice, LogError> {
+        self.ensure_online()?;
         let start = self.log_start_offset();
         let end = self.log_end_offset();
         if offset < start || offset > end {
@@ -518,7 +554,9 @@ impl PartitionLog {
 
     /// fsync everything written so far.
     pub fn flush(&mut self) -> Result<(), LogError> {
-        self.active().flush()?;
+        self.ensure_online()?;
+        let r = self.active().flush();
+        self.note_io(r)?;
         self.unflushed_records = 0;
         self.first_unflushed_ms = None;
         Ok(())
@@ -563,6 +601,7 @@ impl PartitionLog {
 
     /// Flush and write clean-shutdown state so the next open skips recovery.
     pub fn close(mut self) -> Result<(), LogError> {
+        self.ensure_online()?;
         self.active_mut().seal()?;
         let end = self.log_end_offset();
         self.producers

@@ -373,13 +373,16 @@ impl Segment {
     pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
         let start = self.offset_index.lookup(offset) as u64;
         let mut found = None;
-        scan_batches(self.log.as_ref(), start, self.size, false, |pos, h| {
+        let end = scan_batches(self.log.as_ref(), start, self.size, false, |pos, h| {
             if h.last_offset() >= offset {
                 found = Some((pos, *h));
                 return Ok(false);
             }
             Ok(true)
         })?;
+        if found.is_none() {
+            self.corrupt_at_rest(&end)?;
+        }
         Ok(found)
     }
 
@@ -433,13 +436,16 @@ impl Segment {
             None => 0,
         };
         let mut candidate = None;
-        scan_batches(self.log.as_ref(), start, self.size, false, |pos, h| {
+        let end = scan_batches(self.log.as_ref(), start, self.size, false, |pos, h| {
             if h.max_timestamp >= ts {
                 candidate = Some((pos, *h));
                 return Ok(false);
             }
             Ok(true)
         })?;
+        if candidate.is_none() {
+            self.corrupt_at_rest(&end)?;
+        }
         let Some((pos, h)) = candidate else {
             return Ok(None);
         };
@@ -459,13 +465,26 @@ impl Segment {
         mut f: impl FnMut(&BatchHeader) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
         let start = self.offset_index.lookup(from_offset) as u64;
-        scan_batches(self.log.as_ref(), start, self.size, false, |_, h| {
+        let end = scan_batches(self.log.as_ref(), start, self.size, false, |_, h| {
             if h.last_offset() >= from_offset {
                 f(h)?;
             }
             Ok(true)
         })?;
-        Ok(())
+        self.corrupt_at_rest(&end)
+    }
+
+    /// A scan of stored bytes that stopped early found damage at rest (the
+    /// bytes were whole when written or recovered): report it rather than
+    /// silently serving less.
+    fn corrupt_at_rest(&self, end: &ScanEnd) -> Result<(), LogError> {
+        match &end.problem {
+            None => Ok(()),
+            Some(why) => Err(LogError::CorruptMessage(format!(
+                "{}: {why}",
+                self.log_path.display()
+            ))),
+        }
     }
 
     /// The segment stops being active (roll, close): record its max

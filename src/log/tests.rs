@@ -1,7 +1,7 @@
 //! PartitionLog tests on RealDisk in a tempdir.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::batch::{self, build_batch, BatchHeader, BatchProducer, SimpleRecord};
@@ -13,11 +13,13 @@ use crate::env::RealDisk;
 struct CountingDisk {
     inner: RealDisk,
     syncs: Arc<AtomicU64>,
+    fail_sync: Arc<AtomicBool>,
 }
 
 struct CountingFile {
     inner: Box<dyn DiskFile>,
     syncs: Arc<AtomicU64>,
+    fail_sync: Arc<AtomicBool>,
 }
 
 impl DiskFile for CountingFile {
@@ -35,6 +37,9 @@ impl DiskFile for CountingFile {
     }
     fn sync_data(&self) -> std::io::Result<()> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fsync failure"));
+        }
         self.inner.sync_data()
     }
 }
@@ -44,6 +49,7 @@ impl Disk for CountingDisk {
         Ok(Box::new(CountingFile {
             inner: self.inner.open(path, mode)?,
             syncs: self.syncs.clone(),
+            fail_sync: self.fail_sync.clone(),
         }))
     }
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
@@ -447,6 +453,7 @@ fn flush_policy() {
     let d: Arc<dyn Disk> = Arc::new(CountingDisk {
         inner: RealDisk::new(),
         syncs: syncs.clone(),
+        fail_sync: Arc::new(AtomicBool::new(false)),
     });
     // Default: no fsync per append.
     let mut log =
@@ -521,4 +528,60 @@ fn rolls_by_age_and_index_capacity() {
     }
     assert!(log.segment_count() >= 3);
     assert_eq!(read_all(&log, 0).len(), 10 * mk(1, 10, 0).len());
+}
+
+#[test]
+fn failed_fsync_takes_the_log_offline_until_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    let fail = Arc::new(AtomicBool::new(false));
+    let d: Arc<dyn Disk> = Arc::new(CountingDisk {
+        inner: RealDisk::new(),
+        syncs: Arc::new(AtomicU64::new(0)),
+        fail_sync: fail.clone(),
+    });
+    let mut log = PartitionLog::open(d.clone(), path.clone(), LogConfig::default(), 0).unwrap();
+    log.append(&mut mk(1, 10, 0), 0, 0).unwrap();
+    fail.store(true, Ordering::SeqCst);
+    assert_eq!(log.flush().unwrap_err().error_code(), 56);
+    assert!(log.is_offline());
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(
+        log.append(&mut mk(1, 10, 0), 0, 0)
+            .unwrap_err()
+            .error_code(),
+        56
+    );
+    assert!(log.read(0, 100, true).is_err());
+    drop(log);
+    let mut log = PartitionLog::open(d, path, LogConfig::default(), 0).unwrap();
+    assert!(!log.is_offline());
+    assert_eq!(log.log_end_offset(), 1);
+    log.append(&mut mk(1, 10, 0), 0, 0).unwrap();
+}
+
+#[test]
+fn damage_at_rest_in_a_sealed_segment_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
+    for i in 0..30 {
+        log.append(&mut mk(2, 200, i), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() > 1);
+    log.close().unwrap();
+    // Break the length field of the first batch of segment 0.
+    let f = disk()
+        .open(&path.join(segment::file_name(0, "log")), OpenMode::EXISTING)
+        .unwrap();
+    f.write_at(&0x7fff_0000i32.to_be_bytes(), 8).unwrap();
+    drop(f);
+    let log = PartitionLog::open(disk(), path, small_segments(), 0).unwrap();
+    assert!(matches!(
+        log.read(0, 1000, true),
+        Err(LogError::CorruptMessage(_))
+    ));
+    // Later segments still read.
+    let second = log.read(log.log_end_offset() - 1, 1000, true).unwrap();
+    assert!(!second.records.is_empty());
 }
