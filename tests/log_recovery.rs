@@ -11,7 +11,9 @@ use weir::env::{Disk, RealDisk};
 use weir::log::batch::{self, build_batch, BatchProducer, SimpleRecord};
 use weir::log::{LogConfig, PartitionLog};
 
-fn mk(n: usize, value_len: usize, seed: usize) -> Vec<u8> {
+/// All batches come from one idempotent producer (id 1, epoch 0), so the
+/// property also covers producer state rebuilt after a truncation.
+fn mk(n: usize, value_len: usize, seed: usize, seq: i32) -> Vec<u8> {
     let recs: Vec<SimpleRecord> = (0..n)
         .map(|i| SimpleRecord {
             key: Some(format!("key-{seed}-{i}").into_bytes()),
@@ -20,7 +22,15 @@ fn mk(n: usize, value_len: usize, seed: usize) -> Vec<u8> {
             timestamp: 1_000 + seed as i64,
         })
         .collect();
-    build_batch(&recs, BatchProducer::default())
+    build_batch(
+        &recs,
+        BatchProducer {
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence: seq,
+            transactional: false,
+        },
+    )
 }
 
 fn read_all(log: &PartitionLog) -> Vec<u8> {
@@ -94,12 +104,17 @@ fn run(c: Case) {
         ..LogConfig::default()
     };
     let mut log = PartitionLog::open(disk.clone(), dir.clone(), cfg.clone(), 0).unwrap();
-    // (base offset, next offset, stored bytes) of every appended batch.
+    // (base offset, next offset, stored bytes) of every appended batch, and
+    // the (seed, records, value length, sequence) it was built from.
     let mut stored: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+    let mut built: Vec<(usize, usize, usize, i32)> = Vec::new();
+    let mut seq = 0i32;
     for (i, &(n, len)) in c.appends.iter().enumerate() {
-        let mut b = mk(n, len, i);
+        let mut b = mk(n, len, i, seq);
         let info = log.append(&mut b, 1, 0).unwrap();
         stored.push((info.first_offset, info.last_offset + 1, b));
+        built.push((i, n, len, seq));
+        seq += n as i32;
         if c.flush_at == Some(i) {
             log.flush().unwrap();
         }
@@ -145,24 +160,41 @@ fn run(c: Case) {
     // segment's whole batches ending at or before `limit`.
     let mut expected = Vec::new();
     let mut expected_end = active_base;
+    let mut survivors = 0;
     let mut pos = 0u64;
     for (base, next, b) in &stored {
         if *base < active_base {
             expected.extend_from_slice(b);
+            survivors += 1;
             continue;
         }
-        if pos + b.len() as u64 <= limit {
-            expected.extend_from_slice(b);
-            expected_end = *next;
+        if pos + b.len() as u64 > limit {
+            break;
         }
+        expected.extend_from_slice(b);
+        expected_end = *next;
+        survivors += 1;
         pos += b.len() as u64;
     }
 
     let mut log = PartitionLog::open(disk.clone(), dir.clone(), cfg.clone(), 0).unwrap();
     assert_eq!(log.log_end_offset(), expected_end);
     assert_eq!(read_all(&log), expected, "log is a byte-identical prefix");
-    let mut more = mk(2, 7, 999);
+    // The producer's last surviving batch is still known: a retry of it is
+    // a duplicate with the stored offsets.
+    if survivors > 0 {
+        let (i, n, len, s) = built[survivors - 1];
+        let mut retry = mk(n, len, i, s);
+        let info = log.append(&mut retry, 2, 0).unwrap();
+        assert!(info.duplicate, "retry after crash is a duplicate");
+        assert_eq!(info.first_offset, stored[survivors - 1].0);
+        assert_eq!(info.last_offset + 1, stored[survivors - 1].1);
+    }
+    // The next sequence after the surviving prefix is accepted.
+    let next_seq = built.get(survivors).map_or(seq, |b| b.3);
+    let mut more = mk(2, 7, 999, next_seq);
     let info = log.append(&mut more, 2, 0).unwrap();
+    assert!(!info.duplicate);
     assert_eq!(
         info.first_offset, expected_end,
         "appends continue after the prefix"
