@@ -503,6 +503,58 @@ impl PartitionLog {
         Ok(FetchSlice::default())
     }
 
+    /// Remove every batch whose last offset is >= `offset` (a follower
+    /// truncating to the leader's log). A batch holding `offset` in its middle
+    /// goes too, so the new log end may be below `offset`, as in Kafka.
+    /// Later segments are deleted, the cut segment's indexes rebuilt, and
+    /// producer state rebuilt from a snapshot at or below the new end.
+    ///
+    /// Crash story: later segments are deleted before the cut, each step
+    /// durable; a crash in between can leave batches that were meant to go,
+    /// which the replication protocol truncates again after restart.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        self.ensure_online()?;
+        let start = self.log_start_offset();
+        let end = self.log_end_offset();
+        if offset >= end {
+            return Ok(());
+        }
+        if offset < start {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let r = self.truncate_inner(offset);
+        self.note_io(r)
+    }
+
+    fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        let keep = *self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| b)
+            .expect("log invariant: the first segment starts at log start");
+        let later: Vec<i64> = self.segments.range(keep + 1..).map(|(b, _)| *b).collect();
+        for base in later.into_iter().rev() {
+            let seg = self.segments.remove(&base).expect("listed above");
+            seg.delete_files(self.disk.as_ref(), &self.dir)?;
+        }
+        let seg = self.segments.remove(&keep).expect("listed above");
+        let pos = match seg.find_batch(offset)? {
+            Some((pos, _)) => pos,
+            None => seg.size(),
+        };
+        let interval = self.config.index_interval_bytes;
+        let seg = seg.truncate_to_position(self.disk.as_ref(), &self.dir, pos, interval)?;
+        self.segments.insert(keep, seg);
+        self.unflushed_records = 0;
+        self.first_unflushed_ms = None;
+        assert!(
+            self.log_end_offset() <= offset,
+            "truncation invariant: nothing at or above the target remains"
+        );
+        self.rebuild_producer_state()
+    }
+
     /// First offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
         *self

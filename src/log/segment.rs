@@ -500,6 +500,42 @@ impl Segment {
         Ok(())
     }
 
+    /// Cut the log at `pos` (a batch boundary), make that durable, and
+    /// rebuild the indexes and in-memory state by rescanning what remains.
+    pub fn truncate_to_position(
+        self,
+        disk: &dyn Disk,
+        dir: &Path,
+        pos: u64,
+        index_interval_bytes: u32,
+    ) -> Result<Segment, LogError> {
+        assert!(pos <= self.size, "truncation only removes bytes");
+        let base = self.base_offset;
+        let created = self.created_ms;
+        self.log.set_len(pos)?;
+        self.log.sync_data()?;
+        drop(self);
+        let (mut seg, cut) = Segment::recover(disk, dir, base, index_interval_bytes, 0)?;
+        assert!(cut == 0, "a truncated segment rescans cleanly");
+        seg.created_ms = if seg.size > 0 { created } else { None };
+        Ok(seg)
+    }
+
+    /// Remove the segment's files (the segment is dropped first so no handle
+    /// stays open).
+    pub fn delete_files(self, disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
+        let base = self.base_offset;
+        drop(self);
+        for ext in ["log", "index", "timeindex"] {
+            let path = dir.join(file_name(base, ext));
+            match disk.remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// fsync the log file.
     pub fn flush(&self) -> Result<(), LogError> {
         Ok(self.log.sync_data()?)

@@ -585,3 +585,62 @@ fn damage_at_rest_in_a_sealed_segment_is_reported() {
     let second = log.read(log.log_end_offset() - 1, 1000, true).unwrap();
     assert!(!second.records.is_empty());
 }
+
+#[test]
+fn partition_log_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PartitionLog>();
+}
+
+#[test]
+fn truncate_to_removes_the_tail_and_producer_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
+    let mut stored = Vec::new();
+    let mut retries = Vec::new();
+    for i in 0..30 {
+        let b = mk_prod(2, 300, i, idem(5, 0, 2 * i as i32));
+        retries.push(b.clone());
+        let mut b = b;
+        log.append(&mut b, 0, 0).unwrap();
+        stored.push(b);
+    }
+    assert!(log.segment_count() > 3);
+    log.close().unwrap(); // leaves a snapshot at the end, above the cut
+    let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
+    // Offset 21 is the middle of batch 10 (offsets 20, 21): it goes too.
+    log.truncate_to(21).unwrap();
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(read_all(&log, 0), stored[..10].concat());
+    assert!(matches!(
+        log.read(21, 100, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    // Truncating at or past the end is a no-op; below the start an error.
+    log.truncate_to(100).unwrap();
+    assert_eq!(log.log_end_offset(), 20);
+    assert!(log.truncate_to(-1).is_err());
+    // Producer state: batch 9 is still a duplicate, batch 10 is new again.
+    assert!(log.append(&mut retries[9].clone(), 0, 0).unwrap().duplicate);
+    let info = log.append(&mut retries[10].clone(), 0, 0).unwrap();
+    assert!(!info.duplicate);
+    assert_eq!(info.first_offset, 20);
+    // The state survives a crash.
+    drop(log);
+    let mut log = PartitionLog::open(disk(), path.clone(), small_segments(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 22);
+    assert!(
+        log.append(&mut retries[10].clone(), 0, 0)
+            .unwrap()
+            .duplicate
+    );
+    // Truncate into the first segment, then to the very start.
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    log.truncate_to(0).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.segment_count(), 1);
+    let info = log.append(&mut mk(1, 10, 0), 0, 0).unwrap();
+    assert_eq!(info.first_offset, 0);
+}
