@@ -593,4 +593,66 @@ mod tests {
         assert_eq!(increment_sequence(i32::MAX, 1), 0);
         assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn record() -> impl Strategy<Value = SimpleRecord> {
+            (
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..20)),
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..200)),
+                prop::collection::vec(
+                    (
+                        "[a-z]{0,5}",
+                        prop::option::of(prop::collection::vec(any::<u8>(), 0..5)),
+                    ),
+                    0..3,
+                ),
+                0i64..1_000_000,
+            )
+                .prop_map(|(key, value, headers, timestamp)| SimpleRecord {
+                    key,
+                    value,
+                    headers,
+                    timestamp,
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let _ = split_batches(&bytes);
+                let _ = BatchHeader::parse(&bytes);
+                let _ = validate_batch(&bytes);
+                let _ = record_timestamps(&bytes);
+            }
+
+            #[test]
+            fn built_batches_decode_with_kafka_protocol(
+                records in prop::collection::vec(record(), 1..10),
+                base in 0i64..1 << 40,
+            ) {
+                let mut b = build_batch(&records, BatchProducer::default());
+                set_base_offset(&mut b, base);
+                let h = validate_batch(&b).unwrap();
+                h.validate_fields().unwrap();
+                prop_assert_eq!(h.record_count as usize, records.len());
+                let mut bytes = bytes::Bytes::from(b);
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).unwrap();
+                prop_assert_eq!(set.records.len(), records.len());
+                for (i, (got, want)) in set.records.iter().zip(&records).enumerate() {
+                    prop_assert_eq!(got.offset, base + i as i64);
+                    prop_assert_eq!(got.timestamp, want.timestamp);
+                    prop_assert_eq!(got.key.as_deref(), want.key.as_deref());
+                    prop_assert_eq!(got.value.as_deref(), want.value.as_deref());
+                    // kafka-protocol keeps headers in a map: repeated keys collapse.
+                    let mut keys: Vec<&String> = want.headers.iter().map(|(k, _)| k).collect();
+                    keys.sort();
+                    keys.dedup();
+                    prop_assert_eq!(got.headers.len(), keys.len());
+                }
+            }
+        }
+    }
 }

@@ -139,19 +139,6 @@ impl OffsetIndex {
         self.entries.is_empty()
     }
 
-    /// Drop every entry whose position is >= `log_size` (after the log was
-    /// truncated there).
-    pub fn truncate_to_log_size(&mut self, log_size: u64) -> io::Result<()> {
-        let keep = self
-            .entries
-            .partition_point(|&(_, p)| (p as u64) < log_size);
-        if keep < self.entries.len() {
-            self.entries.truncate(keep);
-            self.file.set_len((keep * ENTRY_BYTES) as u64)?;
-        }
-        Ok(())
-    }
-
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
