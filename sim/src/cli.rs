@@ -212,8 +212,14 @@ mod sim {
         let mut sim_ms = 0u64;
         let mut wall = Duration::ZERO;
         let mut acks = 0u64;
+        // Seeds in which each anomaly kind showed (allowed or not), so a
+        // scenario that allows loss shows whether it really happens.
+        let mut seen: std::collections::BTreeMap<&'static str, u64> = Default::default();
         for seed in seeds {
             let o = run_seed(s, seed, false);
+            for name in o.anomaly_names() {
+                *seen.entry(name).or_default() += 1;
+            }
             sim_ms += o.sim_ms;
             wall += o.wall;
             acks += o.acks;
@@ -225,6 +231,10 @@ mod sim {
                     replay_command(path, seed)
                 );
             }
+        }
+        if !seen.is_empty() {
+            let parts: Vec<String> = seen.iter().map(|(k, n)| format!("{k} in {n}")).collect();
+            println!("anomalies by seeds: {}", parts.join(", "));
         }
         // Compression counts the simulations alone; seeds per hour counts
         // everything (checking, printing) the command did.
