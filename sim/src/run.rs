@@ -128,6 +128,8 @@ pub fn run_seed(scenario: &Scenario, seed: u64, keep_trace: bool) -> RunOutcome 
                 o.trace_hash = trace.hash();
                 o.trace_events = trace.events();
                 o.trace = trace.lines().to_vec();
+                o.sim_ms = trace.last_ms();
+                o.acks = ctx.acks.load(Ordering::Relaxed);
                 o.history = ctx.take_history().into_ops();
             }
             o

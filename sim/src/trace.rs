@@ -17,6 +17,8 @@ pub struct Trace {
     lines: Vec<String>,
     hash: u64,
     events: u64,
+    /// Simulated ms of the latest event.
+    last_ms: u64,
     /// Keep lines for printing (replay --trace), or hash them only.
     keep: bool,
 }
@@ -27,6 +29,7 @@ impl Trace {
             lines: Vec::new(),
             hash: FNV_OFFSET,
             events: 0,
+            last_ms: 0,
             keep,
         }
     }
@@ -45,6 +48,7 @@ impl Trace {
             self.hash = self.hash.wrapping_mul(FNV_PRIME);
         }
         self.events += 1;
+        self.last_ms = at_ms;
         if self.keep && self.lines.len() < TRACE_LINES_MAX {
             self.lines.push(line);
         }
@@ -56,6 +60,11 @@ impl Trace {
 
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Simulated ms of the latest event (how far a run that died got).
+    pub fn last_ms(&self) -> u64 {
+        self.last_ms
     }
 
     pub fn lines(&self) -> &[String] {

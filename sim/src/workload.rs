@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use weir::client::consumer::OffsetReset;
 use weir::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
 };
@@ -66,7 +65,6 @@ pub fn consumer_config(w: &WorkloadSpec) -> anyhow::Result<ConsumerConfig> {
     for (k, v) in &w.consumer {
         set(k, v)?;
     }
-    debug_assert_eq!(cfg.auto_offset_reset, OffsetReset::Earliest);
     cfg.client_id = "jepsen-consumer".to_string();
     Ok(cfg)
 }
