@@ -46,8 +46,14 @@ pub fn broker_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + i as u8))
 }
 
+/// Workload client `i` (producers, then consumers).
 pub fn client_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1 + i as u8))
+}
+
+/// The harness's own client nodes: 0 creates the topic, 1 does the final read.
+pub fn harness_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1 + i as u8))
 }
 
 pub fn disk_options(s: &Scenario) -> SimDiskOptions {

@@ -12,7 +12,7 @@ use weir::client::admin::NewTopic;
 use weir::client::Admin;
 use weir::env::time::{sleep, timeout, Duration};
 
-use crate::cluster::{client_ip, Cluster};
+use crate::cluster::{client_ip, harness_ip, Cluster};
 use crate::ctx::{Ctx, Phase};
 use crate::nemesis::Nemesis;
 use crate::outcome::{evaluate, RunOutcome, Verdict};
@@ -172,7 +172,7 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         consumer: consumer_config(w)?,
     };
 
-    let setup = handle.create_node().name("setup").ip(client_ip(31)).build();
+    let setup = handle.create_node().name("setup").ip(harness_ip(0)).build();
     let (e2, s2) = (env.clone(), s.clone());
     let created = setup
         .spawn(async move { timeout(Duration::from_secs(SETUP_S_MAX), create_topic(e2, s2)).await })
@@ -228,7 +228,7 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
     if w.producers > 0 && ctx.healed_acks.load(Ordering::Relaxed) == 0 {
         liveness.push("no send was acknowledged in the healed phase".to_string());
     }
-    let reader = handle.create_node().name("final").ip(client_ip(30)).build();
+    let reader = handle.create_node().name("final").ip(harness_ip(1)).build();
     let complete = reader
         .spawn(final_read(env))
         .await
@@ -239,6 +239,16 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
             w.final_read_s
         ));
     }
+    ctx.trace(
+        "harness",
+        format!(
+            "totals: {} sends acknowledged ({} in the healed phase), {} indeterminate, {} polls",
+            ctx.acks.load(Ordering::Relaxed),
+            ctx.healed_acks.load(Ordering::Relaxed),
+            ctx.send_errors.load(Ordering::Relaxed),
+            ctx.polls.load(Ordering::Relaxed)
+        ),
+    );
     let garbage = ctx.garbage.load(Ordering::Relaxed);
     if garbage > 0 {
         // Not a liveness finding: it fails the run even where liveness is off.
