@@ -68,6 +68,11 @@ fn crash_durable() {
 //   inconsistent-offsets).
 
 #[test]
+fn crash_fsync_acks1() {
+    check("crash-fsync-acks1", 0..2);
+}
+
+#[test]
 fn crash_default_flush() {
     check("crash-default-flush", 0..2);
 }
