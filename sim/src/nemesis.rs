@@ -3,6 +3,12 @@
 //! seed-chosen window and heals it. At the end of the phase `heal_all`
 //! undoes anything still in force, so the healed phase starts clean.
 //!
+//! One fault at a time, on one node, is the rule that keeps a cluster of
+//! three or more recoverable (SimDisk's fault model assumes a majority always
+//! holds a good copy). On today's single node there is no good copy to fall
+//! back on, which is why the scenarios that destroy synced data (bit rot,
+//! lying fsync) allow loss or exist to show it.
+//!
 //! Faults and what they model:
 //! - crash: machine crash (power loss). Kill, `SimDisk::crash()`, restart.
 //! - kill: process crash. Kill and restart; the page cache (SimDisk's
