@@ -93,3 +93,68 @@ pub fn evaluate(s: &Scenario, report: &Report, liveness: &[String]) -> Verdict {
         Verdict::Fail(reasons)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{forget_reads_of, HistoryRecorder};
+    use std::collections::BTreeMap;
+
+    /// A history with one lost write (and the unseen/int-poll-skip it implies).
+    fn lossy_report() -> Report {
+        let mut h = HistoryRecorder::new();
+        for v in 0..4 {
+            h.send_invoke(0, 0, v, v as u64);
+            h.send_complete(0, 0, v, Ok(v), v as u64);
+        }
+        h.assign(1, &[0], 10);
+        h.poll_invoke(1, 11);
+        let read: BTreeMap<i64, Vec<(i64, i64)>> = [(0, (0..4).map(|v| (v, v)).collect())].into();
+        h.poll_complete(1, Ok(read), 12);
+        let mut ops = h.into_ops();
+        forget_reads_of(&mut ops, 0, 1);
+        weir_jepsen::analyze(&ops)
+    }
+
+    fn scenario(expect: &str) -> Scenario {
+        Scenario::parse(&format!("name = \"t\"\n[expect]\n{expect}")).unwrap()
+    }
+
+    #[test]
+    fn unexpected_anomalies_fail_and_are_named() {
+        let r = lossy_report();
+        match evaluate(&scenario(""), &r, &[]) {
+            Verdict::Fail(reasons) => {
+                assert!(reasons.iter().any(|x| x.starts_with("anomaly lost-write")))
+            }
+            Verdict::Pass => panic!("a lost write passed"),
+        }
+    }
+
+    #[test]
+    fn allowed_anomalies_pass_and_required_ones_must_show() {
+        let r = lossy_report();
+        let all = "allowed = [\"lost-write\", \"unseen\", \"int-poll-skip\"]";
+        assert_eq!(evaluate(&scenario(all), &r, &[]), Verdict::Pass);
+        let clean = Report::default();
+        let required = "required = [\"lost-write\"]";
+        assert!(matches!(
+            evaluate(&scenario(required), &clean, &[]),
+            Verdict::Fail(r) if r[0].contains("required anomaly lost-write")
+        ));
+    }
+
+    #[test]
+    fn liveness_counts_unless_switched_off() {
+        let clean = Report::default();
+        let stalled = ["no send was acknowledged in the healed phase".to_string()];
+        assert!(matches!(
+            evaluate(&scenario(""), &clean, &stalled),
+            Verdict::Fail(_)
+        ));
+        assert_eq!(
+            evaluate(&scenario("liveness = false"), &clean, &stalled),
+            Verdict::Pass
+        );
+    }
+}
