@@ -261,8 +261,14 @@ impl ServerConfig {
                 "auto.create.topics.enable".into(),
                 self.auto_create_topics_enable.to_string(),
             ),
-            ("message.max.bytes".into(), self.message_max_bytes.to_string()),
-            ("log.segment.bytes".into(), self.log_segment_bytes.to_string()),
+            (
+                "message.max.bytes".into(),
+                self.message_max_bytes.to_string(),
+            ),
+            (
+                "log.segment.bytes".into(),
+                self.log_segment_bytes.to_string(),
+            ),
             ("log.roll.ms".into(), self.log_roll_ms.to_string()),
             (
                 "log.index.interval.bytes".into(),
@@ -465,8 +471,7 @@ fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    v.parse::<T>()
-        .map_err(|e| invalid(key, v, &e.to_string()))
+    v.parse::<T>().map_err(|e| invalid(key, v, &e.to_string()))
 }
 
 fn parse_min<T>(key: &str, v: &str, min: T) -> Result<T, ConfigError>

@@ -38,7 +38,10 @@ mod tests {
         assert_eq!(frame_size(10i32.to_be_bytes(), 100), Ok(10));
         assert_eq!(
             frame_size(101i32.to_be_bytes(), 100),
-            Err(FrameError::TooLarge { size: 101, max: 100 })
+            Err(FrameError::TooLarge {
+                size: 101,
+                max: 100
+            })
         );
         assert_eq!(
             frame_size((-1i32).to_be_bytes(), 100),

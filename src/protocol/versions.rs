@@ -65,7 +65,10 @@ mod tests {
         for &(k, lo, hi) in SUPPORTED_APIS {
             let codec = k.valid_versions();
             assert!(lo <= hi, "{k:?}");
-            assert!(codec.min <= lo && hi <= codec.max, "{k:?} outside codec range");
+            assert!(
+                codec.min <= lo && hi <= codec.max,
+                "{k:?} outside codec range"
+            );
         }
         assert!(is_supported(ApiKey::Produce, 9));
         assert!(!is_supported(ApiKey::Produce, 13));
