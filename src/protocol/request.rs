@@ -40,6 +40,9 @@ pub enum RequestError {
     /// A header or body that does not decode: close.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// The response does not encode at the request's version (a handler bug): close.
+    #[error("response encoding failed: {0}")]
+    Encode(String),
 }
 
 /// Bytes before the first variable-length header field: api key, version, correlation id.

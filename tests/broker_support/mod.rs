@@ -119,8 +119,16 @@ pub fn record(key: &str, value: &[u8], timestamp: i64) -> Record {
     }
 }
 
-/// One RecordBatch v2 holding `records` (offsets 0.. relative).
+/// One RecordBatch v2 holding `records` (offsets renumbered 0..n, as a producer does).
 pub fn batch(records: &[Record]) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            offset: i as i64,
+            ..r.clone()
+        })
+        .collect();
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,

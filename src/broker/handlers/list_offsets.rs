@@ -14,7 +14,15 @@ const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsResponse {
+/// Version 4 added the leader epoch to each partition's answer.
+const LEADER_EPOCH_VERSION: i16 = 4;
+
+pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let leader_epoch = if version >= LEADER_EPOCH_VERSION {
+        0
+    } else {
+        -1
+    };
     let topics = request
         .topics
         .into_iter()
@@ -47,7 +55,7 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsRespon
                         Ok(Some((offset, timestamp))) => resp
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(0),
+                            .with_leader_epoch(leader_epoch),
                         Ok(None) => resp,
                         Err(e) => resp.with_error_code(e.error_code()),
                     }

@@ -47,7 +47,7 @@ pub async fn dispatch(
     match api_key {
         ApiKey::Produce => {
             if let Some(resp) = produce::handle(broker, body, version).await? {
-                respond(out, correlation_id, version, &resp);
+                respond(out, correlation_id, version, &resp)?;
             }
         }
         ApiKey::Fetch => {
@@ -57,7 +57,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &fetch::handle(broker, req, version).await,
-            );
+            )?;
         }
         ApiKey::ListOffsets => {
             let req = decode(&mut body, version)?;
@@ -65,8 +65,8 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &list_offsets::handle(broker, req),
-            );
+                &list_offsets::handle(broker, req, version),
+            )?;
         }
         ApiKey::Metadata => {
             let req = decode(&mut body, version)?;
@@ -75,11 +75,11 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &metadata::handle(broker, req, version),
-            );
+            )?;
         }
         ApiKey::ApiVersions => {
             let req = decode(&mut body, version)?;
-            respond(out, correlation_id, version, &api_versions::handle(req));
+            respond(out, correlation_id, version, &api_versions::handle(req))?;
         }
         ApiKey::CreateTopics => {
             let req = decode(&mut body, version)?;
@@ -88,7 +88,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &create_topics::handle(broker, req, version),
-            );
+            )?;
         }
         ApiKey::DeleteTopics => {
             let req = decode(&mut body, version)?;
@@ -97,7 +97,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &delete_topics::handle(broker, req, version),
-            );
+            )?;
         }
         ApiKey::CreatePartitions => {
             let req = decode(&mut body, version)?;
@@ -106,7 +106,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &create_partitions::handle(broker, req),
-            );
+            )?;
         }
         ApiKey::DescribeConfigs => {
             let req = decode(&mut body, version)?;
@@ -115,7 +115,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &describe_configs::handle(broker, req, version),
-            );
+            )?;
         }
         ApiKey::IncrementalAlterConfigs => {
             let req = decode(&mut body, version)?;
@@ -124,7 +124,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &incremental_alter_configs::handle(broker, req),
-            );
+            )?;
         }
         ApiKey::DescribeCluster => {
             let req = decode(&mut body, version)?;
@@ -133,7 +133,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &describe_cluster::handle(broker, req),
-            );
+            )?;
         }
         ApiKey::InitProducerId => {
             let req = decode(&mut body, version)?;
@@ -142,7 +142,7 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &init_producer_id::handle(broker, req),
-            );
+            )?;
         }
         other => {
             // Unreachable in practice: the version table admits only the APIs above.
@@ -164,13 +164,14 @@ fn respond<R: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     body: &R,
-) {
-    // A response we built that does not encode at this version is a bug in a
-    // handler; the client would hang without an answer, so log loudly. The
-    // connection then sees no response for this correlation id and times out.
-    if let Err(e) = encode_response(out, correlation_id, version, body) {
+) -> Result<(), RequestError> {
+    // A response that does not encode at this version is a handler bug.
+    // Skipping it would leave the client waiting forever for this correlation
+    // id, so the connection is closed instead: the client sees an error at once.
+    encode_response(out, correlation_id, version, body).map_err(|e| {
         tracing::error!(error = %e, correlation_id, version, "response encoding failed");
-    }
+        RequestError::Encode(e.to_string())
+    })
 }
 
 /// An owned string as the codec's string type.
