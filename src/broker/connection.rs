@@ -92,6 +92,8 @@ async fn run(broker: &Broker, mut stream: TcpStream) -> Result<(), ConnectionErr
         }
         if !holds_complete_frame(&rbuf) && !out.is_empty() {
             stream.write_all(&out).await?;
+            // A no-op on real TCP; madsim's stream sends only on flush.
+            stream.flush().await?;
             out.clear();
         }
         if rbuf.is_empty() && rbuf.capacity() < READ_BUFFER_BYTES {

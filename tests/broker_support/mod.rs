@@ -63,11 +63,13 @@ impl Client {
         framed.put_i32(body.len() as i32);
         framed.extend_from_slice(&body);
         self.stream.write_all(&framed).await.unwrap();
+        self.stream.flush().await.unwrap();
         cid
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
+        self.stream.flush().await.unwrap();
     }
 
     /// Read one response frame: (correlation id, body bytes after the header).
