@@ -209,7 +209,16 @@ impl ServerConfig {
                 self.extra.insert(key.to_string(), v.to_string());
             }
         }
-        self.explicit.insert(key.to_string());
+        // Record the canonical key, so an alias (log.retention.hours) marks the
+        // config DescribeConfigs reports (log.retention.ms) as statically set.
+        let canonical = match key {
+            "broker.id" => "node.id",
+            "log.dir" => "log.dirs",
+            "log.roll.hours" => "log.roll.ms",
+            "log.retention.minutes" | "log.retention.hours" => "log.retention.ms",
+            other => other,
+        };
+        self.explicit.insert(canonical.to_string());
         Ok(())
     }
 

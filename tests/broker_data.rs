@@ -165,6 +165,49 @@ async fn produce_then_fetch_returns_identical_records() {
 }
 
 #[tokio::test]
+async fn multi_partition_produce_appends_in_place_without_copying_the_frame() {
+    use std::sync::atomic::Ordering;
+    use weir::broker::handlers::produce::FRAME_COPIES;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    create(&mut c, "multi", 3, &[]).await;
+    let before = FRAME_COPIES.load(Ordering::Relaxed);
+    let parts = (0..3)
+        .map(|p| {
+            PartitionProduceData::default()
+                .with_index(p)
+                .with_records(Some(batch(&[record("k", &[p as u8; 2000], 1)])))
+        })
+        .collect();
+    let r = c
+        .call(
+            9,
+            &ProduceRequest::default()
+                .with_transactional_id(None)
+                .with_acks(1)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name("multi"))
+                    .with_partition_data(parts)]),
+        )
+        .await;
+    for p in &r.responses[0].partition_responses {
+        assert_eq!((p.error_code, p.base_offset), (0, 0));
+    }
+    assert_eq!(
+        FRAME_COPIES.load(Ordering::Relaxed),
+        before,
+        "produce frame was copied"
+    );
+    for p in 0..3 {
+        let f = c.call(11, &fetch_req("multi", p, 0, 0, 0)).await;
+        let got = decode_records(f.responses[0].partitions[0].records.clone().unwrap());
+        assert_eq!(got[0].value.as_deref(), Some(&[p as u8; 2000][..]));
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn acks_zero_gets_no_response() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;

@@ -12,6 +12,7 @@
 //! (the leader is the whole ISR).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -35,6 +36,10 @@ const BATCH_LENGTH_AT: usize = 8;
 /// Bytes before a batch's length field and the field itself (baseOffset + batchLength).
 const LOG_OVERHEAD_BYTES: usize = 12;
 const INVALID_RECORD: i16 = 87;
+
+/// Produce requests whose frame had to be copied because it was shared
+/// (expected to stay 0: the connection reads each frame into its own buffer).
+pub static FRAME_COPIES: AtomicU64 = AtomicU64::new(0);
 
 struct PartitionPlan {
     index: i32,
@@ -77,6 +82,7 @@ pub async fn handle(
     }
     drop(request);
     let mut frame: BytesMut = body.try_into_mut().unwrap_or_else(|shared| {
+        FRAME_COPIES.fetch_add(1, Ordering::Relaxed);
         tracing::trace!("produce frame shared; copying it once");
         BytesMut::from(&shared[..])
     });
