@@ -91,9 +91,16 @@ async fn run(broker: &Broker, mut stream: TcpStream) -> Result<(), ConnectionErr
             Err(e) => return Err(e.into()),
         }
         if !holds_complete_frame(&rbuf) && !out.is_empty() {
-            stream.write_all(&out).await?;
-            // A no-op on real TCP; madsim's stream sends only on flush.
-            stream.flush().await?;
+            // A client that stops reading must not hold up shutdown.
+            let write = async {
+                stream.write_all(&out).await?;
+                // A no-op on real TCP; madsim's stream sends only on flush.
+                stream.flush().await
+            };
+            tokio::select! {
+                r = write => r?,
+                _ = shutdown.changed() => return Err(ConnectionError::Shutdown),
+            }
             out.clear();
         }
         if rbuf.is_empty() && rbuf.capacity() < READ_BUFFER_BYTES {
