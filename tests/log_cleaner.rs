@@ -164,15 +164,15 @@ fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
         log.append(&mut mk(&[(4, Some(i))], 1), 0, 1).unwrap();
     }
     log.clean(5_500, log.log_end_offset()).unwrap().unwrap();
-    assert!(latest(&read_records(&log)).contains_key(&b"key-1".to_vec()));
+    assert!(latest(&read_records(&log)).contains_key(b"key-1".as_slice()));
     // After delete.retention.ms since its segment was first cleaned: gone.
     for i in 0..20u32 {
         log.append(&mut mk(&[(5, Some(i))], 1), 0, 1).unwrap();
     }
     log.clean(6_000, log.log_end_offset()).unwrap().unwrap();
     let recs = read_records(&log);
-    assert!(!latest(&recs).contains_key(&b"key-1".to_vec()));
-    assert!(latest(&recs).contains_key(&b"key-2".to_vec()));
+    assert!(!latest(&recs).contains_key(b"key-1".as_slice()));
+    assert!(latest(&recs).contains_key(b"key-2".as_slice()));
 }
 
 fn c_ratio() -> LogConfig {
