@@ -8,15 +8,28 @@
 //! idempotent-producer state and its snapshots; `batch` knows the
 //! RecordBatch v2 header.
 //!
+//! Log management: `retention` (cleanup.policy=delete, DeleteRecords: the
+//! log start offset moves and whole segments below it go), `cleaner`
+//! (cleanup.policy=compact: latest record per key, crash-safe segment swap),
+//! `validate` (compressed batches checked record by record on append;
+//! compression.type conversion), `checkpoint` (the durable log start offset
+//! and cleaner progress).
+//!
 //! Directory layout: `<base>.log`, `<base>.index`, `<base>.timeindex` per
 //! segment (base = 20-digit zero-padded base offset), `<offset>.snapshot`
-//! producer-state snapshots, and `.weir_clean_shutdown` while the log is
-//! closed cleanly.
+//! producer-state snapshots, `log-start-offset.checkpoint` and
+//! `cleaner-offset.checkpoint`, transient `<base>.log.cleaned` /
+//! `<base>.log.swap` during a cleaner swap, and `.weir_clean_shutdown` while
+//! the log is closed cleanly.
 //!
 //! Invariants:
 //! - `log/` never reads a clock: time comes in as `now_ms` parameters.
 //! - `log/` does all I/O through `env::Disk`.
-//! - Offsets only grow; a stored batch never changes after `append` returns.
+//! - Offsets only grow; a stored batch never changes after `append` returns,
+//!   except that the cleaner may drop records from closed segments (every
+//!   survivor keeps its offset).
+//! - The log start offset only grows and is durable before anything below it
+//!   is deleted; nothing below it is ever served.
 //! - Only the last (active) segment is ever written; every other segment was
 //!   fsynced (log and indexes) when it stopped being active.
 
@@ -777,6 +790,11 @@ impl PartitionLog {
         self.segments.insert(keep, seg);
         self.unflushed_records = 0;
         self.first_unflushed_ms = None;
+        if self.cleaner_state.first_dirty_offset > self.log_end_offset() {
+            // Offsets above the new end will be written again: dirty.
+            self.cleaner_state.first_dirty_offset = self.log_end_offset();
+            self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
+        }
         assert!(
             self.log_end_offset() <= offset,
             "truncation invariant: nothing at or above the target remains"
