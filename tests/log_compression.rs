@@ -185,3 +185,31 @@ fn compression_type_recompresses_with_offsets_and_producer_fields_kept() {
     let got = log.read(0, 1 << 20, true).unwrap().records;
     assert_eq!(batch::split_batches(&got).unwrap()[0].1.compression(), 0);
 }
+
+#[test]
+fn compacted_topics_refuse_keyless_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        cleanup_policy: weir::log::CleanupPolicy::COMPACT,
+        ..LogConfig::default()
+    };
+    let mut log = open("k-0", &tmp, cfg);
+    let rec = |key: Option<Vec<u8>>| SimpleRecord {
+        key,
+        value: Some(b"v".to_vec()),
+        headers: vec![],
+        timestamp: 1,
+    };
+    let mut ok = build_batch(&[rec(Some(b"k".to_vec()))], BatchProducer::default());
+    log.append(&mut ok, 0, 0).unwrap();
+    let mut bad = build_batch(
+        &[rec(Some(b"k".to_vec())), rec(None)],
+        BatchProducer::default(),
+    );
+    assert_eq!(log.append(&mut bad, 0, 0).unwrap_err().error_code(), 87);
+    let mut recs = records(&[0, 1]);
+    recs[1].key = None;
+    let mut bad = encode(&recs, Compression::Lz4);
+    assert_eq!(log.append(&mut bad, 0, 0).unwrap_err().error_code(), 87);
+    assert_eq!(log.log_end_offset(), 1);
+}

@@ -592,8 +592,15 @@ impl PartitionLog {
                 });
             }
             h.validate_fields()?;
+            let bytes = &batches[range.clone()];
             if h.compression() != 0 {
-                validate::validate_compressed(&batches[range.clone()], &h)?;
+                let records = validate::validate_compressed(bytes, &h)?;
+                if self.config.cleanup_policy.compact {
+                    validate::require_keys(&h, &records)?;
+                }
+            } else if self.config.cleanup_policy.compact {
+                // Only compacted topics pay for a record walk here.
+                validate::require_keys(&h, &batch::decode_records(bytes)?)?;
             }
             h.base_offset = next;
             if h.has_producer_id() {

@@ -9,6 +9,9 @@
 //! must be 0..n-1, and every record must decode. A failure is InvalidRecord
 //! (87) for wrong counts or offsets and CorruptMessage (2) for bytes that do
 //! not decompress or decode; either way nothing of the append is written.
+//!
+//! Under cleanup.policy compact every record must have a key, as in Kafka;
+//! only compacted topics pay for that record walk on uncompressed batches.
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
@@ -124,4 +127,18 @@ pub fn maybe_recompress(
         )));
     }
     Ok(Some(batch::reencode(h, &records, codec)?))
+}
+
+/// Kafka refuses keyless records on a compacted topic (the cleaner could
+/// never supersede them). Control records carry keys of their own.
+pub fn require_keys(h: &BatchHeader, records: &[Record]) -> Result<(), LogError> {
+    if h.is_control() {
+        return Ok(());
+    }
+    if records.iter().any(|r| r.key.is_none()) {
+        return Err(LogError::InvalidRecord(
+            "compacted topic cannot accept a record without a key".into(),
+        ));
+    }
+    Ok(())
 }
