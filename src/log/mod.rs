@@ -50,6 +50,7 @@ pub mod producer_state;
 pub mod retention;
 pub mod segment;
 pub mod time_index;
+pub mod topic_config;
 pub mod validate;
 
 use batch::BatchHeader;
