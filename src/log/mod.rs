@@ -45,6 +45,7 @@ use crate::env::Disk;
 pub mod batch;
 pub mod checkpoint;
 pub mod cleaner;
+pub mod maintenance;
 pub mod offset_index;
 pub mod producer_state;
 pub mod retention;
@@ -55,8 +56,11 @@ pub mod validate;
 
 use batch::BatchHeader;
 use checkpoint::CleanerState;
+pub use cleaner::CleanOutcome;
 use producer_state::{ProducerEntry, ProducerStateManager, SequenceCheck};
+pub use retention::RetentionOutcome;
 use segment::Segment;
+pub use topic_config::{ConfigError, MaintenanceConfig};
 
 /// Present in a log directory only between a clean `close` and the next
 /// `open`: its presence lets `open` trust the active segment without a scan.
