@@ -437,3 +437,37 @@ proptest! {
         prop_assert_eq!(read_records(&log), got);
     }
 }
+
+#[test]
+fn compact_delete_retention_drops_segments_the_cleaner_emptied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = LogConfig {
+        cleanup_policy: CleanupPolicy {
+            compact: true,
+            delete: true,
+        },
+        retention_ms: 1_000,
+        ..cfg(0)
+    };
+    let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), c, 0).unwrap();
+    // Segment 0: only key 1, all superseded later. Its records are as young
+    // as the rest: only its emptiness lets retention take it.
+    while log.segment_count() < 2 {
+        log.append(&mut mk(&[(1, Some(0))], 5_000), 0, 5_000)
+            .unwrap();
+    }
+    let seg1 = log.log_end_offset() - 1;
+    for i in 0..30u32 {
+        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 5_000), 0, 5_000)
+            .unwrap();
+    }
+    let end = log.log_end_offset();
+    log.clean(5_000, end).unwrap().unwrap();
+    let out = log.apply_retention(5_500, end).unwrap();
+    // Every record is younger than retention.ms: only emptied segments go.
+    assert!(out.deleted_segments >= 1, "{out:?}");
+    assert_eq!(out.deleted_bytes, 0, "{out:?}");
+    assert!(log.log_start_offset() >= seg1);
+    let m = latest(&read_records(&log));
+    assert_eq!(m.len(), 2);
+}

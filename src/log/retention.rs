@@ -9,7 +9,8 @@
 //!   timestamp, so a late-arriving old record cannot expire new ones) is
 //!   older than `now_ms - retention.ms`. A segment whose records carry no
 //!   timestamp (-1) never expires by time (Kafka falls back to the file's
-//!   mtime, which a clock-free log does not have).
+//!   mtime, which a clock-free log does not have). An empty segment (emptied
+//!   by the cleaner under compact,delete) counts as expired.
 //! - retention.bytes: while the log's size minus the oldest segment's size
 //!   is still >= retention.bytes.
 //! - log start: segments wholly below the log start offset (after a
@@ -75,8 +76,10 @@ impl PartitionLog {
         if cfg.cleanup_policy.delete && cfg.retention_ms >= 0 {
             let expired = closed
                 .iter()
-                .take_while(|&&(_, _, ts, _)| {
-                    ts >= 0 && now_ms.saturating_sub(ts) > cfg.retention_ms
+                .take_while(|&&(_, size, ts, _)| {
+                    // An empty segment (the cleaner emptied it) holds nothing
+                    // to keep and must not shield the ones after it.
+                    size == 0 || (ts >= 0 && now_ms.saturating_sub(ts) > cfg.retention_ms)
                 })
                 .count();
             count = count.max(expired);
