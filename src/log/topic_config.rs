@@ -1,7 +1,8 @@
 //! Kafka's names for the log settings: topic configs (`retention.ms`, ...)
 //! as accepted by CreateTopics / IncrementalAlterConfigs and shown by
-//! DescribeConfigs, and the broker defaults they fall back to
-//! (`log.retention.ms`, `log.retention.hours`, ... in server.properties).
+//! DescribeConfigs. (The broker defaults they fall back to,
+//! `log.retention.ms` and friends in server.properties, are parsed by
+//! `config::ServerConfig`.)
 //!
 //! Parsing is strict: an unknown key or a bad value is an error naming it
 //! (the broker answers INVALID_CONFIG, code 40, with that message), and a
@@ -200,99 +201,11 @@ impl LogConfig {
             .map(|&k| (k, self.get(k).expect("every listed key has a value")))
             .collect()
     }
-
-    /// The broker's default topic config from server.properties keys
-    /// (`lookup` returns a property's value). As in Kafka,
-    /// log.retention.ms beats log.retention.minutes beats
-    /// log.retention.hours, and log.roll.ms beats log.roll.hours.
-    pub fn from_broker_properties(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<LogConfig, ConfigError> {
-        let mut c = LogConfig::default();
-        let mut retention_set = false;
-        if let Some(v) = lookup("log.retention.ms") {
-            c.set("retention.ms", &v)?;
-            retention_set = true;
-        }
-        for (key, unit) in [
-            ("log.retention.minutes", 60_000i64),
-            ("log.retention.hours", 3_600_000),
-        ] {
-            if retention_set {
-                break;
-            }
-            if let Some(v) = lookup(key) {
-                let n = int(key, &v, -1)?;
-                c.retention_ms = if n < 0 { -1 } else { n.saturating_mul(unit) };
-                retention_set = true;
-            }
-        }
-        if let Some(v) = lookup("log.roll.ms") {
-            c.set("segment.ms", &v)?;
-        } else if let Some(v) = lookup("log.roll.hours") {
-            let n = int("log.roll.hours", &v, 1)?;
-            c.segment_ms = n.saturating_mul(3_600_000);
-        }
-        for (broker_key, topic_key) in [
-            ("log.retention.bytes", "retention.bytes"),
-            ("log.cleanup.policy", "cleanup.policy"),
-            ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
-            (
-                "log.cleaner.min.cleanable.ratio",
-                "min.cleanable.dirty.ratio",
-            ),
-            ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
-            ("compression.type", "compression.type"),
-            ("log.segment.bytes", "segment.bytes"),
-            ("log.index.interval.bytes", "index.interval.bytes"),
-            ("log.index.size.max.bytes", "segment.index.bytes"),
-            ("log.flush.interval.messages", "flush.messages"),
-            ("log.flush.interval.ms", "flush.ms"),
-            ("message.max.bytes", "max.message.bytes"),
-            ("log.message.timestamp.type", "message.timestamp.type"),
-        ] {
-            if let Some(v) = lookup(broker_key) {
-                c.set(topic_key, &v).map_err(|e| match e {
-                    ConfigError::InvalidValue { value, why, .. } => ConfigError::InvalidValue {
-                        key: broker_key.to_owned(),
-                        value,
-                        why,
-                    },
-                    other => other,
-                })?;
-            }
-        }
-        Ok(c)
-    }
-}
-
-impl MaintenanceConfig {
-    /// From server.properties keys (`lookup` returns a property's value).
-    pub fn from_broker_properties(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<MaintenanceConfig, ConfigError> {
-        let mut m = MaintenanceConfig::default();
-        if let Some(v) = lookup("log.retention.check.interval.ms") {
-            m.retention_check_interval_ms = int("log.retention.check.interval.ms", &v, 1)?;
-        }
-        if let Some(v) = lookup("log.cleaner.backoff.ms") {
-            m.cleaner_backoff_ms = int("log.cleaner.backoff.ms", &v, 0)?;
-        }
-        if let Some(v) = lookup("log.cleaner.enable") {
-            m.cleaner_enable = match v.trim() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(invalid("log.cleaner.enable", &v, "expected true or false")),
-            };
-        }
-        Ok(m)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn set_get_roundtrip_for_every_key() {
@@ -343,43 +256,5 @@ mod tests {
         ] {
             assert!(base.with_overrides([(k, v)]).is_err(), "{k}={v}");
         }
-    }
-
-    #[test]
-    fn broker_defaults_follow_kafka_precedence() {
-        let props: BTreeMap<&str, &str> = [
-            ("log.retention.hours", "1"),
-            ("log.retention.minutes", "2"),
-            ("log.retention.bytes", "1000"),
-            ("log.cleanup.policy", "compact"),
-            ("log.roll.hours", "2"),
-            ("log.retention.check.interval.ms", "1000"),
-            ("log.cleaner.backoff.ms", "50"),
-        ]
-        .into_iter()
-        .collect();
-        let lookup = |k: &str| props.get(k).map(|v| v.to_string());
-        let c = LogConfig::from_broker_properties(lookup).unwrap();
-        assert_eq!(c.retention_ms, 120_000, "minutes beat hours");
-        assert_eq!(c.retention_bytes, 1000);
-        assert_eq!(c.cleanup_policy, CleanupPolicy::COMPACT);
-        assert_eq!(c.segment_ms, 7_200_000);
-        let m = MaintenanceConfig::from_broker_properties(lookup).unwrap();
-        assert_eq!(m.retention_check_interval_ms, 1000);
-        assert_eq!(m.cleaner_backoff_ms, 50);
-        let c = LogConfig::from_broker_properties(|k| {
-            (k == "log.retention.ms").then(|| "-1".to_owned())
-        })
-        .unwrap();
-        assert_eq!(c.retention_ms, -1);
-        let e = LogConfig::from_broker_properties(|k| {
-            (k == "log.cleanup.policy").then(|| "nope".to_owned())
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("log.cleanup.policy"), "{e}");
-        assert_eq!(
-            LogConfig::from_broker_properties(|_| None).unwrap(),
-            LogConfig::default()
-        );
     }
 }
