@@ -21,7 +21,8 @@
 //! Batches: survivors keep their offsets (gaps allowed). A batch that loses
 //! nothing is copied byte for byte; one that loses some records is
 //! re-encoded with kafka-protocol in its original codec (batch::reencode);
-//! one that loses all is dropped. Left untouched and never used to supersede
+//! one that loses all is dropped, and a segment left with no batch is
+//! deleted (moving the log start if it was the first). Left untouched and never used to supersede
 //! other records: control batches and transactional batches (without a
 //! transaction index the cleaner cannot tell aborted data from committed, and
 //! an aborted record must never hide a committed one), and the batches still
@@ -49,6 +50,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::batch::{self, BatchHeader};
+use super::checkpoint;
 use super::segment::{self, Segment};
 use super::{LogError, PartitionLog};
 use crate::env::disk::{Disk, OpenMode};
@@ -264,6 +266,10 @@ impl PartitionLog {
                 out.segments_rewritten += 1;
             }
         }
+        let segments = &self.segments;
+        self.cleaner_state
+            .first_cleaned_ms
+            .retain(|b, _| segments.contains_key(b));
         self.cleaner_state.first_dirty_offset = end;
         self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
         out.first_dirty_offset = end;
@@ -354,8 +360,30 @@ impl PartitionLog {
         })
     }
 
+    /// Delete closed segment `base`, every record of which the cleaner
+    /// dropped. The first segment takes the log start offset up with it
+    /// (durably, first), so the log still starts at its first segment.
+    /// Crash story: indexes go before the log, and a crash part way leaves
+    /// the old, whole segment, which the next pass cleans again.
+    fn delete_emptied_segment(&mut self, base: i64) -> Result<(), LogError> {
+        let next = self
+            .segments
+            .range(base + 1..)
+            .next()
+            .map(|(b, _)| *b)
+            .expect("cleaner invariant: a cleaned segment is never the active one");
+        if self.segments.keys().next() == Some(&base) && self.log_start_offset < next {
+            checkpoint::write_log_start(self.disk.as_ref(), &self.dir, next)?;
+            self.log_start_offset = next;
+        }
+        let seg = self.segments.remove(&base).expect("segment being cleaned");
+        seg.delete_files(self.disk.as_ref(), &self.dir)?;
+        Ok(())
+    }
+
     /// Clean segment `base`; returns (records removed, bytes after). A
-    /// segment that loses nothing is left as it is.
+    /// segment that loses nothing is left as it is; one that loses
+    /// everything is deleted.
     fn clean_segment(
         &mut self,
         base: i64,
@@ -402,6 +430,16 @@ impl PartitionLog {
                 disk.remove_file(&cleaned_path)?;
             }
             return Ok((0, seg.size()));
+        }
+        if written == 0 && pending.is_empty() {
+            // Nothing survives: delete the segment rather than keep an empty
+            // one (each costs three files, forever, in a compacted log).
+            drop(file);
+            if disk.exists(&cleaned_path) {
+                disk.remove_file(&cleaned_path)?;
+            }
+            self.delete_emptied_segment(base)?;
+            return Ok((removed, 0));
         }
         flush(&mut pending, &mut file, &mut written)?;
         let f = file.expect("flushed above");
