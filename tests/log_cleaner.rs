@@ -474,3 +474,86 @@ fn segments_the_cleaner_empties_are_deleted() {
     let m = latest(&read_records(&log));
     assert_eq!(m.len(), 2);
 }
+
+/// Batches the cleaner partly empties are re-encoded in their own codec,
+/// keep their last offset, producer fields and LogAppendTime stamp.
+#[test]
+fn rewritten_batches_keep_codec_offsets_and_header_fields() {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    for (codec, id) in [
+        (Compression::None, 0),
+        (Compression::Gzip, 1),
+        (Compression::Lz4, 3),
+        (Compression::Zstd, 4),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = LogConfig {
+            log_append_time: true,
+            segment_bytes: 2_000,
+            ..cfg(0)
+        };
+        let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), c, 0).unwrap();
+        let mut seq = 0;
+        for round in 0..6u32 {
+            // Keys a, b, c, d: "a" and "b" are overwritten every round.
+            let recs: Vec<SimpleRecord> = ["a", "b", &format!("c{round}"), &format!("d{round}")]
+                .iter()
+                .map(|k| SimpleRecord {
+                    key: Some(k.as_bytes().to_vec()),
+                    value: Some(format!("{k}-{round}-{}", "x".repeat(200)).into_bytes()),
+                    headers: vec![],
+                    timestamp: 7,
+                })
+                .collect();
+            let plain = build_batch(
+                &recs,
+                BatchProducer {
+                    producer_id: 4,
+                    producer_epoch: 0,
+                    base_sequence: seq,
+                    transactional: false,
+                },
+            );
+            seq += 4;
+            let records = batch::decode_records(&plain).unwrap();
+            let mut buf = bytes::BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                records.iter(),
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: codec,
+                },
+            )
+            .unwrap();
+            log.append(&mut buf.to_vec(), 3, 1_000 + round as i64)
+                .unwrap();
+        }
+        // Plain records after, so the producer's last batches are closed
+        // but still protected (its dedupe window holds five batches).
+        for i in 0..20u32 {
+            log.append(&mut mk(&[(9, Some(i))], 1), 3, 2_000).unwrap();
+        }
+        let before = read_records(&log);
+        log.clean(10, log.log_end_offset()).unwrap().unwrap();
+        let after = read_records(&log);
+        assert!(after.len() < before.len(), "{codec:?}");
+        assert_eq!(latest(&after), latest(&before), "{codec:?}");
+        let slice = log.read(0, 1 << 20, true).unwrap().records;
+        let first = batch::split_batches(&slice).unwrap()[0].1;
+        // The first batch lost "a" and "b" (offsets 0, 1): re-encoded.
+        assert_eq!(first.compression(), id, "{codec:?}");
+        assert_eq!(first.base_offset, 2, "{codec:?}");
+        assert_eq!(first.last_offset(), 3, "{codec:?}: last offset kept");
+        assert_eq!(first.record_count, 2);
+        assert_eq!((first.producer_id, first.producer_epoch), (4, 0));
+        assert_eq!(
+            first.base_sequence, 2,
+            "{codec:?}: sequence follows the offset"
+        );
+        assert_eq!(first.last_sequence(), 3);
+        assert!(first.is_log_append_time());
+        assert_eq!(first.max_timestamp, 1_000, "{codec:?}: append time kept");
+        assert_eq!(first.partition_leader_epoch, 3);
+    }
+}
