@@ -30,8 +30,9 @@
 //!   survivor keeps its offset).
 //! - The log start offset only grows and is durable before anything below it
 //!   is deleted; nothing below it is ever served.
-//! - Only the last (active) segment is ever written; every other segment was
-//!   fsynced (log and indexes) when it stopped being active.
+//! - Appends only write the last (active) segment; every other segment was
+//!   fsynced (log and indexes) when it stopped being active, and is only
+//!   ever replaced whole by the cleaner's crash-safe swap (or deleted).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
