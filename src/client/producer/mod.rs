@@ -30,7 +30,7 @@ use super::error::{codes, ClientError};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use super::records::{encode_batch, to_wire, ProducerIdentity, ProducerRecord};
 use crate::env::rng::WeirRng;
-use crate::env::time::{now, now_ms, sleep_until, Duration, Instant};
+use crate::env::time::{now, now_ms, sleep_until, Instant};
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
