@@ -71,7 +71,8 @@ pub struct PartitionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
     pub name: String,
-    pub topic_id: String,
+    /// Raw UUID bytes; all zero when the broker sends none.
+    pub topic_id: [u8; 16],
     pub error_code: i16,
     pub is_internal: bool,
     /// Sorted by partition index.
@@ -247,7 +248,7 @@ impl Cluster {
                 name.clone(),
                 TopicInfo {
                     name,
-                    topic_id: t.topic_id.to_string(),
+                    topic_id: *t.topic_id.as_bytes(),
                     error_code: t.error_code,
                     is_internal: t.is_internal,
                     partitions,
