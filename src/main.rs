@@ -15,9 +15,14 @@ fn exit_with(result: Result<(), weir::cli::CliError>) -> ! {
 fn main() {
     init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(e) => exit_with(Err(weir::cli::CliError::new(format!("cannot start runtime: {e}")))),
+        Err(e) => exit_with(Err(weir::cli::CliError::new(format!(
+            "cannot start runtime: {e}"
+        )))),
     };
     let result = runtime.block_on(weir::cli::run(args));
     // Don't wait for background tasks (stdin reader, idle connections).

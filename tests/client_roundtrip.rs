@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use weir::client::admin::NewTopic;
-use weir::client::{Admin, Compression, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
+use weir::client::{Admin, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
 
 async fn create(admin: &Admin, topic: &str, partitions: i32) {
     admin
@@ -21,8 +21,14 @@ async fn create(admin: &Admin, topic: &str, partitions: i32) {
         .expect("create topic");
 }
 
-async fn consume_all(bootstrap: &str, topic: &str, expect: usize) -> Vec<weir::client::ConsumerRecord> {
-    let mut consumer = Consumer::connect(bootstrap, ConsumerConfig::default()).await.unwrap();
+async fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    expect: usize,
+) -> Vec<weir::client::ConsumerRecord> {
+    let mut consumer = Consumer::connect(bootstrap, ConsumerConfig::default())
+        .await
+        .unwrap();
     let tps = consumer.assign_topic(topic).await.unwrap();
     consumer.seek_to_beginning(&tps).await.unwrap();
     let mut out = Vec::new();
@@ -59,7 +65,10 @@ async fn keyed_and_unkeyed_records_come_back_in_order() {
     for (i, m) in acked.iter().enumerate() {
         if i % 2 == 0 {
             let key = format!("key-{}", i % 10);
-            assert_eq!(m.partition, weir::client::partitioner::partition_for_key(key.as_bytes(), 3));
+            assert_eq!(
+                m.partition,
+                weir::client::partitioner::partition_for_key(key.as_bytes(), 3)
+            );
         }
         assert!(m.offset >= 0);
     }
@@ -67,18 +76,32 @@ async fn keyed_and_unkeyed_records_come_back_in_order() {
     let records = consume_all(&broker.bootstrap, &topic, 300).await;
     assert_eq!(records.len(), 300);
     for p in 0..3 {
-        let offsets: Vec<i64> = records.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
-        assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "dense, ordered offsets in partition {p}");
+        let offsets: Vec<i64> = records
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        assert!(
+            offsets.windows(2).all(|w| w[1] == w[0] + 1),
+            "dense, ordered offsets in partition {p}"
+        );
         // Per partition, values come back in send order.
         let values: Vec<usize> = records
             .iter()
             .filter(|r| r.partition == p)
-            .map(|r| std::str::from_utf8(r.value.as_ref().unwrap()).unwrap()[6..].parse().unwrap())
+            .map(|r| {
+                std::str::from_utf8(r.value.as_ref().unwrap()).unwrap()[6..]
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         assert!(values.windows(2).all(|w| w[0] < w[1]));
     }
     let keyed = records.iter().find(|r| r.key.is_some()).unwrap();
-    assert_eq!(keyed.headers, vec![("h".to_string(), Some(bytes::Bytes::from_static(b"x")))]);
+    assert_eq!(
+        keyed.headers,
+        vec![("h".to_string(), Some(bytes::Bytes::from_static(b"x")))]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +119,12 @@ async fn idempotent_producer_with_every_codec() {
         assert!(producer.is_idempotent());
         let mut futures = Vec::new();
         for i in 0..200 {
-            futures.push(producer.send(ProducerRecord::new(topic.clone(), format!("{codec}-{i}"))).await.unwrap());
+            futures.push(
+                producer
+                    .send(ProducerRecord::new(topic.clone(), format!("{codec}-{i}")))
+                    .await
+                    .unwrap(),
+            );
         }
         producer.flush().await;
         let mut offsets = Vec::new();
@@ -106,7 +134,10 @@ async fn idempotent_producer_with_every_codec() {
         assert_eq!(offsets, (0..200).collect::<Vec<i64>>(), "{codec}");
         let records = consume_all(&broker.bootstrap, &topic, 200).await;
         assert_eq!(records.len(), 200, "{codec}");
-        assert_eq!(records[199].value.as_deref(), Some(format!("{codec}-199").as_bytes()));
+        assert_eq!(
+            records[199].value.as_deref(),
+            Some(format!("{codec}-199").as_bytes())
+        );
     }
 }
 
@@ -117,20 +148,34 @@ async fn offsets_seek_and_admin() {
     let topic = common::unique_topic("adm");
     create(&admin, &topic, 2).await;
     assert!(admin.list_topics(false).await.unwrap().contains(&topic));
-    let described = admin.describe_topics(&[topic.clone()]).await.unwrap();
+    let described = admin
+        .describe_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     assert_eq!(described[0].partitions.len(), 2);
     let err = admin
-        .create_topic(NewTopic { name: topic.clone(), partitions: 1, replication_factor: 1, configs: vec![] })
+        .create_topic(NewTopic {
+            name: topic.clone(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: vec![],
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(36), "{err}");
 
-    let producer = Producer::connect(&broker.bootstrap, ProducerConfig::default()).await.unwrap();
+    let producer = Producer::connect(&broker.bootstrap, ProducerConfig::default())
+        .await
+        .unwrap();
     let mut futures = Vec::new();
     for i in 0..10 {
         futures.push(
             producer
-                .send(ProducerRecord::new(topic.clone(), format!("{i}")).with_partition(1).with_timestamp(1_000 + i))
+                .send(
+                    ProducerRecord::new(topic.clone(), format!("{i}"))
+                        .with_partition(1)
+                        .with_timestamp(1_000 + i),
+                )
                 .await
                 .unwrap(),
         );
@@ -139,20 +184,34 @@ async fn offsets_seek_and_admin() {
     for (i, f) in futures.into_iter().enumerate() {
         assert_eq!(f.await.unwrap().offset, i as i64);
     }
-    let mut consumer = Consumer::connect(&broker.bootstrap, ConsumerConfig::default()).await.unwrap();
+    let mut consumer = Consumer::connect(&broker.bootstrap, ConsumerConfig::default())
+        .await
+        .unwrap();
     let tp = (topic.clone(), 1);
-    consumer.assign(&[tp.clone()]);
-    let end = consumer.end_offsets(&[tp.clone()]).await.unwrap()[&tp];
+    consumer.assign(std::slice::from_ref(&tp));
+    let end = consumer
+        .end_offsets(std::slice::from_ref(&tp))
+        .await
+        .unwrap()[&tp];
     if !broker.is_tansu() {
         assert_eq!(end, 10);
     }
-    assert_eq!(consumer.beginning_offsets(&[tp.clone()]).await.unwrap()[&tp], 0);
+    assert_eq!(
+        consumer
+            .beginning_offsets(std::slice::from_ref(&tp))
+            .await
+            .unwrap()[&tp],
+        0
+    );
     consumer.seek(&tp, 7).unwrap();
     let mut got = Vec::new();
     while got.len() < 3 {
         got.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
     }
-    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![7, 8, 9]);
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
     assert_eq!(got[0].timestamp, 1_007);
 
     admin.delete_topic(&topic).await.unwrap();

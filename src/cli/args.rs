@@ -44,7 +44,10 @@ impl Parsed {
     }
 
     pub fn value(&self, flag: &str) -> Option<&str> {
-        self.values.get(flag).and_then(|v| v.first()).map(|s| s.as_str())
+        self.values
+            .get(flag)
+            .and_then(|v| v.first())
+            .map(|s| s.as_str())
     }
 
     pub fn values(&self, flag: &str) -> &[String] {
@@ -70,7 +73,10 @@ impl Parsed {
     pub fn pairs(&self, flag: &str) -> Result<Vec<(String, String)>, CliError> {
         self.values(flag)
             .iter()
-            .map(|s| split_pair(s).ok_or_else(|| CliError::new(format!("--{flag} expects key=value, got '{s}'"))))
+            .map(|s| {
+                split_pair(s)
+                    .ok_or_else(|| CliError::new(format!("--{flag} expects key=value, got '{s}'")))
+            })
             .collect()
     }
 }

@@ -59,7 +59,9 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
         }
     }
     if p.has("alter") && changes.is_empty() {
-        return Err(CliError::new("--alter needs --add-config or --delete-config"));
+        return Err(CliError::new(
+            "--alter needs --add-config or --delete-config",
+        ));
     }
     let admin = Admin::connect(p.required("bootstrap-server")?).await?;
     if p.has("describe") {

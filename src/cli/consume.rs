@@ -65,7 +65,9 @@ fn parse_format(pairs: Vec<(String, String)>) -> Result<Format, CliError> {
             match v.as_str() {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                other => Err(CliError::new(format!("--property {k} expects true or false, got '{other}'"))),
+                other => Err(CliError::new(format!(
+                    "--property {k} expects true or false, got '{other}'"
+                ))),
             }
         };
         match k.as_str() {
@@ -133,7 +135,9 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
         return Err(CliError::new("--offset needs --partition"));
     }
     if p.has("offset") && p.has("from-beginning") {
-        return Err(CliError::new("--offset and --from-beginning exclude each other"));
+        return Err(CliError::new(
+            "--offset and --from-beginning exclude each other",
+        ));
     }
     let mut config = ConsumerConfig::default();
     for (k, v) in p.pairs("consumer-property")? {
@@ -159,9 +163,11 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
         Some("earliest") => consumer.seek_to_beginning(&tps).await?,
         Some("latest") => consumer.seek_to_end(&tps).await?,
         Some(o) => {
-            let offset: i64 = o
-                .parse()
-                .map_err(|_| CliError::new(format!("--offset expects a number, earliest or latest, got '{o}'")))?;
+            let offset: i64 = o.parse().map_err(|_| {
+                CliError::new(format!(
+                    "--offset expects a number, earliest or latest, got '{o}'"
+                ))
+            })?;
             consumer.seek(&tps[0], offset)?;
         }
         None if p.has("from-beginning") => consumer.seek_to_beginning(&tps).await?,
@@ -246,7 +252,10 @@ mod tests {
         };
         let mut out = Vec::new();
         write_record(&mut out, &f, &r).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "CreateTime:99:Partition:2:Offset:7:k:v\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "CreateTime:99:Partition:2:Offset:7:k:v\n"
+        );
         assert!(parse_format(vec![("print.key".into(), "yes".into())]).is_err());
         assert!(parse_format(vec![("nope".into(), "1".into())]).is_err());
     }

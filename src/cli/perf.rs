@@ -6,7 +6,9 @@ use tokio::sync::mpsc;
 
 use super::args::{parse, CliError, Kind};
 use super::help_requested;
-use crate::client::{Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use crate::client::{
+    Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord,
+};
 use crate::env::rng::WeirRng;
 use crate::env::time::{now, sleep_until, Duration, Instant};
 
@@ -114,8 +116,12 @@ async fn produce(args: &[String]) -> Result<(), CliError> {
     }
     let bootstrap = p.required("bootstrap-server")?;
     let topic = p.required("topic")?.to_string();
-    let num_records: u64 = p.required("num-records").and_then(|_| p.number("num-records", 0))?;
-    let record_size: usize = p.required("record-size").and_then(|_| p.number("record-size", 0))?;
+    let num_records: u64 = p
+        .required("num-records")
+        .and_then(|_| p.number("num-records", 0))?;
+    let record_size: usize = p
+        .required("record-size")
+        .and_then(|_| p.number("record-size", 0))?;
     let throughput: f64 = p.number("throughput", -1.0)?;
     let mut config = ProducerConfig::default();
     if let Some(acks) = p.value("acks") {
@@ -141,7 +147,12 @@ async fn produce(args: &[String]) -> Result<(), CliError> {
         let mut lat = Latencies::default();
         let mut errors = 0u64;
         let mut first_error = None;
-        let mut window = Window { start: now(), records: 0, latency_sum_us: 0, latency_max_us: 0 };
+        let mut window = Window {
+            start: now(),
+            records: 0,
+            latency_sum_us: 0,
+            latency_max_us: 0,
+        };
         while let Some((sent, fut)) = rx.recv().await {
             let (result, done_at) = fut.wait_timed().await;
             match result {
@@ -169,7 +180,12 @@ async fn produce(args: &[String]) -> Result<(), CliError> {
                     window.latency_sum_us as f64 / window.records.max(1) as f64 / 1000.0,
                     window.latency_max_us as f64 / 1000.0
                 );
-                window = Window { start: now(), records: 0, latency_sum_us: 0, latency_max_us: 0 };
+                window = Window {
+                    start: now(),
+                    records: 0,
+                    latency_sum_us: 0,
+                    latency_max_us: 0,
+                };
             }
         }
         (lat, errors, first_error)
@@ -199,7 +215,10 @@ async fn produce(args: &[String]) -> Result<(), CliError> {
     let (mut lat, errors, first_error) = collector
         .await
         .map_err(|e| CliError::new(format!("collector task failed: {e}")))?;
-    let elapsed = now().saturating_duration_since(start).as_secs_f64().max(1e-9);
+    let elapsed = now()
+        .saturating_duration_since(start)
+        .as_secs_f64()
+        .max(1e-9);
     producer.close().await;
     let ok = lat.count() as u64;
     let rate = ok as f64 / elapsed;
@@ -231,7 +250,9 @@ async fn consume(args: &[String]) -> Result<(), CliError> {
     }
     let bootstrap = p.required("bootstrap-server")?;
     let topic = p.required("topic")?.to_string();
-    let num_records: u64 = p.required("num-records").and_then(|_| p.number("num-records", 0))?;
+    let num_records: u64 = p
+        .required("num-records")
+        .and_then(|_| p.number("num-records", 0))?;
     let idle_timeout = Duration::from_millis(p.number("timeout-ms", 10_000u64)?);
     let mut config = ConsumerConfig::default();
     for (k, v) in p.pairs("consumer-property")? {
@@ -259,7 +280,10 @@ async fn consume(args: &[String]) -> Result<(), CliError> {
         }
         records += batch.len() as u64;
     }
-    let elapsed = last.saturating_duration_since(start).as_secs_f64().max(1e-9);
+    let elapsed = last
+        .saturating_duration_since(start)
+        .as_secs_f64()
+        .max(1e-9);
     println!(
         "{} records received, {:.1} records/sec ({:.2} MB/sec), {:.0} ms elapsed.",
         records,

@@ -57,7 +57,10 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
     }
     config.validate()?;
     let partition: Option<i32> = match p.value("partition") {
-        Some(v) => Some(v.parse().map_err(|_| CliError::new(format!("--partition expects a number, got '{v}'")))?),
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| CliError::new(format!("--partition expects a number, got '{v}'")))?,
+        ),
         None => None,
     };
     let producer = Producer::connect(bootstrap, config).await?;
@@ -107,7 +110,9 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Result<Vec<String>, CliError>> {
                         l.pop();
                     }
                     chunk.push(l);
-                    if chunk.len() >= 1024 && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    if chunk.len() >= 1024
+                        && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+                    {
                         return;
                     }
                 }

@@ -26,5 +26,7 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
     if help_requested(&p, USAGE) {
         return Ok(());
     }
-    Err(CliError::new("the broker is not built into this binary yet"))
+    Err(CliError::new(
+        "the broker is not built into this binary yet",
+    ))
 }

@@ -104,7 +104,11 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
                         "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
                         info.name,
                         part.partition,
-                        if part.leader >= 0 { part.leader.to_string() } else { "none".to_string() },
+                        if part.leader >= 0 {
+                            part.leader.to_string()
+                        } else {
+                            "none".to_string()
+                        },
                         join_ids(&part.replicas),
                         join_ids(&part.isr)
                     );
@@ -118,7 +122,9 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             }
             let result = async {
                 if p.has("partitions") {
-                    admin.create_partitions(topic, p.number("partitions", 0)?).await?;
+                    admin
+                        .create_partitions(topic, p.number("partitions", 0)?)
+                        .await?;
                 }
                 let changes: Vec<(String, AlterOp, Option<String>)> = p
                     .pairs("config")?
@@ -151,7 +157,10 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
 }
 
 fn join_ids(ids: &[i32]) -> String {
-    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Kafka prints topic ids as URL-safe base64 without padding.
@@ -159,7 +168,11 @@ pub fn topic_id_base64(id: &[u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(22);
     for chunk in id.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         let chars = chunk.len() + 1;
         for i in 0..chars {

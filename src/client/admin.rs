@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -15,7 +16,6 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
 };
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::protocol::StrBytes;
 
 use super::cluster::{BrokerInfo, ClientConfig, Cluster, TopicInfo};
@@ -121,7 +121,12 @@ impl Admin {
                     })
                     .collect(),
             );
-        let response = self.cluster.controller_connection().await?.send(&request).await?;
+        let response = self
+            .cluster
+            .controller_connection()
+            .await?
+            .send(&request)
+            .await?;
         Ok(topics
             .iter()
             .map(|t| {
@@ -209,7 +214,9 @@ impl Admin {
             .map(|t| match snapshot.topics.get(t) {
                 Some(info) if info.error_code == 0 => Ok(info.clone()),
                 Some(info) => Err(ClientError::kafka(info.error_code)),
-                None => Err(ClientError::kafka(super::error::codes::UNKNOWN_TOPIC_OR_PARTITION)),
+                None => Err(ClientError::kafka(
+                    super::error::codes::UNKNOWN_TOPIC_OR_PARTITION,
+                )),
             })
             .collect()
     }
@@ -222,7 +229,12 @@ impl Admin {
                 .with_name(TopicName(name(topic)))
                 .with_count(total)
                 .with_assignments(None)]);
-        let response = self.cluster.controller_connection().await?.send(&request).await?;
+        let response = self
+            .cluster
+            .controller_connection()
+            .await?
+            .send(&request)
+            .await?;
         let r = response
             .results
             .iter()
@@ -258,11 +270,10 @@ impl Admin {
             self.cluster.any_connection().await?
         };
         let response = conn.send(&request).await?;
-        let result = response
-            .results
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::Protocol("empty DescribeConfigs response".to_string()))?;
+        let result =
+            response.results.into_iter().next().ok_or_else(|| {
+                ClientError::Protocol("empty DescribeConfigs response".to_string())
+            })?;
         if result.error_code != 0 {
             return Err(ClientError::kafka_with_message(
                 result.error_code,
@@ -310,7 +321,12 @@ impl Admin {
                         .collect(),
                 ),
         ]);
-        let response = self.cluster.controller_connection().await?.send(&request).await?;
+        let response = self
+            .cluster
+            .controller_connection()
+            .await?
+            .send(&request)
+            .await?;
         for r in &response.responses {
             if r.error_code != 0 {
                 return Err(ClientError::kafka_with_message(

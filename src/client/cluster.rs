@@ -152,7 +152,8 @@ impl Cluster {
 
     /// A connection to any broker: known brokers first, then bootstrap servers.
     pub async fn any_connection(&self) -> Result<Arc<Connection>, ClientError> {
-        let mut candidates: Vec<String> = self.metadata().brokers.values().map(|b| b.addr()).collect();
+        let mut candidates: Vec<String> =
+            self.metadata().brokers.values().map(|b| b.addr()).collect();
         candidates.extend(self.config.bootstrap_servers.iter().cloned());
         let mut last = ClientError::Config("no bootstrap servers".to_string());
         for addr in candidates {

@@ -15,9 +15,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -84,7 +82,10 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Connect and negotiate API versions.
-    pub async fn connect(addr: &str, options: ConnectionOptions) -> Result<Connection, ClientError> {
+    pub async fn connect(
+        addr: &str,
+        options: ConnectionOptions,
+    ) -> Result<Connection, ClientError> {
         let connect_err = |reason: String| ClientError::Connect {
             addr: addr.to_string(),
             reason,
@@ -249,7 +250,8 @@ impl Connection {
 }
 
 fn api_key<R: Request>() -> Result<ApiKey, ClientError> {
-    ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))
+    ApiKey::try_from(R::KEY)
+        .map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))
 }
 
 fn decode_response<R: Request>(

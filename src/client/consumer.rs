@@ -112,7 +112,9 @@ impl ConsumerConfig {
             "bootstrap.servers" | "group.id" | "key.deserializer" | "value.deserializer"
             | "enable.auto.commit" => {}
             other => {
-                return Err(ClientError::Config(format!("unknown consumer property '{other}'")))
+                return Err(ClientError::Config(format!(
+                    "unknown consumer property '{other}'"
+                )))
             }
         }
         Ok(())
@@ -219,9 +221,10 @@ impl Consumer {
 
     /// Start reading `tp` at `offset`.
     pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), ClientError> {
-        let state = self.partitions.get_mut(tp).ok_or_else(|| {
-            ClientError::Config(format!("{}-{} is not assigned", tp.0, tp.1))
-        })?;
+        let state = self
+            .partitions
+            .get_mut(tp)
+            .ok_or_else(|| ClientError::Config(format!("{}-{} is not assigned", tp.0, tp.1)))?;
         state.epoch += 1;
         state.in_flight = false;
         state.buffered.clear();
@@ -243,9 +246,10 @@ impl Consumer {
             tps.iter().map(|(t, p)| (t.clone(), *p, spec)).collect();
         let offsets = list_offsets(&self.cluster, &queries).await?;
         for tp in tps {
-            let (offset, _) = offsets.get(tp).copied().ok_or_else(|| {
-                ClientError::Protocol(format!("no offset for {}-{}", tp.0, tp.1))
-            })?;
+            let (offset, _) = offsets
+                .get(tp)
+                .copied()
+                .ok_or_else(|| ClientError::Protocol(format!("no offset for {}-{}", tp.0, tp.1)))?;
             self.seek(tp, offset)?;
         }
         Ok(())
@@ -287,8 +291,10 @@ impl Consumer {
         &self,
         query: &[(TopicPartition, i64)],
     ) -> Result<BTreeMap<TopicPartition, Option<(i64, i64)>>, ClientError> {
-        let queries: Vec<(String, i32, i64)> =
-            query.iter().map(|((t, p), ts)| (t.clone(), *p, *ts)).collect();
+        let queries: Vec<(String, i32, i64)> = query
+            .iter()
+            .map(|((t, p), ts)| (t.clone(), *p, *ts))
+            .collect();
         Ok(list_offsets(&self.cluster, &queries)
             .await?
             .into_iter()
@@ -356,7 +362,9 @@ impl Consumer {
             let tp = &keys[(start + i) % n];
             let state = self.partitions.get_mut(tp).expect("key from the map");
             while out.len() < self.config.max_poll_records {
-                let Some(r) = state.buffered.pop_front() else { break };
+                let Some(r) = state.buffered.pop_front() else {
+                    break;
+                };
                 if let Some(pos) = state.position {
                     assert!(r.offset >= pos, "a partition's offsets only grow");
                 }
@@ -374,7 +382,9 @@ impl Consumer {
         let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64, u64)>> = BTreeMap::new();
         let mut needs_metadata = false;
         for (tp, state) in self.partitions.iter_mut() {
-            let Some(offset) = state.fetch_position else { continue };
+            let Some(offset) = state.fetch_position else {
+                continue;
+            };
             if state.in_flight || !state.buffered.is_empty() {
                 continue;
             }
@@ -415,14 +425,19 @@ impl Consumer {
     fn apply_fetched(&mut self, fetched: Vec<FetchedPartition>) -> Result<(), ClientError> {
         let mut first_error = None;
         for f in fetched {
-            let Some(state) = self.partitions.get_mut(&f.tp) else { continue };
+            let Some(state) = self.partitions.get_mut(&f.tp) else {
+                continue;
+            };
             if state.epoch != f.epoch {
                 continue; // a seek happened since this fetch started
             }
             state.in_flight = false;
             match f.result {
                 Ok((records, next, hw)) => {
-                    assert!(next >= f.fetch_offset, "the fetch position never moves back");
+                    assert!(
+                        next >= f.fetch_offset,
+                        "the fetch position never moves back"
+                    );
                     state.fetch_position = Some(next);
                     state.high_watermark = hw;
                     state.buffered.extend(records);
@@ -524,7 +539,9 @@ async fn fetch_from(
             .flat_map(|r| r.partitions.iter())
             .find(|d| d.partition_index == *p);
         let result = match data {
-            None => Err(ClientError::Protocol(format!("fetch response lacks {t}-{p}"))),
+            None => Err(ClientError::Protocol(format!(
+                "fetch response lacks {t}-{p}"
+            ))),
             Some(d) if d.error_code != 0 => Err(ClientError::kafka(d.error_code)),
             Some(d) => decode_fetched(t, *p, d.records.clone().unwrap_or_default(), *offset)
                 .map(|(records, next)| (records, next, d.high_watermark)),

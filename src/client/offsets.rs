@@ -67,9 +67,8 @@ pub async fn list_offsets(
         }
         attempt += 1;
         if attempt > 10 {
-            return Err(last_err.unwrap_or_else(|| {
-                ClientError::kafka(super::error::codes::LEADER_NOT_AVAILABLE)
-            }));
+            return Err(last_err
+                .unwrap_or_else(|| ClientError::kafka(super::error::codes::LEADER_NOT_AVAILABLE)));
         }
         let topics: Vec<String> = retry.iter().map(|q| q.0.clone()).collect();
         sleep(cluster.config().retry_backoff).await;

@@ -56,7 +56,6 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 }
 
 /// Sticky choice for unkeyed records, per topic.
-
 pub struct StickyPartitioner {
     rng: WeirRng,
     current: std::collections::BTreeMap<String, i32>,
@@ -112,7 +111,10 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ];
         for (key, want) in cases {
@@ -146,7 +148,11 @@ mod tests {
             assert_eq!(s.partition("t", 8), first);
         }
         s.on_batch_closed("t", (first + 1) % 8, 8);
-        assert_eq!(s.partition("t", 8), first, "another partition's batch does not move it");
+        assert_eq!(
+            s.partition("t", 8),
+            first,
+            "another partition's batch does not move it"
+        );
         s.on_batch_closed("t", first, 8);
         assert_ne!(s.partition("t", 8), first);
         let mut one = StickyPartitioner::new(WeirRng::from_seed(3));

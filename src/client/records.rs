@@ -4,8 +4,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use super::error::ClientError;
@@ -144,7 +143,9 @@ pub fn encode_batch(
     }
     let size: usize = records
         .iter()
-        .map(|r| r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + 32)
+        .map(|r| {
+            r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + 32
+        })
         .sum();
     let mut buf = BytesMut::with_capacity(61 + size);
     let options = RecordEncodeOptions {
@@ -175,7 +176,9 @@ pub fn decode_fetched(
     while data.len() >= LOG_OVERHEAD {
         let batch_len = (&data[8..12]).get_i32();
         if batch_len < 0 {
-            return Err(ClientError::Protocol(format!("negative batch length {batch_len}")));
+            return Err(ClientError::Protocol(format!(
+                "negative batch length {batch_len}"
+            )));
         }
         let total = LOG_OVERHEAD + batch_len as usize;
         if data.len() < total {
@@ -252,7 +255,10 @@ mod tests {
         let mut two = BytesMut::from(&one[..]);
         two.extend_from_slice(&one[..one.len() - 3]);
         let (records, next) = decode_fetched("t", 0, two.freeze(), 2).unwrap();
-        assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         assert_eq!(next, 4);
     }
 

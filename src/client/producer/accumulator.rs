@@ -236,14 +236,17 @@ impl Accumulator {
                 // Expire batches that are not in flight and past their deadline.
                 while let Some(front) = queue.batches.front() {
                     if front.deadline <= now {
-                        out.expired.push(queue.batches.pop_front().expect("front exists"));
+                        out.expired
+                            .push(queue.batches.pop_front().expect("front exists"));
                     } else {
                         break;
                     }
                 }
                 let mut slot = 0usize;
                 while queue.in_flight < rules.max_in_flight {
-                    let Some(front) = queue.batches.front() else { break };
+                    let Some(front) = queue.batches.front() else {
+                        break;
+                    };
                     if let Some(at) = front.retry_at {
                         if at > now {
                             out.next_wakeup = min_instant(out.next_wakeup, at);
@@ -291,7 +294,8 @@ impl Accumulator {
             }
         }
         for (topic, partition, count) in closed_sticky {
-            self.sticky.on_batch_closed(&topic, partition, count.max(partition + 1));
+            self.sticky
+                .on_batch_closed(&topic, partition, count.max(partition + 1));
         }
         out
     }
@@ -309,7 +313,11 @@ impl Accumulator {
 
     /// A batch's request finished (either way): it no longer counts as in flight.
     pub fn request_finished(&mut self, topic: &str, partition: i32) {
-        if let Some(q) = self.queues.get_mut(topic).and_then(|t| t.get_mut(&partition)) {
+        if let Some(q) = self
+            .queues
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(&partition))
+        {
             assert!(q.in_flight > 0, "in-flight count never goes negative");
             q.in_flight -= 1;
         }
@@ -367,7 +375,9 @@ mod tests {
         let d = a.drain(t0 + Duration::from_millis(5), &rules(false), |_, _| Some(1));
         assert!(d.requests.is_empty());
         assert_eq!(d.next_wakeup, Some(t0 + Duration::from_millis(10)));
-        let d = a.drain(t0 + Duration::from_millis(10), &rules(false), |_, _| Some(1));
+        let d = a.drain(t0 + Duration::from_millis(10), &rules(false), |_, _| {
+            Some(1)
+        });
         assert_eq!(d.requests[&1].len(), 1);
         assert_eq!(d.requests[&1][0][0].records.len(), 2);
     }

@@ -90,9 +90,9 @@ impl ProducerConfig {
     /// does not silently fall back to a default.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ClientError> {
         let num = |v: &str| -> Result<u64, ClientError> {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| ClientError::Config(format!("{key} must be a non-negative integer, got '{v}'")))
+            v.trim().parse::<u64>().map_err(|_| {
+                ClientError::Config(format!("{key} must be a non-negative integer, got '{v}'"))
+            })
         };
         let ms = |v: &str| num(v).map(Duration::from_millis);
         match key {
@@ -125,7 +125,9 @@ impl ProducerConfig {
             // Accepted for compatibility with Kafka tool invocations; no effect here.
             "bootstrap.servers" | "key.serializer" | "value.serializer" | "partitioner.class" => {}
             other => {
-                return Err(ClientError::Config(format!("unknown producer property '{other}'")))
+                return Err(ClientError::Config(format!(
+                    "unknown producer property '{other}'"
+                )))
             }
         }
         Ok(())

@@ -16,10 +16,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{Notify, Semaphore};
 
@@ -115,7 +115,10 @@ pub struct Producer {
 
 impl Producer {
     /// Start a producer on an existing cluster handle.
-    pub async fn new(cluster: Arc<Cluster>, config: ProducerConfig) -> Result<Producer, ClientError> {
+    pub async fn new(
+        cluster: Arc<Cluster>,
+        config: ProducerConfig,
+    ) -> Result<Producer, ClientError> {
         config.validate()?;
         let identity = init_idempotence(&cluster, &config).await?;
         let inner = Arc::new(Inner {
@@ -236,7 +239,13 @@ impl Producer {
             let idle = inner.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if inner.state.lock().expect("producer state lock").acc.is_empty() {
+            if inner
+                .state
+                .lock()
+                .expect("producer state lock")
+                .acc
+                .is_empty()
+            {
                 break;
             }
             idle.await;
@@ -398,8 +407,7 @@ fn finish_batch(
         // With idempotence, OUT_OF_ORDER_SEQUENCE after an earlier batch's
         // failure is the broker refusing a gap: resend in order.
         let retriable = e.is_retriable()
-            || (inner.identity.is_some()
-                && e.code() == Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER));
+            || (inner.identity.is_some() && e.code() == Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER));
         if retriable && batch.attempts < inner.config.retries && t < batch.deadline {
             batch.attempts += 1;
             batch.retry_at = Some(t + inner.config.retry_backoff);
@@ -492,7 +500,10 @@ async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<ProducerB
     }
 }
 
-fn batch_result(response: &ProduceResponse, batch: &ProducerBatch) -> Result<BatchDone, ClientError> {
+fn batch_result(
+    response: &ProduceResponse,
+    batch: &ProducerBatch,
+) -> Result<BatchDone, ClientError> {
     let partition = response
         .responses
         .iter()
@@ -527,4 +538,3 @@ fn batch_result(response: &ProduceResponse, batch: &ProducerBatch) -> Result<Bat
         )),
     }
 }
-
