@@ -1,7 +1,7 @@
 //! The consumer: manual assignment, seek, and poll with prefetch.
 //!
-//! Each poll keeps one Fetch in flight per leader broker for every assigned
-//! partition that has no unconsumed buffered data, so the next response is
+//! Each poll keeps one Fetch in flight per partition (grouped per leader)
+//! while less than a poll's worth is buffered, so the next response is
 //! on its way while the caller handles the current one. Fetch tasks decode
 //! record batches themselves (on the runtime's worker threads), and poll
 //! only moves decoded records out.
@@ -385,7 +385,9 @@ impl Consumer {
             let Some(offset) = state.fetch_position else {
                 continue;
             };
-            if state.in_flight || !state.buffered.is_empty() {
+            // Prefetch: ask for more while the caller still has up to one
+            // poll's worth buffered, so the next response overlaps its work.
+            if state.in_flight || state.buffered.len() >= self.config.max_poll_records {
                 continue;
             }
             match metadata.leader(&tp.0, tp.1) {
