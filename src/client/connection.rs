@@ -233,7 +233,12 @@ impl Connection {
             }
         };
         let mut writer = self.writer.lock().await;
-        if let Err(e) = writer.write_all(&frame).await {
+        // flush: a no-op on real TCP, but madsim's stream only sends on flush.
+        let written = match writer.write_all(&frame).await {
+            Ok(()) => writer.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             drop(writer);
             fail_all(&self.pending, format!("write: {e}"));
             return Err(self.disconnected(&e.to_string()));
