@@ -214,5 +214,72 @@ async fn offsets_seek_and_admin() {
     );
     assert_eq!(got[0].timestamp, 1_007);
 
+    // offsets_for_times: the first record at or after the timestamp.
+    let times = consumer
+        .offsets_for_times(&[(tp.clone(), 1_004), (tp.clone(), 99_999)])
+        .await
+        .unwrap();
+    // (Both queries share a key; the map holds the later one.)
+    assert_eq!(times.len(), 1);
+    let at = consumer
+        .offsets_for_times(&[(tp.clone(), 1_004)])
+        .await
+        .unwrap();
+    let found = at[&tp].map(|(o, _)| o).unwrap();
+    if broker.is_tansu() {
+        // Tansu answers with the base offset of the batch holding the record.
+        assert!(found <= 4);
+    } else {
+        assert_eq!(found, 4);
+    }
+
+    // Tansu 0.6 has no CreatePartitions: the client must say so, typed.
+    match admin.create_partitions(&topic, 4).await {
+        Ok(()) => assert_eq!(
+            admin
+                .describe_topics(std::slice::from_ref(&topic))
+                .await
+                .unwrap()[0]
+                .partitions
+                .len(),
+            4
+        ),
+        Err(e) => {
+            assert!(broker.is_tansu(), "{e}");
+            assert_eq!(
+                e,
+                weir::client::ClientError::Unsupported("CreatePartitions".into())
+            );
+        }
+    }
+    let cluster = admin.describe_cluster().await.unwrap();
+    assert!(!cluster.brokers.is_empty());
+
     admin.delete_topic(&topic).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_fire_and_forget() {
+    let broker = common::start_broker();
+    let admin = Admin::connect(&broker.bootstrap).await.unwrap();
+    let topic = common::unique_topic("acks0");
+    create(&admin, &topic, 1).await;
+    let mut config = ProducerConfig::default();
+    config.set("acks", "0").unwrap();
+    let producer = Producer::connect(&broker.bootstrap, config).await.unwrap();
+    let mut futures = Vec::new();
+    for i in 0..50 {
+        futures.push(
+            producer
+                .send(ProducerRecord::new(topic.clone(), format!("{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    producer.close().await;
+    for f in futures {
+        assert_eq!(f.await.unwrap().offset, -1, "acks=0 returns no offsets");
+    }
+    let records = consume_all(&broker.bootstrap, &topic, 50).await;
+    assert_eq!(records.len(), 50);
 }
