@@ -15,6 +15,7 @@
 pub mod disk;
 pub mod rng;
 pub mod signal;
+pub mod sim_disk;
 pub mod time;
 
 pub use disk::{Disk, DiskFile, RealDisk};

@@ -2,20 +2,46 @@
 //! exactly as producers sent them (base offset and leader epoch patched in
 //! place), with a sparse offset index and a time index per segment.
 //!
-//! CONTRACT (fixed so the broker can be written against it; the bodies are
-//! filled in by the log work):
+//! Layers: [`PartitionLog`] (this file: validation, offsets, roll, flush
+//! policy, recovery orchestration) -> `segment::Segment` (one `.log` file
+//! and its indexes) -> `offset_index` / `time_index`; `producer_state` keeps
+//! idempotent-producer state and its snapshots; `batch` knows the
+//! RecordBatch v2 header.
+//!
+//! Directory layout: `<base>.log`, `<base>.index`, `<base>.timeindex` per
+//! segment (base = 20-digit zero-padded base offset), `<offset>.snapshot`
+//! producer-state snapshots, and `.weir_clean_shutdown` while the log is
+//! closed cleanly.
+//!
+//! Invariants:
 //! - `log/` never reads a clock: time comes in as `now_ms` parameters.
 //! - `log/` does all I/O through `env::Disk`.
 //! - Offsets only grow; a stored batch never changes after `append` returns.
+//! - Only the last (active) segment is ever written; every other segment was
+//!   fsynced (log and indexes) when it stopped being active.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::env::disk::OpenMode;
 use crate::env::Disk;
 
 pub mod batch;
+pub mod offset_index;
+pub mod producer_state;
+pub mod segment;
+pub mod time_index;
+
+use batch::BatchHeader;
+use producer_state::{ProducerEntry, ProducerStateManager, SequenceCheck};
+use segment::Segment;
+
+/// Present in a log directory only between a clean `close` and the next
+/// `open`: its presence lets `open` trust the active segment without a scan.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".weir_clean_shutdown";
 
 /// Per-partition settings, Kafka's topic configs with their broker defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,21 +148,168 @@ pub struct FetchSlice {
 }
 
 /// A partition's log on disk.
+///
+/// Delegates storage to its segments (a `BTreeMap` from base offset, the last
+/// one active) and keeps idempotent-producer state. Not internally
+/// synchronized: the broker holds it in a lock; `read` takes `&self`.
 pub struct PartitionLog {
-    _private: (),
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    producers: ProducerStateManager,
+    /// Records appended since the last fsync (flush.messages).
+    unflushed_records: u64,
+    /// now_ms of the oldest append not yet fsynced (flush.ms).
+    first_unflushed_ms: Option<i64>,
+    /// Bytes cut from segment tails by the recovery at open.
+    recovery_truncated_bytes: u64,
+    /// Set by the first failed write or fsync. After it the page cache may
+    /// have dropped data the log believes it holds (fsyncgate), so every
+    /// further operation fails until the log is reopened and recovered,
+    /// as Kafka takes a log directory offline.
+    offline: Option<String>,
+}
+
+/// A batch that passed validation, staged for the write.
+struct StagedBatch {
+    range: std::ops::Range<usize>,
+    header: BatchHeader,
 }
 
 impl PartitionLog {
     /// Open (or create) the log in `dir`, recovering after a crash: validate the
     /// active segment's tail, truncate a torn or corrupt tail, rebuild missing
     /// or damaged indexes, rebuild idempotent-producer state.
+    ///
+    /// Without the clean-shutdown marker the last segment is scanned in full
+    /// (header, length, CRC, increasing offsets) and cut at the first bad
+    /// byte; earlier segments were fsynced at roll, so only their indexes and
+    /// tails are checked (a failed check falls back to the same full scan).
     pub fn open(
-        _disk: Arc<dyn Disk>,
-        _dir: PathBuf,
-        _config: LogConfig,
-        _now_ms: i64,
+        disk: Arc<dyn Disk>,
+        dir: PathBuf,
+        config: LogConfig,
+        now_ms: i64,
     ) -> Result<Self, LogError> {
-        todo!("log work")
+        disk.create_dir_all(&dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = disk.exists(&marker);
+        let mut bases = Vec::new();
+        for name in disk.list_dir(&dir)? {
+            if name.ends_with(".tmp") {
+                // A snapshot write cut short by a crash: never renamed in.
+                disk.remove_file(&dir.join(&name))?;
+                continue;
+            }
+            if let Some((base, "log")) = segment::parse_file_name(&name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let mut truncated_total = 0;
+        let interval = config.index_interval_bytes;
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (seg, truncated) = if active && !clean {
+                Segment::recover(disk.as_ref(), &dir, base, interval, now_ms)?
+            } else {
+                Segment::open(disk.as_ref(), &dir, base, interval, now_ms)?
+            };
+            truncated_total += truncated;
+            if let Some((_, prev)) = segments.last_key_value() {
+                let prev: &Segment = prev;
+                if base < prev.next_offset() {
+                    return Err(LogError::CorruptMessage(format!(
+                        "segment {base} overlaps the previous one ending at {}",
+                        prev.next_offset()
+                    )));
+                }
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(disk.as_ref(), &dir, 0)?);
+        }
+        let mut log = PartitionLog {
+            disk,
+            dir,
+            config,
+            segments,
+            producers: ProducerStateManager::new(),
+            unflushed_records: 0,
+            first_unflushed_ms: None,
+            recovery_truncated_bytes: truncated_total,
+            offline: None,
+        };
+        log.rebuild_producer_state()?;
+        if clean {
+            // From here on a crash must trigger recovery again.
+            log.disk.remove_file(&marker)?;
+        }
+        Ok(log)
+    }
+
+    /// Load the newest usable producer snapshot and replay the batch headers
+    /// stored after it.
+    fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        let (mut state, from) =
+            ProducerStateManager::load_snapshot(self.disk.as_ref(), &self.dir, end)?;
+        let from = from.unwrap_or_else(|| self.log_start_offset());
+        for seg in self.segments.values() {
+            if seg.next_offset() <= from {
+                continue;
+            }
+            seg.for_each_header(from, |h| {
+                if h.base_offset >= from {
+                    state.replay(h);
+                }
+                Ok(())
+            })?;
+        }
+        self.producers = state;
+        Ok(())
+    }
+
+    /// Fail if an earlier I/O error took the log offline.
+    fn ensure_online(&self) -> Result<(), LogError> {
+        match &self.offline {
+            None => Ok(()),
+            Some(why) => Err(LogError::Io(std::io::Error::other(format!(
+                "log {} is offline after an I/O failure ({why}); reopen it to recover",
+                self.dir.display()
+            )))),
+        }
+    }
+
+    /// Take the log offline if `r` is an I/O failure.
+    fn note_io<T>(&mut self, r: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(LogError::Io(e)) = &r {
+            tracing::error!(dir = %self.dir.display(), error = %e, "log I/O failure: taking the log offline");
+            self.offline = Some(e.to_string());
+        }
+        r
+    }
+
+    /// Whether an I/O failure took the log offline.
+    pub fn is_offline(&self) -> bool {
+        self.offline.is_some()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("log invariant: there is always an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("log invariant: there is always an active segment")
     }
 
     /// Append one or more RecordBatch v2 batches as received from a producer.
@@ -145,72 +318,366 @@ impl PartitionLog {
     /// writes them; rolls segments by size and age; flushes by flush.messages /
     /// flush.ms. Validation happens before anything is written: on error,
     /// nothing is stored.
+    ///
+    /// If any batch is a retry of a stored idempotent batch, nothing is
+    /// written and the stored batch's offsets come back with `duplicate`
+    /// (as Kafka does; producers send one batch per partition per request).
+    /// Control batches are accepted: rejecting them from clients is the
+    /// produce handler's job.
     pub fn append(
         &mut self,
-        _batches: &mut [u8],
-        _leader_epoch: i32,
-        _now_ms: i64,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        todo!("log work")
+        self.ensure_online()?;
+        // 1. Validate everything, staging offsets and producer state.
+        let split = batch::split_batches(batches)?;
+        if split.is_empty() {
+            return Err(LogError::InvalidRecord("no record batches".into()));
+        }
+        if batches.len() > i32::MAX as usize {
+            return Err(LogError::RecordTooLarge {
+                size: batches.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        let mut next = self.log_end_offset();
+        let mut staged_producers: BTreeMap<i64, ProducerEntry> = BTreeMap::new();
+        let mut staged = Vec::with_capacity(split.len());
+        let mut records = 0u64;
+        for (range, mut h) in split {
+            if range.len() > self.config.max_message_bytes as usize {
+                return Err(LogError::RecordTooLarge {
+                    size: range.len(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            h.validate_fields()?;
+            h.base_offset = next;
+            if h.has_producer_id() {
+                let current = staged_producers
+                    .get(&h.producer_id)
+                    .or_else(|| self.producers.get(h.producer_id));
+                match producer_state::check_batch(current, &h)? {
+                    SequenceCheck::Duplicate(m) => {
+                        return Ok(AppendInfo {
+                            first_offset: m.first_offset,
+                            last_offset: m.last_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: self.log_start_offset(),
+                            duplicate: true,
+                        });
+                    }
+                    SequenceCheck::Append => {
+                        let mut entry = current.cloned().unwrap_or_default();
+                        producer_state::apply_batch(&mut entry, &h);
+                        staged_producers.insert(h.producer_id, entry);
+                    }
+                }
+            }
+            next = h.next_offset();
+            records += h.record_count as u64;
+            staged.push(StagedBatch { range, header: h });
+        }
+        let first_offset = staged[0].header.base_offset;
+        let last_offset = next - 1;
+
+        // 2. Roll if this append does not belong in the active segment.
+        if self.should_roll(batches.len() as u64, staged.len(), last_offset, now_ms) {
+            let r = self.roll(now_ms);
+            self.note_io(r)?;
+        }
+
+        // 3. Assign offsets in place; stamp LogAppendTime.
+        let mut headers = Vec::with_capacity(staged.len());
+        for s in &staged {
+            let b = &mut batches[s.range.clone()];
+            batch::set_base_offset(b, s.header.base_offset);
+            batch::set_partition_leader_epoch(b, leader_epoch);
+            if self.config.log_append_time {
+                batch::set_log_append_time(b, now_ms);
+            }
+            headers.push((s.range.clone(), BatchHeader::parse(b)?));
+        }
+
+        // 4. Write, then commit producer state.
+        let interval = self.config.index_interval_bytes;
+        let r = self
+            .active_mut()
+            .append(batches, &headers, interval, now_ms);
+        self.note_io(r)?;
+        self.producers.commit(staged_producers);
+        assert!(
+            self.log_end_offset() == last_offset + 1,
+            "log invariant: log end follows the last appended offset"
+        );
+
+        // 5. Flush policy.
+        self.unflushed_records += records;
+        let first_unflushed = *self.first_unflushed_ms.get_or_insert(now_ms);
+        if self.unflushed_records >= self.config.flush_messages
+            || now_ms.saturating_sub(first_unflushed) >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset,
+            log_append_time_ms: if self.config.log_append_time {
+                now_ms
+            } else {
+                -1
+            },
+            log_start_offset: self.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// Whether an append of `bytes` in `batch_count` batches ending at
+    /// `last_offset` needs a new segment: size, age, index capacity, or
+    /// relative offsets/positions that would not fit u32.
+    fn should_roll(&self, bytes: u64, batch_count: usize, last_offset: i64, now_ms: i64) -> bool {
+        let seg = self.active();
+        if seg.is_empty() {
+            return false;
+        }
+        let too_big = seg.size() + bytes > self.config.segment_bytes;
+        let too_old = seg
+            .created_ms()
+            .is_some_and(|c| now_ms.saturating_sub(c) > self.config.segment_ms);
+        let index_full = seg.index_nearly_full(self.config.segment_index_bytes, batch_count);
+        let offsets_overflow = last_offset - seg.base_offset() > u32::MAX as i64;
+        let position_overflow = seg.size() + bytes > u32::MAX as u64;
+        too_big || too_old || index_full || offsets_overflow || position_overflow
+    }
+
+    /// Seal the active segment (final time-index entry, fsync of log and
+    /// indexes), start a new one at the log end, and snapshot producer state
+    /// there so a restart replays only the new segment.
+    fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let base = self.log_end_offset();
+        self.active_mut().seal()?;
+        self.unflushed_records = 0;
+        self.first_unflushed_ms = None;
+        let seg = Segment::create(self.disk.as_ref(), &self.dir, base)?;
+        tracing::debug!(dir = %self.dir.display(), base, now_ms, "rolled log segment");
+        self.segments.insert(base, seg);
+        self.producers
+            .write_snapshot(self.disk.as_ref(), &self.dir, base)?;
+        Ok(())
     }
 
     /// Read whole batches starting at the batch that holds `offset`, up to
     /// `max_bytes` (but at least one whole batch when `min_one_batch`, as
     /// Kafka returns an oversized first batch so consumers make progress).
-    /// `offset == log_end_offset` returns an empty slice.
+    /// `offset == log_end_offset` returns an empty slice. Reads come from one
+    /// segment, in one `read_at` (plus a few header reads to find the start).
     pub fn read(
         &self,
-        _offset: i64,
-        _max_bytes: usize,
-        _min_one_batch: bool,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
     ) -> Result<FetchSlice, LogError> {
-        todo!("log work")
+        self.ensure_online()?;
+        let start = self.log_start_offset();
+        let end = self.log_end_offset();
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        if offset == end {
+            return Ok(FetchSlice::default());
+        }
+        let first = *self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| b)
+            .expect("log invariant: the first segment starts at log start");
+        for seg in self.segments.range(first..).map(|(_, s)| s) {
+            if let Some((pos, h)) = seg.find_batch(offset)? {
+                let records = seg.read_from(pos, &h, max_bytes, min_one_batch)?;
+                return Ok(FetchSlice { records });
+            }
+        }
+        Ok(FetchSlice::default())
+    }
+
+    /// Remove every batch whose last offset is >= `offset` (a follower
+    /// truncating to the leader's log). A batch holding `offset` in its middle
+    /// goes too, so the new log end may be below `offset`, as in Kafka.
+    /// Later segments are deleted, the cut segment's indexes rebuilt, and
+    /// producer state rebuilt from a snapshot at or below the new end.
+    ///
+    /// Crash story: later segments are deleted before the cut, each step
+    /// durable; a crash in between can leave batches that were meant to go,
+    /// which the replication protocol truncates again after restart.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        self.ensure_online()?;
+        let start = self.log_start_offset();
+        let end = self.log_end_offset();
+        if offset >= end {
+            return Ok(());
+        }
+        if offset < start {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let r = self.truncate_inner(offset);
+        self.note_io(r)
+    }
+
+    fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        let keep = *self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| b)
+            .expect("log invariant: the first segment starts at log start");
+        let later: Vec<i64> = self.segments.range(keep + 1..).map(|(b, _)| *b).collect();
+        for base in later.into_iter().rev() {
+            let seg = self.segments.remove(&base).expect("listed above");
+            seg.delete_files(self.disk.as_ref(), &self.dir)?;
+        }
+        let seg = self.segments.remove(&keep).expect("listed above");
+        let pos = match seg.find_batch(offset)? {
+            Some((pos, _)) => pos,
+            None => seg.size(),
+        };
+        let interval = self.config.index_interval_bytes;
+        let seg = seg.truncate_to_position(self.disk.as_ref(), &self.dir, pos, interval)?;
+        self.segments.insert(keep, seg);
+        self.unflushed_records = 0;
+        self.first_unflushed_ms = None;
+        assert!(
+            self.log_end_offset() <= offset,
+            "truncation invariant: nothing at or above the target remains"
+        );
+        self.rebuild_producer_state()
     }
 
     /// First offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        todo!("log work")
+        *self
+            .segments
+            .keys()
+            .next()
+            .expect("log invariant: there is always a segment")
     }
 
     /// Offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
-        todo!("log work")
+        self.active().next_offset()
     }
 
     /// The earliest offset whose record timestamp is >= `timestamp_ms`, with
     /// that record's timestamp, via the time index; None if no such record.
-    pub fn offset_for_timestamp(&self, _timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
-        todo!("log work")
+    /// Returns `(offset, timestamp)`.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for seg in self.segments.values() {
+            if let Some(found) = seg.find_offset_by_timestamp(timestamp_ms)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
-    /// The largest record timestamp and its offset (ListOffsets MAX_TIMESTAMP).
+    /// The largest record timestamp and its offset (ListOffsets MAX_TIMESTAMP),
+    /// as `(timestamp, offset)`: the first record carrying that timestamp.
+    /// None for an empty log (or one whose records all lack timestamps).
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        todo!("log work")
+        let mut best: Option<(&Segment, i64, i64)> = None;
+        for seg in self.segments.values() {
+            if let Some((ts, off)) = seg.max_timestamp() {
+                if best.is_none_or(|(_, b, _)| ts > b) {
+                    best = Some((seg, ts, off));
+                }
+            }
+        }
+        let (seg, ts, batch_last_offset) = best?;
+        if ts < 0 {
+            return None;
+        }
+        // Pin down the exact record; on a read error fall back to the batch.
+        match seg.find_offset_by_timestamp(ts) {
+            Ok(Some((off, _))) => Some((ts, off)),
+            _ => Some((ts, batch_last_offset)),
+        }
     }
 
     /// fsync everything written so far.
     pub fn flush(&mut self) -> Result<(), LogError> {
-        todo!("log work")
+        self.ensure_online()?;
+        let r = self.active().flush();
+        self.note_io(r)?;
+        self.unflushed_records = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
     }
 
     /// Flush if flush.ms has elapsed since the oldest unflushed write; the
     /// broker calls this periodically.
-    pub fn maybe_flush(&mut self, _now_ms: i64) -> Result<(), LogError> {
-        todo!("log work")
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), LogError> {
+        if let Some(first) = self.first_unflushed_ms {
+            if now_ms.saturating_sub(first) >= self.config.flush_ms {
+                self.flush()?;
+            }
+        }
+        Ok(())
     }
 
     /// Apply changed topic configs (segment size, flush policy, limits).
-    pub fn set_config(&mut self, _config: LogConfig) {
-        todo!("log work")
+    /// They take effect from the next append; existing segments stay as they are.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Number of segments (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Bytes the recovery at open cut from torn or corrupt segment tails.
+    pub fn recovery_truncated_bytes(&self) -> u64 {
+        self.recovery_truncated_bytes
+    }
+
+    /// The directory holding this log.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Flush and write clean-shutdown state so the next open skips recovery.
-    pub fn close(self) -> Result<(), LogError> {
-        todo!("log work")
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.ensure_online()?;
+        self.active_mut().seal()?;
+        let end = self.log_end_offset();
+        self.producers
+            .write_snapshot(self.disk.as_ref(), &self.dir, end)?;
+        let marker = self
+            .disk
+            .open(&self.dir.join(CLEAN_SHUTDOWN_FILE), OpenMode::CREATE)?;
+        marker.sync_data()?;
+        Ok(())
     }
 
     /// Remove the log's directory and everything in it.
     pub fn delete(self) -> Result<(), LogError> {
-        todo!("log work")
+        let PartitionLog {
+            disk,
+            dir,
+            segments,
+            ..
+        } = self;
+        drop(segments);
+        disk.remove_dir_all(&dir)?;
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
