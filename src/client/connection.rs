@@ -51,6 +51,7 @@ type Reply = oneshot::Sender<Result<Bytes, ClientError>>;
 
 #[derive(Default)]
 struct Pending {
+    addr: String,
     waiting: BTreeMap<i32, Reply>,
     /// Set once the connection is dead; later requests fail at once.
     broken: Option<String>,
@@ -97,7 +98,10 @@ impl Connection {
         };
         let _ = stream.set_nodelay(true);
         let (read, write) = tokio::io::split(stream);
-        let pending = Arc::new(Mutex::new(Pending::default()));
+        let pending = Arc::new(Mutex::new(Pending {
+            addr: addr.to_string(),
+            ..Default::default()
+        }));
         let reader = tokio::spawn(read_loop(read, pending.clone()));
         let mut conn = Connection {
             addr: addr.to_string(),
@@ -164,24 +168,32 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response, ClientError> {
+        self.start_version(request, version).await?.wait().await
+    }
+
+    /// Write the request now (at the negotiated version) and return a handle
+    /// for its response. Requests started one after another from one task
+    /// reach the broker in that order: the idempotent producer relies on it.
+    pub async fn start<R: Request>(&self, request: &R) -> Result<PendingResponse<R>, ClientError> {
+        let version = self.version_for(api_key::<R>()?)?;
+        self.start_version(request, version).await
+    }
+
+    pub async fn start_version<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<PendingResponse<R>, ClientError> {
         let (correlation_id, rx) = self.write_request(request, version, true).await?;
-        let rx = rx.expect("a reply channel was requested");
-        let body = match timeout(self.options.request_timeout, rx).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => return Err(self.disconnected("reader stopped")),
-            Err(_) => {
-                self.pending
-                    .lock()
-                    .expect("pending lock")
-                    .waiting
-                    .remove(&correlation_id);
-                return Err(ClientError::Timeout {
-                    what: format!("{:?} request to {}", api_key::<R>()?, self.addr),
-                    ms: self.options.request_timeout.as_millis() as u64,
-                });
-            }
-        };
-        decode_response::<R>(body, version, correlation_id)
+        Ok(PendingResponse {
+            rx: rx.expect("a reply channel was requested"),
+            version,
+            correlation_id,
+            addr: self.addr.clone(),
+            request_timeout: self.options.request_timeout,
+            pending: self.pending.clone(),
+            _request: std::marker::PhantomData,
+        })
     }
 
     /// Write a request that gets no response (Produce with acks=0).
@@ -254,6 +266,44 @@ impl Connection {
     }
 }
 
+/// A written request whose response has not been read yet.
+pub struct PendingResponse<R: Request> {
+    rx: oneshot::Receiver<Result<Bytes, ClientError>>,
+    version: i16,
+    correlation_id: i32,
+    addr: String,
+    request_timeout: Duration,
+    pending: Arc<Mutex<Pending>>,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> PendingResponse<R> {
+    /// Wait for and decode the response (within the request timeout).
+    pub async fn wait(self) -> Result<R::Response, ClientError> {
+        let body = match timeout(self.request_timeout, self.rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => {
+                return Err(ClientError::Disconnected {
+                    addr: self.addr,
+                    reason: "reader stopped".to_string(),
+                })
+            }
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .expect("pending lock")
+                    .waiting
+                    .remove(&self.correlation_id);
+                return Err(ClientError::Timeout {
+                    what: format!("{:?} request to {}", api_key::<R>()?, self.addr),
+                    ms: self.request_timeout.as_millis() as u64,
+                });
+            }
+        };
+        decode_response::<R>(body, self.version, self.correlation_id)
+    }
+}
+
 fn api_key<R: Request>() -> Result<ApiKey, ClientError> {
     ApiKey::try_from(R::KEY)
         .map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))
@@ -284,7 +334,7 @@ fn fail_all(pending: &Mutex<Pending>, reason: String) {
     }
     for (_, tx) in std::mem::take(&mut p.waiting) {
         let _ = tx.send(Err(ClientError::Disconnected {
-            addr: String::new(),
+            addr: p.addr.clone(),
             reason: reason.clone(),
         }));
     }

@@ -346,9 +346,7 @@ async fn sender_loop(inner: Arc<Inner>) {
             maybe_refresh_metadata(&inner);
         }
         for (broker, requests) in drained.requests {
-            for batches in requests {
-                tokio::spawn(send_request(inner.clone(), broker, batches));
-            }
+            dispatch_to_broker(&inner, broker, requests).await;
         }
         if done {
             return;
@@ -409,6 +407,14 @@ fn finish_batch(
         let retriable = e.is_retriable()
             || (inner.identity.is_some() && e.code() == Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER));
         if retriable && batch.attempts < inner.config.retries && t < batch.deadline {
+            tracing::debug!(
+                topic = %batch.topic,
+                partition = batch.partition,
+                sequence = ?batch.base_sequence,
+                attempt = batch.attempts + 1,
+                error = %e,
+                "retrying produce batch"
+            );
             batch.attempts += 1;
             batch.retry_at = Some(t + inner.config.retry_backoff);
             state.acc.requeue(batch);
@@ -432,7 +438,52 @@ fn finish_batch(
     inner.wake.notify_one();
 }
 
-async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<ProducerBatch>) {
+/// Write the requests for one broker in drain order, then hand each one's
+/// response to its own task. Writing here, not in the spawned tasks, keeps a
+/// partition's batches on the wire in sequence order.
+async fn dispatch_to_broker(inner: &Arc<Inner>, broker: i32, requests: Vec<Vec<ProducerBatch>>) {
+    let conn = match inner.cluster.broker_connection(broker).await {
+        Ok(c) => c,
+        Err(e) => {
+            maybe_refresh_metadata(inner);
+            for batch in requests.into_iter().flatten() {
+                finish_batch(inner, batch, Err(e.clone()), true);
+            }
+            return;
+        }
+    };
+    for mut batches in requests {
+        let (request, failed) = build_request(inner, &mut batches);
+        let mut results: Vec<Option<Result<BatchDone, ClientError>>> =
+            batches.iter().map(|_| None).collect();
+        for (i, e) in failed {
+            results[i] = Some(Err(e));
+        }
+        if inner.config.acks == Acks::None {
+            let outcome = conn.send_oneway(&request).await;
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let result = outcome.map(|_| None);
+                complete_request(&inner, batches, results, result);
+            });
+            continue;
+        }
+        let started = conn.start(&request).await;
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let result = match started {
+                Ok(pending) => pending.wait().await.map(Some),
+                Err(e) => Err(e),
+            };
+            complete_request(&inner, batches, results, result);
+        });
+    }
+}
+
+fn build_request(
+    inner: &Inner,
+    batches: &mut [ProducerBatch],
+) -> (ProduceRequest, Vec<(usize, ClientError)>) {
     let config = &inner.config;
     let mut topics: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
     let mut failed: Vec<(usize, ClientError)> = Vec::new();
@@ -467,36 +518,43 @@ async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<ProducerB
                 })
                 .collect(),
         );
-    let result = match inner.cluster.broker_connection(broker).await {
-        Ok(conn) if config.acks == Acks::None => conn.send_oneway(&request).await.map(|_| None),
-        Ok(conn) => conn.send(&request).await.map(Some),
-        Err(e) => Err(e),
-    };
-    let mut results: Vec<Result<BatchDone, ClientError>> = match &result {
-        Err(e) => batches.iter().map(|_| Err(e.clone())).collect(),
-        Ok(None) => batches
-            .iter()
-            .map(|_| {
-                Ok(BatchDone {
+    (request, failed)
+}
+
+/// Turn a produce outcome into per-batch results and finish every batch.
+/// `result` is `Ok(None)` for acks=0 (no response to read).
+fn complete_request(
+    inner: &Arc<Inner>,
+    batches: Vec<ProducerBatch>,
+    preset: Vec<Option<Result<BatchDone, ClientError>>>,
+    result: Result<Option<ProduceResponse>, ClientError>,
+) {
+    let results: Vec<Result<BatchDone, ClientError>> = batches
+        .iter()
+        .zip(preset)
+        .map(|(b, preset)| {
+            if let Some(r) = preset {
+                return r;
+            }
+            match &result {
+                Err(e) => Err(e.clone()),
+                Ok(None) => Ok(BatchDone {
                     base_offset: -1,
                     log_append_time: -1,
                     completed_at: now(),
-                })
-            })
-            .collect(),
-        Ok(Some(response)) => batches.iter().map(|b| batch_result(response, b)).collect(),
-    };
-    for (i, e) in failed {
-        results[i] = Err(e);
-    }
+                }),
+                Ok(Some(response)) => batch_result(response, b),
+            }
+        })
+        .collect();
     if results
         .iter()
         .any(|r| r.as_ref().is_err_and(|e| e.invalidates_metadata()))
     {
-        maybe_refresh_metadata(&inner);
+        maybe_refresh_metadata(inner);
     }
     for (batch, result) in batches.into_iter().zip(results) {
-        finish_batch(&inner, batch, result, true);
+        finish_batch(inner, batch, result, true);
     }
 }
 
