@@ -545,8 +545,22 @@ async fn fetch_from(
                 "fetch response lacks {t}-{p}"
             ))),
             Some(d) if d.error_code != 0 => Err(ClientError::kafka(d.error_code)),
-            Some(d) => decode_fetched(t, *p, d.records.clone().unwrap_or_default(), *offset)
-                .map(|(records, next)| (records, next, d.high_watermark)),
+            Some(d) => {
+                let data = d.records.clone().unwrap_or_default();
+                let had_bytes = !data.is_empty();
+                match decode_fetched(t, *p, data, *offset) {
+                    // Bytes but not one whole batch: refetching the same
+                    // offset would loop forever, so say why instead.
+                    Ok((records, next)) if had_bytes && records.is_empty() && next == *offset => {
+                        Err(ClientError::Protocol(format!(
+                            "{t}-{p}: the batch at offset {offset} is larger than \
+                             max.partition.fetch.bytes ({})",
+                            config.max_partition_fetch_bytes
+                        )))
+                    }
+                    other => other.map(|(records, next)| (records, next, d.high_watermark)),
+                }
+            }
         };
         any_retriable |= result.as_ref().is_err_and(|e| e.is_retriable());
         out.push(FetchedPartition {
