@@ -1,1 +1,594 @@
-//! Server configuration (placeholder: filled in by the broker work)
+//! Server configuration, keyed by Kafka's own property names.
+//!
+//! A `server.properties`-style file (`key=value`, `#` comments) or single
+//! `set(key, value)` calls fill a [`ServerConfig`]; with no file,
+//! [`ServerConfig::default_single_node`] runs a one-node cluster.
+//!
+//! Topic-level configs (`segment.bytes`, `flush.ms`, ...) take their defaults
+//! from the broker's `log.*` keys, as in Kafka; [`ServerConfig::topic_defaults`]
+//! and [`ServerConfig::log_config_for`] derive them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crate::log::LogConfig;
+
+/// Why a configuration key or value was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("line {line}: expected key=value, got {text:?}")]
+    Syntax { line: usize, text: String },
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("unknown topic config {0}")]
+    UnknownTopicConfig(String),
+}
+
+/// The broker's settings. Field docs name the Kafka key each one holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// node.id (also accepted: broker.id)
+    pub node_id: i32,
+    /// listeners: `PLAINTEXT://host:port` or `host:port` (first listener is used)
+    pub listeners: String,
+    /// advertised.listeners: what Metadata tells clients; None = the bound address
+    pub advertised_listeners: Option<String>,
+    /// log.dirs (also accepted: log.dir); the first directory holds everything
+    pub log_dirs: Vec<PathBuf>,
+    /// cluster.id: reported in Metadata and DescribeCluster
+    pub cluster_id: String,
+    /// num.partitions: partitions of an auto-created topic or of CreateTopics with -1
+    pub num_partitions: i32,
+    /// default.replication.factor
+    pub default_replication_factor: i16,
+    /// auto.create.topics.enable
+    pub auto_create_topics_enable: bool,
+    /// message.max.bytes: the largest record batch accepted (topic: max.message.bytes)
+    pub message_max_bytes: u32,
+    /// log.segment.bytes (topic: segment.bytes)
+    pub log_segment_bytes: u64,
+    /// log.roll.ms (also log.roll.hours) (topic: segment.ms)
+    pub log_roll_ms: i64,
+    /// log.index.interval.bytes (topic: index.interval.bytes)
+    pub log_index_interval_bytes: u32,
+    /// log.index.size.max.bytes (topic: segment.index.bytes)
+    pub log_index_size_max_bytes: u32,
+    /// log.flush.interval.messages (topic: flush.messages); u64::MAX = never
+    pub log_flush_interval_messages: u64,
+    /// log.flush.interval.ms (topic: flush.ms); i64::MAX = never
+    pub log_flush_interval_ms: i64,
+    /// log.flush.scheduler.interval.ms: how often the flush task checks every log
+    pub log_flush_scheduler_interval_ms: i64,
+    /// log.retention.ms (also log.retention.minutes / .hours) (topic: retention.ms)
+    pub log_retention_ms: i64,
+    /// log.retention.bytes (topic: retention.bytes); -1 = unlimited
+    pub log_retention_bytes: i64,
+    /// log.cleanup.policy (topic: cleanup.policy)
+    pub log_cleanup_policy: String,
+    /// log.message.timestamp.type (topic: message.timestamp.type)
+    pub log_message_timestamp_type: String,
+    /// min.insync.replicas
+    pub min_insync_replicas: i32,
+    /// socket.request.max.bytes: a larger request frame closes the connection
+    pub socket_request_max_bytes: usize,
+    /// Keys this struct does not model, kept verbatim (a warning is logged).
+    pub extra: BTreeMap<String, String>,
+    /// Keys set explicitly (file or `set`), so DescribeConfigs can tell a
+    /// static broker config from a default.
+    pub explicit: BTreeSet<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self::default_single_node()
+    }
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+impl ServerConfig {
+    /// One node (node.id 1) listening on 127.0.0.1:9092 with data in ./weir-data.
+    pub fn default_single_node() -> Self {
+        ServerConfig {
+            node_id: 1,
+            listeners: "PLAINTEXT://127.0.0.1:9092".to_string(),
+            advertised_listeners: None,
+            log_dirs: vec![PathBuf::from("./weir-data")],
+            cluster_id: "weir-cluster".to_string(),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            message_max_bytes: 1_048_588,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 7 * DAY_MS,
+            log_index_interval_bytes: 4096,
+            log_index_size_max_bytes: 10 << 20,
+            log_flush_interval_messages: u64::MAX,
+            log_flush_interval_ms: i64::MAX,
+            log_flush_scheduler_interval_ms: 1000,
+            log_retention_ms: 7 * DAY_MS,
+            log_retention_bytes: -1,
+            log_cleanup_policy: "delete".to_string(),
+            log_message_timestamp_type: "CreateTime".to_string(),
+            min_insync_replicas: 1,
+            socket_request_max_bytes: 104_857_600,
+            extra: BTreeMap::new(),
+            explicit: BTreeSet::new(),
+        }
+    }
+
+    /// Parse a `server.properties` text: `key=value` (or `key: value`) lines,
+    /// `#`/`!` comments, blank lines ignored. Unknown keys are kept in `extra`
+    /// with a warning, as Kafka does.
+    pub fn parse_properties(text: &str) -> Result<Self, ConfigError> {
+        let mut config = Self::default_single_node();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some(pos) = line.find(['=', ':']) else {
+                return Err(ConfigError::Syntax {
+                    line: i + 1,
+                    text: raw.to_string(),
+                });
+            };
+            // `listeners=PLAINTEXT://...` contains ':' after '=': split on the first separator only.
+            let (key, value) = (line[..pos].trim(), line[pos + 1..].trim());
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Set one Kafka key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse(key, v)?,
+            "listeners" => {
+                listener_host_port(v).ok_or_else(|| invalid(key, v, "expected host:port"))?;
+                self.listeners = v.to_string();
+            }
+            "advertised.listeners" => {
+                listener_host_port(v).ok_or_else(|| invalid(key, v, "expected host:port"))?;
+                self.advertised_listeners = Some(v.to_string());
+            }
+            "log.dirs" | "log.dir" => {
+                let dirs: Vec<PathBuf> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+                if dirs.is_empty() {
+                    return Err(invalid(key, v, "empty"));
+                }
+                self.log_dirs = dirs;
+            }
+            "cluster.id" => self.cluster_id = v.to_string(),
+            "num.partitions" => self.num_partitions = parse_min(key, v, 1)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = parse_min::<i16>(key, v, 1)?
+            }
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, v)?,
+            "message.max.bytes" => self.message_max_bytes = parse(key, v)?,
+            "log.segment.bytes" => self.log_segment_bytes = parse_min(key, v, 14)?,
+            "log.roll.ms" => self.log_roll_ms = parse_min(key, v, 1)?,
+            "log.roll.hours" => self.log_roll_ms = parse_min::<i64>(key, v, 1)? * 3600 * 1000,
+            "log.index.interval.bytes" => self.log_index_interval_bytes = parse(key, v)?,
+            "log.index.size.max.bytes" => self.log_index_size_max_bytes = parse_min(key, v, 4)?,
+            "log.flush.interval.messages" => {
+                self.log_flush_interval_messages = parse_never::<u64>(key, v, u64::MAX)?
+            }
+            "log.flush.interval.ms" => {
+                self.log_flush_interval_ms = parse_never::<i64>(key, v, i64::MAX)?
+            }
+            "log.flush.scheduler.interval.ms" => {
+                self.log_flush_scheduler_interval_ms = parse_min(key, v, 1)?
+            }
+            "log.retention.ms" => self.log_retention_ms = parse(key, v)?,
+            "log.retention.minutes" => self.log_retention_ms = parse::<i64>(key, v)? * 60_000,
+            "log.retention.hours" => self.log_retention_ms = parse::<i64>(key, v)? * 3_600_000,
+            "log.retention.bytes" => self.log_retention_bytes = parse(key, v)?,
+            "log.cleanup.policy" => {
+                validate_cleanup_policy(key, v)?;
+                self.log_cleanup_policy = v.to_string();
+            }
+            "log.message.timestamp.type" => {
+                validate_timestamp_type(key, v)?;
+                self.log_message_timestamp_type = v.to_string();
+            }
+            "min.insync.replicas" => self.min_insync_replicas = parse_min(key, v, 1)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_min(key, v, 1)?,
+            _ => {
+                tracing::warn!(key, value = v, "unknown config key kept as is");
+                self.extra.insert(key.to_string(), v.to_string());
+            }
+        }
+        // Record the canonical key, so an alias (log.retention.hours) marks the
+        // config DescribeConfigs reports (log.retention.ms) as statically set.
+        let canonical = match key {
+            "broker.id" => "node.id",
+            "log.dir" => "log.dirs",
+            "log.roll.hours" => "log.roll.ms",
+            "log.retention.minutes" | "log.retention.hours" => "log.retention.ms",
+            other => other,
+        };
+        self.explicit.insert(canonical.to_string());
+        Ok(())
+    }
+
+    /// The address to bind, e.g. "127.0.0.1:9092" (from the first listener).
+    pub fn listen_addr(&self) -> String {
+        listener_host_port(&self.listeners).unwrap_or_else(|| "127.0.0.1:9092".to_string())
+    }
+
+    /// The advertised `host:port`, if configured.
+    pub fn advertised_addr(&self) -> Option<String> {
+        self.advertised_listeners
+            .as_deref()
+            .and_then(listener_host_port)
+    }
+
+    /// Where logs and broker metadata live (the first of log.dirs).
+    pub fn data_dir(&self) -> PathBuf {
+        self.log_dirs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("./weir-data"))
+    }
+
+    /// Every broker config this server reports through DescribeConfigs:
+    /// (key, value, explicitly set).
+    pub fn broker_configs(&self) -> Vec<(String, String, bool)> {
+        let mut out: Vec<(String, String)> = vec![
+            ("node.id".into(), self.node_id.to_string()),
+            ("broker.id".into(), self.node_id.to_string()),
+            ("listeners".into(), self.listeners.clone()),
+            (
+                "advertised.listeners".into(),
+                self.advertised_listeners.clone().unwrap_or_default(),
+            ),
+            (
+                "log.dirs".into(),
+                self.log_dirs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("num.partitions".into(), self.num_partitions.to_string()),
+            (
+                "default.replication.factor".into(),
+                self.default_replication_factor.to_string(),
+            ),
+            (
+                "auto.create.topics.enable".into(),
+                self.auto_create_topics_enable.to_string(),
+            ),
+            (
+                "message.max.bytes".into(),
+                self.message_max_bytes.to_string(),
+            ),
+            (
+                "log.segment.bytes".into(),
+                self.log_segment_bytes.to_string(),
+            ),
+            ("log.roll.ms".into(), self.log_roll_ms.to_string()),
+            (
+                "log.index.interval.bytes".into(),
+                self.log_index_interval_bytes.to_string(),
+            ),
+            (
+                "log.index.size.max.bytes".into(),
+                self.log_index_size_max_bytes.to_string(),
+            ),
+            (
+                "log.flush.interval.messages".into(),
+                never_u64(self.log_flush_interval_messages),
+            ),
+            (
+                "log.flush.interval.ms".into(),
+                never_i64(self.log_flush_interval_ms),
+            ),
+            (
+                "log.flush.scheduler.interval.ms".into(),
+                self.log_flush_scheduler_interval_ms.to_string(),
+            ),
+            ("log.retention.ms".into(), self.log_retention_ms.to_string()),
+            (
+                "log.retention.bytes".into(),
+                self.log_retention_bytes.to_string(),
+            ),
+            ("log.cleanup.policy".into(), self.log_cleanup_policy.clone()),
+            (
+                "log.message.timestamp.type".into(),
+                self.log_message_timestamp_type.clone(),
+            ),
+            (
+                "min.insync.replicas".into(),
+                self.min_insync_replicas.to_string(),
+            ),
+            (
+                "socket.request.max.bytes".into(),
+                self.socket_request_max_bytes.to_string(),
+            ),
+        ];
+        for (k, v) in &self.extra {
+            out.push((k.clone(), v.clone()));
+        }
+        out.sort();
+        out.into_iter()
+            .map(|(k, v)| {
+                let explicit = self.explicit.contains(&k)
+                    || (k == "broker.id" && self.explicit.contains("node.id"))
+                    || (k == "node.id" && self.explicit.contains("broker.id"));
+                (k, v, explicit)
+            })
+            .collect()
+    }
+
+    /// Every topic config with its broker-derived default: (topic key,
+    /// default value, broker key it comes from).
+    pub fn topic_defaults(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut out = vec![
+            (
+                "cleanup.policy",
+                self.log_cleanup_policy.clone(),
+                "log.cleanup.policy",
+            ),
+            (
+                "flush.messages",
+                never_u64(self.log_flush_interval_messages),
+                "log.flush.interval.messages",
+            ),
+            (
+                "flush.ms",
+                never_i64(self.log_flush_interval_ms),
+                "log.flush.interval.ms",
+            ),
+            (
+                "index.interval.bytes",
+                self.log_index_interval_bytes.to_string(),
+                "log.index.interval.bytes",
+            ),
+            (
+                "max.message.bytes",
+                self.message_max_bytes.to_string(),
+                "message.max.bytes",
+            ),
+            (
+                "message.timestamp.type",
+                self.log_message_timestamp_type.clone(),
+                "log.message.timestamp.type",
+            ),
+            (
+                "min.insync.replicas",
+                self.min_insync_replicas.to_string(),
+                "min.insync.replicas",
+            ),
+            (
+                "retention.bytes",
+                self.log_retention_bytes.to_string(),
+                "log.retention.bytes",
+            ),
+            (
+                "retention.ms",
+                self.log_retention_ms.to_string(),
+                "log.retention.ms",
+            ),
+            (
+                "segment.bytes",
+                self.log_segment_bytes.to_string(),
+                "log.segment.bytes",
+            ),
+            (
+                "segment.index.bytes",
+                self.log_index_size_max_bytes.to_string(),
+                "log.index.size.max.bytes",
+            ),
+            ("segment.ms", self.log_roll_ms.to_string(), "log.roll.ms"),
+        ];
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Check one topic config override: the key must be a known topic config
+    /// and the value must parse.
+    pub fn validate_topic_config(&self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let mut probe = LogConfig::default();
+        apply_topic_config(&mut probe, key, value)
+    }
+
+    /// The log settings for a topic: broker defaults, then the topic's overrides.
+    pub fn log_config_for(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, ConfigError> {
+        let mut config = LogConfig {
+            segment_bytes: self.log_segment_bytes,
+            segment_ms: self.log_roll_ms,
+            index_interval_bytes: self.log_index_interval_bytes,
+            segment_index_bytes: self.log_index_size_max_bytes,
+            flush_messages: self.log_flush_interval_messages,
+            flush_ms: self.log_flush_interval_ms,
+            max_message_bytes: self.message_max_bytes,
+            log_append_time: self.log_message_timestamp_type == "LogAppendTime",
+        };
+        for (k, v) in overrides {
+            apply_topic_config(&mut config, k, v)?;
+        }
+        Ok(config)
+    }
+}
+
+/// Apply one topic-level key to a LogConfig; keys the log does not use yet
+/// (retention, cleanup policy, min.insync.replicas) are validated only.
+fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
+    let v = value.trim();
+    match key {
+        "segment.bytes" => config.segment_bytes = parse_min(key, v, 14)?,
+        "segment.ms" => config.segment_ms = parse_min(key, v, 1)?,
+        "index.interval.bytes" => config.index_interval_bytes = parse(key, v)?,
+        "segment.index.bytes" => config.segment_index_bytes = parse_min(key, v, 4)?,
+        "flush.messages" => config.flush_messages = parse_never(key, v, u64::MAX)?,
+        "flush.ms" => config.flush_ms = parse_never(key, v, i64::MAX)?,
+        "max.message.bytes" => config.max_message_bytes = parse(key, v)?,
+        "message.timestamp.type" => {
+            validate_timestamp_type(key, v)?;
+            config.log_append_time = v == "LogAppendTime";
+        }
+        "retention.ms" | "retention.bytes" => {
+            let _: i64 = parse(key, v)?;
+        }
+        "min.insync.replicas" => {
+            let _: i32 = parse_min(key, v, 1)?;
+        }
+        "cleanup.policy" => validate_cleanup_policy(key, v)?,
+        _ => return Err(ConfigError::UnknownTopicConfig(key.to_string())),
+    }
+    Ok(())
+}
+
+/// `PLAINTEXT://host:port`, `host:port` or a comma list of them -> the first `host:port`.
+fn listener_host_port(v: &str) -> Option<String> {
+    let first = v.split(',').next()?.trim();
+    let hp = match first.find("://") {
+        Some(i) => &first[i + 3..],
+        None => first,
+    };
+    let (host, port) = hp.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    // Kafka's `PLAINTEXT://:9092` means every interface.
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Some(format!("{host}:{port}"))
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse::<T>().map_err(|e| invalid(key, v, &e.to_string()))
+}
+
+fn parse_min<T>(key: &str, v: &str, min: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    let x: T = parse(key, v)?;
+    if x < min {
+        return Err(invalid(key, v, &format!("must be at least {min}")));
+    }
+    Ok(x)
+}
+
+/// Kafka writes "never" as Long.MAX_VALUE; accept that and any larger-than-type value.
+fn parse_never<T>(key: &str, v: &str, never: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    if v == "9223372036854775807" {
+        return Ok(never);
+    }
+    parse(key, v)
+}
+
+fn never_u64(v: u64) -> String {
+    if v == u64::MAX {
+        i64::MAX.to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+fn never_i64(v: i64) -> String {
+    v.to_string()
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, v, "expected true or false")),
+    }
+}
+
+fn validate_cleanup_policy(key: &str, v: &str) -> Result<(), ConfigError> {
+    for p in v.split(',').map(str::trim) {
+        if p != "delete" && p != "compact" {
+            return Err(invalid(key, v, "expected delete and/or compact"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_timestamp_type(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v != "CreateTime" && v != "LogAppendTime" {
+        return Err(invalid(key, v, "expected CreateTime or LogAppendTime"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_properties_and_listener_forms() {
+        let c = ServerConfig::parse_properties(
+            "# comment\nnode.id=3\nlisteners=PLAINTEXT://0.0.0.0:19092\nlog.dirs=/tmp/a,/tmp/b\n\
+             num.partitions = 4\nlog.retention.hours=1\nsome.unknown=x\n",
+        )
+        .unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.listen_addr(), "0.0.0.0:19092");
+        assert_eq!(c.data_dir(), PathBuf::from("/tmp/a"));
+        assert_eq!(c.num_partitions, 4);
+        assert_eq!(c.log_retention_ms, 3_600_000);
+        assert_eq!(c.extra.get("some.unknown").map(String::as_str), Some("x"));
+        let mut d = ServerConfig::default_single_node();
+        d.set("listeners", "127.0.0.1:0").unwrap();
+        assert_eq!(d.listen_addr(), "127.0.0.1:0");
+        assert_eq!(
+            ServerConfig::default_single_node().listen_addr(),
+            "127.0.0.1:9092"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let mut c = ServerConfig::default_single_node();
+        assert!(c.set("num.partitions", "0").is_err());
+        assert!(c.set("auto.create.topics.enable", "maybe").is_err());
+        assert!(c.set("listeners", "nope").is_err());
+        assert!(ServerConfig::parse_properties("justakey").is_err());
+    }
+
+    #[test]
+    fn topic_overrides_apply_over_broker_defaults() {
+        let mut c = ServerConfig::default_single_node();
+        c.set("log.segment.bytes", "1000").unwrap();
+        let mut o = BTreeMap::new();
+        o.insert("flush.messages".to_string(), "1".to_string());
+        let lc = c.log_config_for(&o).unwrap();
+        assert_eq!(lc.segment_bytes, 1000);
+        assert_eq!(lc.flush_messages, 1);
+        assert!(c.validate_topic_config("nope", "1").is_err());
+        assert!(c.validate_topic_config("retention.ms", "abc").is_err());
+        assert!(c.validate_topic_config("retention.ms", "1000").is_ok());
+    }
+}

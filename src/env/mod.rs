@@ -12,6 +12,7 @@
 //! `std::time::{Instant, SystemTime}::now`, `std::thread::spawn`, `std::fs`,
 //! `tokio::fs` or OS randomness. `tests/env_seam.rs` enforces it.
 
+pub mod alloc;
 pub mod disk;
 pub mod rng;
 pub mod signal;

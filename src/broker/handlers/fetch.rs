@@ -1,0 +1,204 @@
+//! Fetch: read stored batches back, long-polling until `min_bytes` are
+//! available or `max_wait_ms` passes.
+//!
+//! Waiting is event driven: before each read pass the handler registers on
+//! every fetched partition's append notifier (`Notified::enable`), so an
+//! append landing between the read and the wait still wakes it. No polling.
+//!
+//! Limits, as Kafka: each partition gets at most `partition_max_bytes`, the
+//! response at most `max_bytes`, except that the first partition with data
+//! returns at least one whole batch even if it is larger (so a consumer
+//! always progresses). Fetch sessions (KIP-227) are not kept: session id 0
+//! in the response tells the client every fetch is a full fetch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use tokio::sync::futures::Notified;
+
+use crate::broker::registry::{PartitionState, TopicState};
+use crate::broker::Broker;
+use crate::env::time::{now, timeout, Duration};
+use crate::protocol::error_codes as ec;
+
+/// First version that names topics by id instead of by name.
+const TOPIC_ID_VERSION: i16 = 13;
+/// Upper bound on a long poll, whatever the client asks (named limit; Kafka
+/// has none, but a client bug must not pin a connection for days).
+const FETCH_WAIT_MS_MAX: i32 = 5 * 60 * 1000;
+
+/// One fetched partition, resolved.
+struct Target {
+    topic_slot: usize,
+    partition_index: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    partition: Option<Arc<PartitionState>>,
+    /// Error for an unknown topic/partition (set once, at resolution).
+    resolve_error: i16,
+}
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let (topics, targets) = resolve(broker, &request.topics, version);
+    let wait_ms = request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX);
+    let deadline = now() + Duration::from_millis(wait_ms as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        request.max_bytes as usize
+    };
+    let mut shutdown = broker.shutdown.clone();
+    loop {
+        // Register for appends before reading, so none slips between the two.
+        let mut waits: Vec<Pin<Box<Notified<'_>>>> = targets
+            .iter()
+            .filter_map(|t| t.partition.as_ref())
+            .map(|p| Box::pin(p.appended()))
+            .collect();
+        for w in waits.iter_mut() {
+            w.as_mut().enable();
+        }
+        let (datas, bytes, any_error) = read_all(&targets, max_bytes);
+        let remaining = deadline.saturating_duration_since(now());
+        if bytes >= min_bytes
+            || any_error
+            || remaining.is_zero()
+            || waits.is_empty()
+            || *shutdown.borrow()
+        {
+            return build_response(topics, datas, version);
+        }
+        let any_append = std::future::poll_fn(|cx| {
+            for w in waits.iter_mut() {
+                if w.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            _ = timeout(remaining, any_append) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+fn resolve(
+    broker: &Broker,
+    request_topics: &[FetchTopic],
+    version: i16,
+) -> (Vec<(TopicName, uuid::Uuid)>, Vec<Target>) {
+    let mut topics = Vec::with_capacity(request_topics.len());
+    let mut targets = Vec::new();
+    for (slot, t) in request_topics.iter().enumerate() {
+        let (state, missing): (Option<Arc<TopicState>>, i16) = if version >= TOPIC_ID_VERSION {
+            (broker.registry.get_by_id(t.topic_id), ec::UNKNOWN_TOPIC_ID)
+        } else {
+            (
+                broker.registry.get(t.topic.0.as_str()),
+                ec::UNKNOWN_TOPIC_OR_PARTITION,
+            )
+        };
+        topics.push((t.topic.clone(), t.topic_id));
+        for p in &t.partitions {
+            let partition = state
+                .as_ref()
+                .and_then(|s| s.partition(p.partition).cloned());
+            let resolve_error = match (&state, &partition) {
+                (None, _) => missing,
+                (Some(_), None) => ec::UNKNOWN_TOPIC_OR_PARTITION,
+                _ => ec::NONE,
+            };
+            targets.push(Target {
+                topic_slot: slot,
+                partition_index: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes,
+                partition,
+                resolve_error,
+            });
+        }
+    }
+    (topics, targets)
+}
+
+/// One read pass over every target: (per-target data, total bytes, any error).
+fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)>, usize, bool) {
+    let mut out = Vec::with_capacity(targets.len());
+    let mut total = 0usize;
+    let mut any_error = false;
+    for t in targets {
+        let data = PartitionData::default()
+            .with_partition_index(t.partition_index)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_preferred_read_replica(BrokerId(-1));
+        let Some(partition) = &t.partition else {
+            any_error = true;
+            out.push((t.topic_slot, data.with_error_code(t.resolve_error)));
+            continue;
+        };
+        let limit = (t.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+        let min_one_batch = total == 0;
+        let read = partition.with_log(|log| {
+            let hw = log.log_end_offset();
+            let start = log.log_start_offset();
+            let slice = log.read(t.fetch_offset, limit, min_one_batch)?;
+            Ok((hw, start, slice.records))
+        });
+        match read {
+            Ok((hw, start, records)) => {
+                total += records.len();
+                out.push((
+                    t.topic_slot,
+                    data.with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(start)
+                        .with_aborted_transactions(Some(Vec::new()))
+                        .with_records(Some(records)),
+                ));
+            }
+            Err(e) => {
+                any_error = true;
+                out.push((
+                    t.topic_slot,
+                    data.with_error_code(e.error_code())
+                        .with_records(Some(Bytes::new())),
+                ));
+            }
+        }
+    }
+    (out, total, any_error)
+}
+
+fn build_response(
+    topics: Vec<(TopicName, uuid::Uuid)>,
+    datas: Vec<(usize, PartitionData)>,
+    version: i16,
+) -> FetchResponse {
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .map(|(name, id)| {
+            let r = FetchableTopicResponse::default();
+            if version >= TOPIC_ID_VERSION {
+                r.with_topic_id(id)
+            } else {
+                r.with_topic(name)
+            }
+        })
+        .collect();
+    for (slot, data) in datas {
+        responses[slot].partitions.push(data);
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(responses)
+}
