@@ -1,7 +1,10 @@
 //! Shared helpers for client and CLI integration tests: a broker to talk to.
 //!
-//! Uses `WEIR_TEST_BOOTSTRAP` when set; otherwise starts Tansu from
-//! /work/tools/tansu on a free port (until the Weir broker is merged).
+//! By default each test starts its own `weir server` process (the binary
+//! under test) on a free port and a temporary data directory, and stops it
+//! with SIGTERM. `WEIR_TEST_BOOTSTRAP=host:port` uses a running broker
+//! instead; `WEIR_TEST_TANSU=path` starts Tansu (memory storage) to check
+//! the client against a second Kafka-compatible implementation.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -11,11 +14,23 @@ use std::time::Duration;
 pub struct TestBroker {
     pub bootstrap: String,
     child: Option<Child>,
+    tansu: bool,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
+            // SIGTERM first: `weir server` shuts down cleanly on it.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            for _ in 0..100 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -24,9 +39,10 @@ impl Drop for TestBroker {
 
 impl TestBroker {
     /// Tansu 0.6 answers ListOffsets(latest) with the last batch's base
-    /// offset + 1, not the log end offset; tests relax that one check.
+    /// offset + 1 and timestamp queries at batch granularity, and has no
+    /// CreatePartitions; tests relax those checks for it.
     pub fn is_tansu(&self) -> bool {
-        self.child.is_some()
+        self.tansu
     }
 }
 
@@ -38,39 +54,67 @@ fn free_port() -> u16 {
         .port()
 }
 
+fn wait_listening(addr: &str, child: &mut Child) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("broker exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("broker did not listen on {addr}");
+}
+
 pub fn start_broker() -> TestBroker {
     if let Ok(b) = std::env::var("WEIR_TEST_BOOTSTRAP") {
         return TestBroker {
             bootstrap: b,
             child: None,
+            tansu: false,
+            _data: None,
         };
     }
     let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new("/work/tools/tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
+    let bootstrap = format!("127.0.0.1:{port}");
+    if let Ok(tansu) = std::env::var("WEIR_TEST_TANSU") {
+        let url = format!("tcp://{bootstrap}");
+        let mut child = Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        wait_listening(&bootstrap, &mut child);
+        return TestBroker {
+            bootstrap,
+            child: Some(child),
+            tansu: true,
+            _data: None,
+        };
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["server", "--data-dir", data.path().to_str().unwrap()])
+        .args(["--listen", &bootstrap])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start tansu");
-    let bootstrap = format!("127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&bootstrap).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .expect("start weir server");
+    wait_listening(&bootstrap, &mut child);
     TestBroker {
         bootstrap,
         child: Some(child),
+        tansu: false,
+        _data: Some(data),
     }
 }
 
