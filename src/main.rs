@@ -1,5 +1,10 @@
 //! The `weir` binary: see `weir::cli` for the subcommands.
 
+/// A request that lies about an array's length must not abort the process:
+/// see `weir::env::alloc`.
+#[global_allocator]
+static ALLOC: weir::env::alloc::GuardedAlloc = weir::env::alloc::GuardedAlloc;
+
 fn exit_with(result: Result<(), weir::cli::CliError>) -> ! {
     match result {
         Ok(()) => std::process::exit(0),
