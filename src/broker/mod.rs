@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod handlers;
+pub mod log_maintenance;
 pub mod producer_ids;
 pub mod registry;
 pub mod store;
@@ -44,6 +45,7 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     flush_task: JoinHandle<()>,
+    maintenance_task: JoinHandle<()>,
 }
 
 impl Server {
@@ -66,6 +68,8 @@ impl Server {
         });
         tracing::info!(%local_addr, node_id = config.node_id, "weir broker listening");
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx.clone()));
+        let maintenance_task =
+            tokio::spawn(log_maintenance::run(broker.clone(), shutdown_rx.clone()));
         let flush_task = tokio::spawn(flush_loop(broker.clone(), shutdown_rx));
         Ok(Server {
             local_addr,
@@ -73,6 +77,7 @@ impl Server {
             shutdown_tx,
             accept_task,
             flush_task,
+            maintenance_task,
         })
     }
 
@@ -87,6 +92,7 @@ impl Server {
         let _ = self.shutdown_tx.send(true);
         let _ = self.accept_task.await;
         let _ = self.flush_task.await;
+        let _ = self.maintenance_task.await;
         self.broker.registry.close_all()?;
         tracing::info!(local_addr = %self.local_addr, "weir broker stopped");
         Ok(())

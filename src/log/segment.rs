@@ -9,8 +9,12 @@
 //! flush policy says so, when the segment rolls and on close. A crash may
 //! leave the tail torn (a partial batch) or garbage after the durable point;
 //! [`Segment::recover`] scans from the start, checks each header, length, CRC
-//! and that offsets are contiguous, truncates at the first bad byte and rebuilds
-//! both indexes from what remains.
+//! and that offsets are contiguous (or, in a segment that may hold gaps, only
+//! strictly increasing), truncates at the first bad byte and rebuilds both
+//! indexes from what remains.
+//!
+//! Gaps: the cleaner (cleaner.rs) drops records but keeps every survivor's
+//! offset, so a cleaned segment's offsets strictly increase with gaps.
 //!
 //! Invariants: base offset <= the base offset of every batch in the segment;
 //! batch offsets strictly increase; `size` is the end of the last whole batch;
@@ -190,12 +194,23 @@ impl Segment {
         base_offset: i64,
         index_interval_bytes: u32,
         now_ms: i64,
+        allow_gaps: bool,
     ) -> Result<(Segment, u64), LogError> {
         let (lp, ip, tp) = Self::paths(dir, base_offset);
         let log = disk.open(&lp, OpenMode::EXISTING)?;
         let size = log.len()?;
+        let recover = || {
+            Self::recover(
+                disk,
+                dir,
+                base_offset,
+                index_interval_bytes,
+                now_ms,
+                allow_gaps,
+            )
+        };
         let Some(offset_index) = OffsetIndex::load(disk, &ip, base_offset, size)? else {
-            return Self::recover(disk, dir, base_offset, index_interval_bytes, now_ms);
+            return recover();
         };
         let (start_offset, start_pos) = offset_index.last_entry().unwrap_or((base_offset, 0));
         let mut next_offset = base_offset;
@@ -222,10 +237,10 @@ impl Segment {
             Ok(true)
         })?;
         if end.problem.is_some() {
-            return Self::recover(disk, dir, base_offset, index_interval_bytes, now_ms);
+            return recover();
         }
         let Some(time_index) = TimeIndex::load(disk, &tp, base_offset, next_offset)? else {
-            return Self::recover(disk, dir, base_offset, index_interval_bytes, now_ms);
+            return recover();
         };
         if let Some((ts, off)) = time_index.last_entry() {
             if ts >= max_ts {
@@ -255,12 +270,24 @@ impl Segment {
     /// from the start (header, length, CRC, increasing offsets), truncate the
     /// log at the first bad byte, and rebuild both indexes. Returns the
     /// segment and how many bytes were truncated.
+    ///
+    /// `allow_gaps`: the segment may have been cleaned, so batch offsets need
+    /// only strictly increase (each batch's base offset >= the previous
+    /// batch's last offset + 1, and >= the segment's base) instead of being
+    /// contiguous. The CRC does not cover baseOffset; what still catches a
+    /// damaged one there: a base below the previous batch's end or below the
+    /// segment base stops the scan here, and a base pushed past the next
+    /// segment's base fails the log's overlap check at open. A damaged base
+    /// that stays strictly inside its gap is not detectable from the bytes
+    /// alone (Kafka has the same limit for compacted segments); the active
+    /// segment of a never-cleaned log keeps the strict contiguity check.
     pub fn recover(
         disk: &dyn Disk,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
         now_ms: i64,
+        allow_gaps: bool,
     ) -> Result<(Segment, u64), LogError> {
         let (lp, ip, tp) = Self::paths(dir, base_offset);
         let log = disk.open(&lp, OpenMode::EXISTING)?;
@@ -280,11 +307,15 @@ impl Segment {
         };
         let mut headers = Vec::new();
         let mut next = base_offset;
-        // Offsets must be contiguous: without compaction the active segment
-        // has no gaps, and this catches a damaged baseOffset, which the CRC
-        // does not cover. (A compacted segment would need `<` here.)
+        // Without compaction offsets are contiguous, and this catches a
+        // damaged baseOffset, which the CRC does not cover.
         let end = scan_batches(seg.log.as_ref(), 0, file_size, true, |pos, h| {
-            if h.base_offset != next {
+            let in_order = if allow_gaps {
+                h.base_offset >= next
+            } else {
+                h.base_offset == next
+            };
+            if !in_order {
                 return Ok(false);
             }
             next = h.next_offset();
@@ -465,6 +496,25 @@ impl Segment {
         Ok(Some(found.unwrap_or((h.base_offset, h.max_timestamp))))
     }
 
+    /// Visit every batch from the start with its position, header and whole
+    /// bytes, stopping early when `f` returns false. Damage at rest is an error.
+    pub fn for_each_batch(
+        &self,
+        mut f: impl FnMut(u64, &BatchHeader, Vec<u8>) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
+        let mut stopped = false;
+        let end = scan_batches(self.log.as_ref(), 0, self.size, false, |pos, h| {
+            let bytes = self.read_batch(pos, h)?;
+            let more = f(pos, h, bytes)?;
+            stopped = !more;
+            Ok(more)
+        })?;
+        if stopped {
+            return Ok(());
+        }
+        self.corrupt_at_rest(&end)
+    }
+
     /// Visit every batch header from `from_offset` on (no CRC check).
     pub fn for_each_header(
         &self,
@@ -515,6 +565,7 @@ impl Segment {
         dir: &Path,
         pos: u64,
         index_interval_bytes: u32,
+        allow_gaps: bool,
     ) -> Result<Segment, LogError> {
         assert!(pos <= self.size, "truncation only removes bytes");
         let base = self.base_offset;
@@ -522,7 +573,8 @@ impl Segment {
         self.log.set_len(pos)?;
         self.log.sync_data()?;
         drop(self);
-        let (mut seg, cut) = Segment::recover(disk, dir, base, index_interval_bytes, 0)?;
+        let (mut seg, cut) =
+            Segment::recover(disk, dir, base, index_interval_bytes, 0, allow_gaps)?;
         if cut > 0 {
             tracing::warn!(
                 base,
@@ -535,11 +587,13 @@ impl Segment {
     }
 
     /// Remove the segment's files (the segment is dropped first so no handle
-    /// stays open).
+    /// stays open). Indexes go first: a crash part way leaves a `.log`
+    /// without indexes, which open rebuilds (and, below the log start,
+    /// deletes again), never an index without its log.
     pub fn delete_files(self, disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
         let base = self.base_offset;
         drop(self);
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["index", "timeindex", "log"] {
             let path = dir.join(file_name(base, ext));
             match disk.remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
