@@ -6,6 +6,40 @@
 //! partition assigned when a batch is first sent, at most 5 batches in flight
 //! per partition, and retries that resend the same sequence in the original
 //! order (see accumulator.rs for the ordering invariant).
+//!
+//! Recovery when the broker lost acknowledged data (KIP-360, as the Java
+//! producer does for a non-transactional idempotent producer): a batch that is
+//! its partition's first unacknowledged one and gets
+//! OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID cannot be explained by
+//! an earlier batch's failure, so the broker's producer state ends before
+//! what it acknowledged. Retrying the same sequence would be refused forever.
+//! That batch fails to the user with the broker's error, and the producer
+//! takes a new identity (`reset_identity`); every partition's sequences
+//! restart at 0. The same reset follows any stamped batch that fails for good
+//! (expiry, retries exhausted), because the gap it leaves would wedge its
+//! successors the same way.
+//!
+//! Our broker answers every InitProducerId with a fresh producer id (it does
+//! not implement the v3+ epoch bump), so we always ask for a fresh id rather
+//! than sending our current id and epoch. The old identity stays valid on the
+//! broker, which is what lets batches stamped with it be retried unchanged.
+//!
+//! Batches caught by a reset, and why no record can be duplicated by it:
+//! - never sent: stamped with the new identity when drained;
+//! - stamped with the old identity and acknowledged (also a
+//!   DUPLICATE_SEQUENCE_NUMBER answer): complete normally;
+//! - stamped with the old identity, refused with a retriable error: retried
+//!   under the old identity (a partition that lost nothing accepts it);
+//! - stamped with the old identity and refused with OUT_OF_ORDER_SEQUENCE /
+//!   UNKNOWN_PRODUCER_ID: the broker has no copy under that identity, so it is
+//!   re-stamped and resent, unless some earlier attempt ended without an
+//!   answer (`maybe_written`: lost connection, timeout, REQUEST_TIMED_OUT):
+//!   then a copy may exist the broker can no longer match, and resending it
+//!   under a new identity could write it twice, so it fails to the user
+//!   instead (an indeterminate error, as a timeout is);
+//! - ordering: a partition stamps no batch with the new identity while any of
+//!   its batches with an older one is in flight (accumulator.rs), so a
+//!   re-stamped batch still goes before every later one.
 
 mod accumulator;
 pub mod config;
@@ -31,6 +65,11 @@ use super::partitioner::{partition_for_key, StickyPartitioner};
 use super::records::{encode_batch, to_wire, ProducerIdentity, ProducerRecord};
 use crate::env::rng::WeirRng;
 use crate::env::time::{now, now_ms, sleep_until, Instant};
+
+/// Kafka error codes only the producer branches on.
+const REQUEST_TIMED_OUT: i16 = 7;
+const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +130,9 @@ impl IntoFuture for DeliveryFuture {
 struct Inner {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
-    identity: Option<(i64, i16)>,
+    /// Batches carry a producer id and sequences (the identity itself lives
+    /// in the accumulator, as a reset replaces it).
+    idempotent: bool,
     state: Mutex<State>,
     /// Wakes the sender: new batch, full batch, finished request, flush, close.
     wake: Notify,
@@ -121,12 +162,16 @@ impl Producer {
     ) -> Result<Producer, ClientError> {
         config.validate()?;
         let identity = init_idempotence(&cluster, &config).await?;
+        let mut acc = Accumulator::new(StickyPartitioner::new(WeirRng::from_env()));
+        if let Some(identity) = identity {
+            acc.finish_reset(identity);
+        }
         let inner = Arc::new(Inner {
             buffer: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
             cluster,
-            identity,
+            idempotent: identity.is_some(),
             state: Mutex::new(State {
-                acc: Accumulator::new(StickyPartitioner::new(WeirRng::from_env())),
+                acc,
                 flushing: 0,
                 closed: false,
             }),
@@ -154,7 +199,18 @@ impl Producer {
 
     /// True when this producer writes with a producer id and sequences.
     pub fn is_idempotent(&self) -> bool {
-        self.inner.identity.is_some()
+        self.inner.idempotent
+    }
+
+    /// The producer id and epoch new batches are stamped with; `None` for a
+    /// non-idempotent producer and while a new identity is being fetched.
+    pub fn producer_identity(&self) -> Option<(i64, i16)> {
+        self.inner
+            .state
+            .lock()
+            .expect("producer state lock")
+            .acc
+            .identity()
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
@@ -294,6 +350,14 @@ async fn init_idempotence(
         }
         return Ok(None);
     }
+    init_producer_id(&conn, config).await.map(Some)
+}
+
+/// Ask for a fresh producer id (no transactional id, so epoch 0).
+async fn init_producer_id(
+    conn: &super::connection::Connection,
+    config: &ProducerConfig,
+) -> Result<(i64, i16), ClientError> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000);
@@ -301,7 +365,7 @@ async fn init_idempotence(
     loop {
         let response = conn.send(&request).await?;
         match ClientError::check(response.error_code) {
-            Ok(()) => return Ok(Some((response.producer_id.0, response.producer_epoch))),
+            Ok(()) => return Ok((response.producer_id.0, response.producer_epoch)),
             Err(e) if e.is_retriable() && attempt < 10 => {
                 attempt += 1;
                 sleep_until(now() + config.retry_backoff).await;
@@ -322,7 +386,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                 max_in_flight: inner.config.max_in_flight,
                 max_request_size: inner.config.max_request_size,
                 send_all: state.flushing > 0 || state.closed,
-                idempotent: inner.identity.is_some(),
+                idempotent: inner.idempotent,
             };
             let drained = state
                 .acc
@@ -398,19 +462,42 @@ fn finish_batch(
 ) {
     let mut state = inner.state.lock().expect("producer state lock");
     if was_in_flight {
-        state.acc.request_finished(&batch.topic, batch.partition);
+        state.acc.request_finished(&batch);
     }
     if let Err(e) = &result {
+        if was_in_flight && may_have_been_written(e) {
+            batch.maybe_written = true;
+        }
         let t = now();
-        // With idempotence, OUT_OF_ORDER_SEQUENCE after an earlier batch's
-        // failure is the broker refusing a gap: resend in order.
-        let retriable = e.is_retriable()
-            || (inner.identity.is_some() && e.code() == Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER));
-        if retriable && batch.attempts < inner.config.retries && t < batch.deadline {
+        let can_retry = batch.attempts < inner.config.retries && t < batch.deadline;
+        let retry = match e.code() {
+            Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID)
+                if inner.idempotent =>
+            {
+                if state.acc.is_stale(&batch) {
+                    // Refused under an identity already replaced: the broker
+                    // holds no copy under it, so send it under the new one,
+                    // unless an unanswered attempt may have left a copy.
+                    if can_retry && !batch.maybe_written {
+                        state.acc.clear_stamp(&mut batch);
+                        true
+                    } else {
+                        false
+                    }
+                } else {
+                    // The first unacknowledged batch refused: the broker lost
+                    // acknowledged data, retrying cannot help. Any later one:
+                    // an earlier batch failed, resend in order after it.
+                    !state.acc.is_first_unacked(&batch) && can_retry
+                }
+            }
+            _ => e.is_retriable() && can_retry,
+        };
+        if retry {
             tracing::debug!(
                 topic = %batch.topic,
                 partition = batch.partition,
-                sequence = ?batch.base_sequence,
+                sequence = ?batch.base_sequence(),
                 attempt = batch.attempts + 1,
                 error = %e,
                 "retrying produce batch"
@@ -423,6 +510,23 @@ fn finish_batch(
             return;
         }
     }
+    let mut reset = false;
+    match &result {
+        Ok(_) => state.acc.acknowledged(&batch),
+        // A batch with a current sequence failed for good: its successors'
+        // sequences now follow a gap the broker will never fill.
+        Err(e) if batch.stamp.is_some() && !state.acc.is_stale(&batch) => {
+            tracing::warn!(
+                topic = %batch.topic,
+                partition = batch.partition,
+                sequence = ?batch.base_sequence(),
+                error = %e,
+                "idempotent batch failed; taking a new producer id"
+            );
+            reset = state.acc.begin_reset();
+        }
+        Err(_) => {}
+    }
     assert!(
         state.acc.unfinished_batches > 0,
         "every completed batch was counted as unfinished"
@@ -430,12 +534,68 @@ fn finish_batch(
     state.acc.unfinished_batches -= 1;
     let empty = state.acc.is_empty();
     drop(state);
+    if reset {
+        tokio::spawn(reset_identity(inner.clone()));
+    }
     inner.buffer.add_permits(batch.bytes);
     batch.outcome.complete(result);
     if empty {
         inner.idle.notify_waiters();
     }
     inner.wake.notify_one();
+}
+
+/// The attempt got no definite answer: the broker may have written it.
+fn may_have_been_written(e: &ClientError) -> bool {
+    match e {
+        ClientError::Disconnected { .. } | ClientError::Timeout { .. } => true,
+        // Undecodable response: the request may well have been served.
+        ClientError::Protocol(_) => true,
+        ClientError::Kafka { code, .. } => matches!(
+            *code,
+            REQUEST_TIMED_OUT | NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        ),
+        _ => false,
+    }
+}
+
+/// Fetch a new producer id after `begin_reset`, retrying until it comes (or
+/// the producer is closed with nothing left to send); batches waiting for it
+/// still expire at their delivery timeout.
+async fn reset_identity(inner: Arc<Inner>) {
+    loop {
+        let attempt = async {
+            let conn = inner.cluster.any_connection().await?;
+            init_producer_id(&conn, &inner.config).await
+        };
+        match attempt.await {
+            Ok(identity) => {
+                tracing::info!(
+                    producer_id = identity.0,
+                    epoch = identity.1,
+                    "idempotent producer reset: sequences restart at 0"
+                );
+                inner
+                    .state
+                    .lock()
+                    .expect("producer state lock")
+                    .acc
+                    .finish_reset(identity);
+                inner.wake.notify_one();
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "InitProducerId for a reset failed");
+                {
+                    let state = inner.state.lock().expect("producer state lock");
+                    if state.closed && state.acc.is_empty() {
+                        return;
+                    }
+                }
+                sleep_until(now() + inner.config.retry_backoff).await;
+            }
+        }
+    }
 }
 
 /// Write the requests for one broker in drain order, then hand each one's
@@ -488,14 +648,11 @@ fn build_request(
     let mut topics: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
     let mut failed: Vec<(usize, ClientError)> = Vec::new();
     for (i, batch) in batches.iter_mut().enumerate() {
-        let identity = match (inner.identity, batch.base_sequence) {
-            (Some((producer_id, producer_epoch)), Some(base_sequence)) => Some(ProducerIdentity {
-                producer_id,
-                producer_epoch,
-                base_sequence,
-            }),
-            _ => None,
-        };
+        let identity = batch.stamp.map(|s| ProducerIdentity {
+            producer_id: s.producer_id,
+            producer_epoch: s.producer_epoch,
+            base_sequence: s.base_sequence,
+        });
         match encode_batch(&mut batch.records, config.compression, identity) {
             Ok(bytes) => topics.entry(batch.topic.clone()).or_default().push(
                 PartitionProduceData::default()
