@@ -58,10 +58,10 @@ fn crash_durable() {
 //   so a fetch sent before the partition was unassigned (also epoch 0) is
 //   accepted afterwards, and its records land behind newer ones. The same
 //   race shows as poll-skip when the stale fetch was ahead.
-// - PRODUCER_WEDGE: after a crash loses an idempotent producer's acknowledged
-//   tail, its sends fail with OUT_OF_ORDER_SEQUENCE_NUMBER or time out for
-//   the rest of the run (no epoch bump / sequence reset), so the healed
-//   phase makes no progress.
+// - PRODUCER_WEDGE (fixed): after a crash lost an idempotent producer's
+//   acknowledged tail, its sends failed with OUT_OF_ORDER_SEQUENCE_NUMBER for
+//   the rest of the run; the producer now takes a new producer id (KIP-360,
+//   src/client/producer/mod.rs). torn_tail guards it.
 // - UNCHECKED_READ: a corrupted read that flips a bit of a batch's
 //   baseOffset (outside the CRC's coverage) is served as is, so consumers
 //   see a record at an offset where it is not (duplicate,
@@ -78,7 +78,6 @@ fn crash_default_flush() {
 }
 
 #[test]
-#[ignore = "PRODUCER_WEDGE (idempotent producer never recovers from a lost tail, see above)"]
 fn torn_tail() {
     check("torn-tail", 0..2);
 }
