@@ -8,7 +8,6 @@
 
 use std::sync::{Arc, Mutex};
 
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
@@ -214,7 +213,10 @@ async fn lost_acknowledged_tail_resets_the_producer_id_and_keeps_order() {
     // The refused batch failed with the broker's error; every failure is
     // one contiguous run (one batch), and everything after it got through.
     let failed: Vec<usize> = (0..total).filter(|&i| results[i].is_err()).collect();
-    assert!(!failed.is_empty(), "the first refused batch fails to the user");
+    assert!(
+        !failed.is_empty(),
+        "the first refused batch fails to the user"
+    );
     assert!(failed.len() <= 10, "only that batch fails: {failed:?}");
     assert!(
         failed.windows(2).all(|w| w[1] == w[0] + 1),
@@ -237,8 +239,8 @@ async fn lost_acknowledged_tail_resets_the_producer_id_and_keeps_order() {
     // Every record acknowledged after the crash is where its offset says;
     // every record is either in the log or was lost in the crash or failed.
     let last_failed = *failed.last().unwrap();
-    for i in last_failed + 1..total {
-        let offset = results[i].as_ref().expect("delivered after the reset").offset;
+    for (i, result) in results.iter().enumerate().skip(last_failed + 1) {
+        let offset = result.as_ref().expect("delivered after the reset").offset;
         assert_eq!(logged[offset as usize], i, "record {i} at its offset");
     }
     let missing: Vec<usize> = (0..total)

@@ -471,9 +471,7 @@ fn finish_batch(
         let t = now();
         let can_retry = batch.attempts < inner.config.retries && t < batch.deadline;
         let retry = match e.code() {
-            Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID)
-                if inner.idempotent =>
-            {
+            Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID) if inner.idempotent => {
                 if state.acc.is_stale(&batch) {
                     // Refused under an identity already replaced: the broker
                     // holds no copy under it, so send it under the new one,
@@ -551,10 +549,9 @@ fn may_have_been_written(e: &ClientError) -> bool {
         ClientError::Disconnected { .. } | ClientError::Timeout { .. } => true,
         // Undecodable response: the request may well have been served.
         ClientError::Protocol(_) => true,
-        ClientError::Kafka { code, .. } => matches!(
-            *code,
-            REQUEST_TIMED_OUT | NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        ),
+        ClientError::Kafka { code, .. } => {
+            matches!(*code, REQUEST_TIMED_OUT | NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+        }
         _ => false,
     }
 }
