@@ -591,6 +591,19 @@ async fn static_member_rejoins_without_rebalance() {
     assert_ne!(new, old);
     let sr = sync(&mut c, "sg", &new, 1, &[]).await;
     assert_eq!(&sr.assignment[..], b"mine");
+    // Before v9 there is no SkipAssignment: the leader gets the member list.
+    let r = c.call(5, &req("")).await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.generation_id, 1);
+    assert_eq!(r.members.len(), 1);
+    let old = new;
+    let new = r.member_id.to_string();
+    let sr = sync(&mut c, "sg", &new, 1, &[(&new, b"ignored")]).await;
+    assert_eq!(
+        &sr.assignment[..],
+        b"mine",
+        "a Stable group keeps its assignment"
+    );
     let hb = c
         .call(
             4,

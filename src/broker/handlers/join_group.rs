@@ -11,6 +11,8 @@ use crate::env::time::now_ms;
 
 /// v4+: a new member without an id first gets MEMBER_ID_REQUIRED (KIP-394).
 const MEMBER_ID_REQUIRED_VERSION: i16 = 4;
+/// v9 added SkipAssignment (KIP-814).
+const SKIP_ASSIGNMENT_VERSION: i16 = 9;
 
 pub async fn handle(
     broker: &Broker,
@@ -53,7 +55,9 @@ pub async fn handle(
         // Before v7 the name is not nullable: an error answer carries "".
         .with_protocol_name(Some(str_bytes(r.protocol_name.unwrap_or_default())))
         .with_leader(str_bytes(r.leader))
-        .with_skip_assignment(r.skip_assignment)
+        // Before v9 a static leader rejoining gets the member list and may
+        // reassign; its SyncGroup in the Stable group returns the stored one.
+        .with_skip_assignment(r.skip_assignment && version >= SKIP_ASSIGNMENT_VERSION)
         .with_member_id(str_bytes(r.member_id))
         .with_members(
             r.members

@@ -182,6 +182,8 @@ impl GroupService {
         mut req: JoinRequest,
     ) -> JoinResult {
         let member_id = req.member_id.clone();
+        let group = req.group_id.clone();
+        tracing::debug!(%group, member = %member_id, instance = ?req.instance_id, "join");
         let rx = {
             let mut inner = lock_or_recover(&self.inner);
             let (waiter, rx) = inner.register();
@@ -197,7 +199,10 @@ impl GroupService {
             rx
         };
         match wait(rx, shutdown).await {
-            Some(Reply::Join(r)) => r,
+            Some(Reply::Join(r)) => {
+                tracing::debug!(%group, member = %r.member_id, error = r.error, generation = r.generation, leader = %r.leader, "join answered");
+                r
+            }
             _ => JoinResult {
                 error: ec::COORDINATOR_NOT_AVAILABLE,
                 generation: -1,
@@ -214,6 +219,8 @@ impl GroupService {
         now_ms: i64,
         req: SyncRequest,
     ) -> SyncResult {
+        let (group, member) = (req.group_id.clone(), req.member_id.clone());
+        tracing::debug!(%group, %member, generation = req.generation, "sync");
         let rx = {
             let mut inner = lock_or_recover(&self.inner);
             let (waiter, rx) = inner.register();
@@ -222,7 +229,10 @@ impl GroupService {
             rx
         };
         match wait(rx, shutdown).await {
-            Some(Reply::Sync(r)) => r,
+            Some(Reply::Sync(r)) => {
+                tracing::debug!(%group, %member, error = r.error, "sync answered");
+                r
+            }
             _ => SyncResult {
                 error: ec::COORDINATOR_NOT_AVAILABLE,
                 ..Default::default()
@@ -238,9 +248,11 @@ impl GroupService {
         instance: Option<&str>,
         generation: i32,
     ) -> i16 {
-        lock_or_recover(&self.inner)
+        let code = lock_or_recover(&self.inner)
             .machine
-            .heartbeat(now_ms, group, member, instance, generation)
+            .heartbeat(now_ms, group, member, instance, generation);
+        tracing::debug!(group, member, generation, code, "heartbeat");
+        code
     }
 
     pub fn leave(
@@ -252,6 +264,7 @@ impl GroupService {
     ) -> Vec<i16> {
         let mut inner = lock_or_recover(&self.inner);
         let (codes, fx) = inner.machine.leave(now_ms, group, members);
+        tracing::debug!(group, ?members, ?codes, "leave");
         self.finish(&mut inner, registry, now_ms, fx);
         codes
     }
