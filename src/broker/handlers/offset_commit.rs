@@ -11,6 +11,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::broker::Broker;
 use crate::coordinator::group::codes as ec;
 use crate::coordinator::group::records::OffsetValue;
+use crate::coordinator::group::service::Committer;
 use crate::coordinator::group::OffsetToCommit;
 use crate::env::time::now_ms;
 
@@ -45,15 +46,13 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResp
             }
         }
     }
-    let result = broker.groups.commit(
-        &broker.registry,
-        now,
-        &group,
-        request.member_id.as_str(),
-        request.group_instance_id.as_ref().map(|s| s.as_str()),
-        request.generation_id_or_member_epoch,
-        to_commit,
-    );
+    let who = Committer {
+        group: &group,
+        member: request.member_id.as_str(),
+        instance: request.group_instance_id.as_ref().map(|s| s.as_str()),
+        generation: request.generation_id_or_member_epoch,
+    };
+    let result = broker.groups.commit(&broker.registry, now, &who, to_commit);
     let mut codes = match &result {
         Ok(codes) => codes.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),

@@ -111,6 +111,16 @@ pub struct GroupService {
     config: CoordinatorConfig,
 }
 
+/// Who commits: the group and, for group commits, the member and its
+/// generation (-1 for a simple commit).
+#[derive(Clone, Copy, Debug)]
+pub struct Committer<'a> {
+    pub group: &'a str,
+    pub member: &'a str,
+    pub instance: Option<&'a str>,
+    pub generation: i32,
+}
+
 /// An offset to commit, as the handler decoded it.
 #[derive(Clone, Debug)]
 pub struct OffsetToCommit {
@@ -283,16 +293,14 @@ impl GroupService {
         &self,
         registry: &Registry,
         now_ms: i64,
-        group: &str,
-        member: &str,
-        instance: Option<&str>,
-        generation: i32,
+        who: &Committer<'_>,
         offsets: Vec<OffsetToCommit>,
     ) -> Result<Vec<i16>, i16> {
+        let group = who.group;
         let mut inner = lock_or_recover(&self.inner);
         let code = inner
             .machine
-            .validate_commit(group, member, instance, generation);
+            .validate_commit(group, who.member, who.instance, who.generation);
         if code != ec::NONE {
             return Err(code);
         }
