@@ -71,6 +71,20 @@ pub struct ServerConfig {
     pub log_cleanup_policy: String,
     /// log.message.timestamp.type (topic: message.timestamp.type)
     pub log_message_timestamp_type: String,
+    /// log.retention.check.interval.ms: how often retention runs over every log
+    pub log_retention_check_interval_ms: i64,
+    /// log.cleaner.enable: run the cleaner for compacted topics
+    pub log_cleaner_enable: bool,
+    /// log.cleaner.backoff.ms: the cleaner's sleep after a scan with nothing to clean
+    pub log_cleaner_backoff_ms: i64,
+    /// log.cleaner.delete.retention.ms (topic: delete.retention.ms)
+    pub log_cleaner_delete_retention_ms: i64,
+    /// log.cleaner.min.cleanable.ratio (topic: min.cleanable.dirty.ratio)
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// log.cleaner.min.compaction.lag.ms (topic: min.compaction.lag.ms)
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// compression.type (topic: compression.type)
+    pub compression_type: String,
     /// min.insync.replicas
     pub min_insync_replicas: i32,
     /// socket.request.max.bytes: a larger request frame closes the connection
@@ -114,6 +128,13 @@ impl ServerConfig {
             log_retention_bytes: -1,
             log_cleanup_policy: "delete".to_string(),
             log_message_timestamp_type: "CreateTime".to_string(),
+            log_retention_check_interval_ms: 300_000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_delete_retention_ms: DAY_MS,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_min_compaction_lag_ms: 0,
+            compression_type: "producer".to_string(),
             min_insync_replicas: 1,
             socket_request_max_bytes: 104_857_600,
             extra: BTreeMap::new(),
@@ -203,6 +224,27 @@ impl ServerConfig {
                 self.log_message_timestamp_type = v.to_string();
             }
             "min.insync.replicas" => self.min_insync_replicas = parse_min(key, v, 1)?,
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = parse_min(key, v, 1)?
+            }
+            "log.cleaner.enable" => self.log_cleaner_enable = parse_bool(key, v)?,
+            "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = parse_min(key, v, 0)?,
+            "log.cleaner.delete.retention.ms" => {
+                self.log_cleaner_delete_retention_ms =
+                    log_key(key, v, "delete.retention.ms")?.delete_retention_ms
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                self.log_cleaner_min_cleanable_ratio =
+                    log_key(key, v, "min.cleanable.dirty.ratio")?.min_cleanable_dirty_ratio
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log_cleaner_min_compaction_lag_ms =
+                    log_key(key, v, "min.compaction.lag.ms")?.min_compaction_lag_ms
+            }
+            "compression.type" => {
+                log_key(key, v, "compression.type")?;
+                self.compression_type = v.to_string();
+            }
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse_min(key, v, 1)?,
             _ => {
                 tracing::warn!(key, value = v, "unknown config key kept as is");
@@ -314,6 +356,31 @@ impl ServerConfig {
                 self.min_insync_replicas.to_string(),
             ),
             (
+                "log.retention.check.interval.ms".into(),
+                self.log_retention_check_interval_ms.to_string(),
+            ),
+            (
+                "log.cleaner.enable".into(),
+                self.log_cleaner_enable.to_string(),
+            ),
+            (
+                "log.cleaner.backoff.ms".into(),
+                self.log_cleaner_backoff_ms.to_string(),
+            ),
+            (
+                "log.cleaner.delete.retention.ms".into(),
+                self.log_cleaner_delete_retention_ms.to_string(),
+            ),
+            (
+                "log.cleaner.min.cleanable.ratio".into(),
+                self.log_cleaner_min_cleanable_ratio.to_string(),
+            ),
+            (
+                "log.cleaner.min.compaction.lag.ms".into(),
+                self.log_cleaner_min_compaction_lag_ms.to_string(),
+            ),
+            ("compression.type".into(), self.compression_type.clone()),
+            (
                 "socket.request.max.bytes".into(),
                 self.socket_request_max_bytes.to_string(),
             ),
@@ -340,6 +407,26 @@ impl ServerConfig {
                 "cleanup.policy",
                 self.log_cleanup_policy.clone(),
                 "log.cleanup.policy",
+            ),
+            (
+                "compression.type",
+                self.compression_type.clone(),
+                "compression.type",
+            ),
+            (
+                "delete.retention.ms",
+                self.log_cleaner_delete_retention_ms.to_string(),
+                "log.cleaner.delete.retention.ms",
+            ),
+            (
+                "min.cleanable.dirty.ratio",
+                self.log_cleaner_min_cleanable_ratio.to_string(),
+                "log.cleaner.min.cleanable.ratio",
+            ),
+            (
+                "min.compaction.lag.ms",
+                self.log_cleaner_min_compaction_lag_ms.to_string(),
+                "log.cleaner.min.compaction.lag.ms",
             ),
             (
                 "flush.messages",
@@ -418,7 +505,20 @@ impl ServerConfig {
             flush_ms: self.log_flush_interval_ms,
             max_message_bytes: self.message_max_bytes,
             log_append_time: self.log_message_timestamp_type == "LogAppendTime",
+            retention_ms: self.log_retention_ms,
+            retention_bytes: self.log_retention_bytes,
+            delete_retention_ms: self.log_cleaner_delete_retention_ms,
+            min_cleanable_dirty_ratio: self.log_cleaner_min_cleanable_ratio,
+            min_compaction_lag_ms: self.log_cleaner_min_compaction_lag_ms,
+            ..LogConfig::default()
         };
+        // Validated when set: these parse.
+        for (k, v) in [
+            ("cleanup.policy", &self.log_cleanup_policy),
+            ("compression.type", &self.compression_type),
+        ] {
+            apply_topic_config(&mut config, k, v)?;
+        }
         for (k, v) in overrides {
             apply_topic_config(&mut config, k, v)?;
         }
@@ -442,13 +542,19 @@ fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<
             validate_timestamp_type(key, v)?;
             config.log_append_time = v == "LogAppendTime";
         }
-        "retention.ms" | "retention.bytes" => {
-            let _: i64 = parse(key, v)?;
-        }
+        // Retention, compaction and compression: the log parses its own keys.
+        "retention.ms"
+        | "retention.bytes"
+        | "cleanup.policy"
+        | "delete.retention.ms"
+        | "min.cleanable.dirty.ratio"
+        | "min.compaction.lag.ms"
+        | "compression.type" => config
+            .set(key, v)
+            .map_err(|e| invalid(key, v, &e.to_string()))?,
         "min.insync.replicas" => {
             let _: i32 = parse_min(key, v, 1)?;
         }
-        "cleanup.policy" => validate_cleanup_policy(key, v)?,
         _ => return Err(ConfigError::UnknownTopicConfig(key.to_string())),
     }
     Ok(())
@@ -466,6 +572,15 @@ fn listener_host_port(v: &str) -> Option<String> {
     // Kafka's `PLAINTEXT://:9092` means every interface.
     let host = if host.is_empty() { "0.0.0.0" } else { host };
     Some(format!("{host}:{port}"))
+}
+
+/// Parse a broker key through the topic key it defaults (the log owns the
+/// rules for its settings).
+fn log_key(key: &str, v: &str, topic_key: &str) -> Result<LogConfig, ConfigError> {
+    let mut c = LogConfig::default();
+    c.set(topic_key, v)
+        .map_err(|e| invalid(key, v, &e.to_string()))?;
+    Ok(c)
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {

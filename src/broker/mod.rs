@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod handlers;
+pub mod log_maintenance;
 pub mod producer_ids;
 pub mod registry;
 pub mod store;
@@ -47,6 +48,7 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     flush_task: JoinHandle<()>,
+    maintenance_task: JoinHandle<()>,
     group_task: JoinHandle<()>,
 }
 
@@ -72,6 +74,8 @@ impl Server {
         });
         tracing::info!(%local_addr, node_id = config.node_id, "weir broker listening");
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx.clone()));
+        let maintenance_task =
+            tokio::spawn(log_maintenance::run(broker.clone(), shutdown_rx.clone()));
         let flush_task = tokio::spawn(flush_loop(broker.clone(), shutdown_rx.clone()));
         let group_task = tokio::spawn(group_timer_loop(broker.clone(), shutdown_rx));
         Ok(Server {
@@ -80,6 +84,7 @@ impl Server {
             shutdown_tx,
             accept_task,
             flush_task,
+            maintenance_task,
             group_task,
         })
     }
@@ -95,6 +100,7 @@ impl Server {
         let _ = self.shutdown_tx.send(true);
         let _ = self.accept_task.await;
         let _ = self.flush_task.await;
+        let _ = self.maintenance_task.await;
         let _ = self.group_task.await;
         self.broker.registry.close_all()?;
         tracing::info!(local_addr = %self.local_addr, "weir broker stopped");

@@ -304,6 +304,96 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The kafka-protocol codec for a batch codec id (attribute bits 0-2).
+pub fn compression_of(codec: i16) -> Result<kafka_protocol::records::Compression, LogError> {
+    use kafka_protocol::records::Compression;
+    Ok(match codec {
+        0 => Compression::None,
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        c => {
+            return Err(LogError::CorruptMessage(format!(
+                "unknown compression codec {c}"
+            )))
+        }
+    })
+}
+
+/// Re-encode `records` (a non-empty subset, in offset order, of the records
+/// of the batch whose header is `orig`) as one batch compressed with
+/// `codec`, with kafka-protocol's RecordBatchEncoder. Each record keeps its
+/// offset; the header keeps what Kafka's cleaner keeps: the batch's last
+/// offset (lastOffsetDelta is stretched over dropped tail records, so
+/// producer state rebuilt from the log sees the same last sequence), the
+/// producer id, epoch and (shifted) base sequence, the partition leader
+/// epoch, the transactional/control bits and the LogAppendTime stamp.
+///
+/// Known loss: kafka-protocol keeps record headers in a map, so a record
+/// with repeated header keys keeps only the last value of each.
+pub fn reencode(
+    orig: &BatchHeader,
+    records: &[kafka_protocol::records::Record],
+    codec: i16,
+) -> Result<Vec<u8>, LogError> {
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};
+    assert!(!records.is_empty(), "reencode needs at least one record");
+    let mut out = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: compression_of(codec)?,
+        },
+    )
+    .map_err(|e| LogError::InvalidRecord(format!("cannot re-encode records: {e}")))?;
+    let mut b = out.to_vec();
+    let h = BatchHeader::parse(&b)?;
+    if h.total_size() != b.len() {
+        return Err(LogError::InvalidRecord(
+            "re-encoding split the records over several batches".into(),
+        ));
+    }
+    let new_base = h.base_offset;
+    assert!(
+        new_base >= orig.base_offset && orig.last_offset() >= new_base,
+        "reencode invariant: records lie inside the original batch"
+    );
+    let delta = (orig.last_offset() - new_base) as i32;
+    b[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4].copy_from_slice(&delta.to_be_bytes());
+    let seq = if orig.base_sequence < 0 {
+        NO_SEQUENCE
+    } else {
+        increment_sequence(orig.base_sequence, (new_base - orig.base_offset) as i32)
+    };
+    b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&seq.to_be_bytes());
+    b[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&orig.producer_id.to_be_bytes());
+    b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2]
+        .copy_from_slice(&orig.producer_epoch.to_be_bytes());
+    // The encoder knows nothing of the timestamp type: restore it.
+    let keep_bits = ATTR_LOG_APPEND_TIME | ATTR_TRANSACTIONAL | ATTR_CONTROL;
+    let attrs = (be_i16(&b, OFF_ATTRIBUTES) & !keep_bits) | (orig.attributes & keep_bits);
+    b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    if orig.is_log_append_time() {
+        b[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8]
+            .copy_from_slice(&orig.max_timestamp.to_be_bytes());
+    }
+    set_partition_leader_epoch(&mut b, orig.partition_leader_epoch);
+    let crc = compute_crc(&b);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(b)
+}
+
+/// Decode every record of one whole batch (decompressing), with kafka-protocol.
+pub fn decode_records(batch: &[u8]) -> Result<Vec<kafka_protocol::records::Record>, LogError> {
+    let mut bytes = bytes::Bytes::copy_from_slice(batch);
+    kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+        .map(|set| set.records)
+        .map_err(|e| LogError::CorruptMessage(format!("cannot decode records: {e}")))
+}
+
 /// One record for [`build_batch`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimpleRecord {

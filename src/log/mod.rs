@@ -8,17 +8,31 @@
 //! idempotent-producer state and its snapshots; `batch` knows the
 //! RecordBatch v2 header.
 //!
+//! Log management: `retention` (cleanup.policy=delete, DeleteRecords: the
+//! log start offset moves and whole segments below it go), `cleaner`
+//! (cleanup.policy=compact: latest record per key, crash-safe segment swap),
+//! `validate` (compressed batches checked record by record on append;
+//! compression.type conversion), `checkpoint` (the durable log start offset
+//! and cleaner progress).
+//!
 //! Directory layout: `<base>.log`, `<base>.index`, `<base>.timeindex` per
 //! segment (base = 20-digit zero-padded base offset), `<offset>.snapshot`
-//! producer-state snapshots, and `.weir_clean_shutdown` while the log is
-//! closed cleanly.
+//! producer-state snapshots, `log-start-offset.checkpoint` and
+//! `cleaner-offset.checkpoint`, transient `<base>.log.cleaned` /
+//! `<base>.log.swap` during a cleaner swap, and `.weir_clean_shutdown` while
+//! the log is closed cleanly.
 //!
 //! Invariants:
 //! - `log/` never reads a clock: time comes in as `now_ms` parameters.
 //! - `log/` does all I/O through `env::Disk`.
-//! - Offsets only grow; a stored batch never changes after `append` returns.
-//! - Only the last (active) segment is ever written; every other segment was
-//!   fsynced (log and indexes) when it stopped being active.
+//! - Offsets only grow; a stored batch never changes after `append` returns,
+//!   except that the cleaner may drop records from closed segments (every
+//!   survivor keeps its offset).
+//! - The log start offset only grows and is durable before anything below it
+//!   is deleted; nothing below it is ever served.
+//! - Appends only write the last (active) segment; every other segment was
+//!   fsynced (log and indexes) when it stopped being active, and is only
+//!   ever replaced whole by the cleaner's crash-safe swap (or deleted).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,14 +44,24 @@ use crate::env::disk::OpenMode;
 use crate::env::Disk;
 
 pub mod batch;
+pub mod checkpoint;
+pub mod cleaner;
+pub mod maintenance;
 pub mod offset_index;
 pub mod producer_state;
+pub mod retention;
 pub mod segment;
 pub mod time_index;
+pub mod topic_config;
+pub mod validate;
 
 use batch::BatchHeader;
+use checkpoint::CleanerState;
+pub use cleaner::CleanOutcome;
 use producer_state::{ProducerEntry, ProducerStateManager, SequenceCheck};
+pub use retention::RetentionOutcome;
 use segment::Segment;
+pub use topic_config::{ConfigError, MaintenanceConfig};
 
 /// Present in a log directory only between a clean `close` and the next
 /// `open`: its presence lets `open` trust the active segment without a scan.
@@ -62,6 +86,119 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// message.timestamp.type: false = CreateTime (default), true = LogAppendTime.
     pub log_append_time: bool,
+    /// retention.ms (default 7 days; -1 = unlimited): closed segments whose
+    /// newest record is older are deleted (cleanup.policy delete).
+    pub retention_ms: i64,
+    /// retention.bytes (default -1 = unlimited): closed segments are deleted
+    /// from the oldest while the log exceeds this by at least a whole segment.
+    pub retention_bytes: i64,
+    /// cleanup.policy (default delete).
+    pub cleanup_policy: CleanupPolicy,
+    /// delete.retention.ms (default 1 day): how long a tombstone survives
+    /// after the cleaner first rewrote its segment.
+    pub delete_retention_ms: i64,
+    /// min.cleanable.dirty.ratio (default 0.5): clean when dirty bytes /
+    /// cleanable bytes reach it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// min.compaction.lag.ms (default 0): a segment is cleanable only once its
+    /// newest record is at least this old.
+    pub min_compaction_lag_ms: i64,
+    /// compression.type (default producer): the codec batches are stored with.
+    pub compression_type: CompressionType,
+}
+
+/// cleanup.policy: `delete`, `compact` or both (`compact,delete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+
+    /// Parse Kafka's comma-separated list (`delete`, `compact`, `compact,delete`).
+    pub fn parse(s: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+}
+
+impl std::fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
+}
+
+/// compression.type: keep the producer's codec, or store with this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    pub fn parse(s: &str) -> Option<CompressionType> {
+        Some(match s {
+            "producer" => CompressionType::Producer,
+            "uncompressed" | "none" => CompressionType::Uncompressed,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The codec id (batch attribute bits 0-2), None for `producer`.
+    pub fn codec(self) -> Option<i16> {
+        match self {
+            CompressionType::Producer => None,
+            CompressionType::Uncompressed => Some(0),
+            CompressionType::Gzip => Some(1),
+            CompressionType::Snappy => Some(2),
+            CompressionType::Lz4 => Some(3),
+            CompressionType::Zstd => Some(4),
+        }
+    }
+}
+
+impl std::fmt::Display for CompressionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        })
+    }
 }
 
 impl Default for LogConfig {
@@ -75,6 +212,13 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             log_append_time: false,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            compression_type: CompressionType::Producer,
         }
     }
 }
@@ -157,6 +301,11 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
+    /// First offset readers may see: the first segment's base, or above it
+    /// after retention or DeleteRecords; durable in checkpoint::LOG_START_FILE.
+    log_start_offset: i64,
+    /// The cleaner's durable progress (cleanup.policy compact).
+    cleaner_state: CleanerState,
     producers: ProducerStateManager,
     /// Records appended since the last fsync (flush.messages).
     unflushed_records: u64,
@@ -195,10 +344,15 @@ impl PartitionLog {
         disk.create_dir_all(&dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = disk.exists(&marker);
+        // A cleaner swap or a segment deletion cut short by a crash is
+        // finished or undone before anything is read (see cleaner.rs).
+        cleaner::complete_interrupted_swaps(disk.as_ref(), &dir)?;
+        let cleaner_state = CleanerState::read(disk.as_ref(), &dir)?;
         let mut bases = Vec::new();
         for name in disk.list_dir(&dir)? {
             if name.ends_with(".tmp") {
-                // A snapshot write cut short by a crash: never renamed in.
+                // A snapshot or checkpoint write cut short by a crash: never
+                // renamed in.
                 disk.remove_file(&dir.join(&name))?;
                 continue;
             }
@@ -212,10 +366,18 @@ impl PartitionLog {
         let interval = config.index_interval_bytes;
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            let (seg, truncated) = if active && !clean {
-                Segment::recover(disk.as_ref(), &dir, base, interval, now_ms)?
+            // Offsets are contiguous in a segment the cleaner never rewrote
+            // and that is the active one; everywhere else they may have gaps
+            // (see Segment::recover for what still catches a bad baseOffset).
+            let gaps = if active {
+                cleaner_state.may_have_gaps(base)
             } else {
-                Segment::open(disk.as_ref(), &dir, base, interval, now_ms)?
+                true
+            };
+            let (seg, truncated) = if active && !clean {
+                Segment::recover(disk.as_ref(), &dir, base, interval, now_ms, gaps)?
+            } else {
+                Segment::open(disk.as_ref(), &dir, base, interval, now_ms, gaps)?
             };
             truncated_total += truncated;
             if let Some((_, prev)) = segments.last_key_value() {
@@ -232,23 +394,58 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.insert(0, Segment::create(disk.as_ref(), &dir, 0)?);
         }
+        let first_base = *segments.keys().next().expect("inserted above");
+        let log_start_offset = checkpoint::read_log_start(disk.as_ref(), &dir)?
+            .unwrap_or(first_base)
+            .max(first_base);
         let mut log = PartitionLog {
             disk,
             dir,
             config,
             segments,
+            log_start_offset,
+            cleaner_state,
             producers: ProducerStateManager::new(),
             unflushed_records: 0,
             first_unflushed_ms: None,
             recovery_truncated_bytes: truncated_total,
             offline: None,
         };
+        if log.log_start_offset > log.log_end_offset() {
+            // The log start was recorded durably but the records up to it
+            // were not (lost unflushed tail): nothing below it may be served
+            // again, so start over, empty, at the recorded start, as Kafka does.
+            log.restart_empty_at(log.log_start_offset)?;
+        }
+        // Finish a retention deletion a crash interrupted.
+        log.delete_segments_below_start()?;
         log.rebuild_producer_state()?;
         if clean {
             // From here on a crash must trigger recovery again.
             log.disk.remove_file(&marker)?;
         }
         Ok(log)
+    }
+
+    /// Delete every segment and start an empty one at `offset`.
+    fn restart_empty_at(&mut self, offset: i64) -> Result<(), LogError> {
+        tracing::warn!(dir = %self.dir.display(), offset, "log end below log start: restarting the log empty");
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let seg = Segment::create(self.disk.as_ref(), &self.dir, offset)?;
+        for base in bases {
+            if base == offset {
+                continue; // replaced (emptied) by create above
+            }
+            let old = self.segments.remove(&base).expect("listed above");
+            old.delete_files(self.disk.as_ref(), &self.dir)?;
+        }
+        self.segments.insert(offset, seg);
+        self.cleaner_state = CleanerState {
+            first_dirty_offset: offset,
+            ..Default::default()
+        };
+        self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
+        Ok(())
     }
 
     /// Load the newest usable producer snapshot and replay the batch headers
@@ -324,6 +521,11 @@ impl PartitionLog {
     /// (as Kafka does; producers send one batch per partition per request).
     /// Control batches are accepted: rejecting them from clients is the
     /// produce handler's job.
+    ///
+    /// Compressed batches are decompressed and checked record by record
+    /// (validate.rs); uncompressed ones only by header and CRC. Under a
+    /// compression.type naming a codec, batches in another codec are
+    /// re-encoded to it first (offsets and producer fields preserved).
     pub fn append(
         &mut self,
         batches: &mut [u8],
@@ -331,6 +533,48 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         self.ensure_online()?;
+        if let Some(codec) = self.config.compression_type.codec() {
+            if let Some(mut converted) = self.maybe_convert(batches, codec)? {
+                return self.append_validated(&mut converted, leader_epoch, now_ms);
+            }
+        }
+        self.append_validated(batches, leader_epoch, now_ms)
+    }
+
+    /// `batches` re-encoded to `codec`, or None if every batch already uses it.
+    fn maybe_convert(&self, batches: &[u8], codec: i16) -> Result<Option<Vec<u8>>, LogError> {
+        let split = batch::split_batches(batches)?;
+        let mut out: Option<Vec<u8>> = None;
+        for (i, (range, h)) in split.iter().enumerate() {
+            h.validate_fields()?;
+            let b = &batches[range.clone()];
+            match validate::maybe_recompress(b, h, codec)? {
+                Some(new) => {
+                    let buf = out.get_or_insert_with(|| {
+                        let mut v = Vec::with_capacity(batches.len());
+                        for (r, _) in &split[..i] {
+                            v.extend_from_slice(&batches[r.clone()]);
+                        }
+                        v
+                    });
+                    buf.extend_from_slice(&new);
+                }
+                None => {
+                    if let Some(buf) = out.as_mut() {
+                        buf.extend_from_slice(b);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn append_validated(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         // 1. Validate everything, staging offsets and producer state.
         let split = batch::split_batches(batches)?;
         if split.is_empty() {
@@ -354,6 +598,16 @@ impl PartitionLog {
                 });
             }
             h.validate_fields()?;
+            let bytes = &batches[range.clone()];
+            if h.compression() != 0 {
+                let records = validate::validate_compressed(bytes, &h)?;
+                if self.config.cleanup_policy.compact {
+                    validate::require_keys(&h, &records)?;
+                }
+            } else if self.config.cleanup_policy.compact {
+                // Only compacted topics pay for a record walk here.
+                validate::require_keys(&h, &batch::decode_records(bytes)?)?;
+            }
             h.base_offset = next;
             if h.has_producer_id() {
                 let current = staged_producers
@@ -544,10 +798,16 @@ impl PartitionLog {
             None => seg.size(),
         };
         let interval = self.config.index_interval_bytes;
-        let seg = seg.truncate_to_position(self.disk.as_ref(), &self.dir, pos, interval)?;
+        let gaps = self.cleaner_state.may_have_gaps(keep);
+        let seg = seg.truncate_to_position(self.disk.as_ref(), &self.dir, pos, interval, gaps)?;
         self.segments.insert(keep, seg);
         self.unflushed_records = 0;
         self.first_unflushed_ms = None;
+        if self.cleaner_state.first_dirty_offset > self.log_end_offset() {
+            // Offsets above the new end will be written again: dirty.
+            self.cleaner_state.first_dirty_offset = self.log_end_offset();
+            self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
+        }
         assert!(
             self.log_end_offset() <= offset,
             "truncation invariant: nothing at or above the target remains"
@@ -557,11 +817,7 @@ impl PartitionLog {
 
     /// First offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        *self
-            .segments
-            .keys()
-            .next()
-            .expect("log invariant: there is always a segment")
+        self.log_start_offset
     }
 
     /// Offset the next appended record will get.
@@ -574,8 +830,13 @@ impl PartitionLog {
     /// Returns `(offset, timestamp)`.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
         for seg in self.segments.values() {
-            if let Some(found) = seg.find_offset_by_timestamp(timestamp_ms)? {
-                return Ok(Some(found));
+            if let Some((off, ts)) = seg.find_offset_by_timestamp(timestamp_ms)? {
+                if off < self.log_start_offset {
+                    // Below the start (DeleteRecords inside a segment): the
+                    // first visible record is the earliest candidate left.
+                    return Ok(Some((self.log_start_offset, ts)));
+                }
+                return Ok(Some((off, ts)));
             }
         }
         Ok(None)

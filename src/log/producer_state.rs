@@ -168,6 +168,11 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
+    /// Producers and their entries, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(&pid, e)| (pid, e))
+    }
+
     pub fn len(&self) -> usize {
         self.producers.len()
     }

@@ -9,8 +9,12 @@
 //! flush policy says so, when the segment rolls and on close. A crash may
 //! leave the tail torn (a partial batch) or garbage after the durable point;
 //! [`Segment::recover`] scans from the start, checks each header, length, CRC
-//! and that offsets are contiguous, truncates at the first bad byte and rebuilds
-//! both indexes from what remains.
+//! and that offsets are contiguous (or, in a segment that may hold gaps, only
+//! strictly increasing), truncates at the first bad byte and rebuilds both
+//! indexes from what remains.
+//!
+//! Gaps: the cleaner (cleaner.rs) drops records but keeps every survivor's
+//! offset, so a cleaned segment's offsets strictly increase with gaps.
 //!
 //! Invariants: base offset <= the base offset of every batch in the segment;
 //! batch offsets strictly increase; `size` is the end of the last whole batch;
@@ -190,12 +194,23 @@ impl Segment {
         base_offset: i64,
         index_interval_bytes: u32,
         now_ms: i64,
+        allow_gaps: bool,
     ) -> Result<(Segment, u64), LogError> {
         let (lp, ip, tp) = Self::paths(dir, base_offset);
         let log = disk.open(&lp, OpenMode::EXISTING)?;
         let size = log.len()?;
+        let recover = || {
+            Self::recover(
+                disk,
+                dir,
+                base_offset,
+                index_interval_bytes,
+                now_ms,
+                allow_gaps,
+            )
+        };
         let Some(offset_index) = OffsetIndex::load(disk, &ip, base_offset, size)? else {
-            return Self::recover(disk, dir, base_offset, index_interval_bytes, now_ms);
+            return recover();
         };
         let (start_offset, start_pos) = offset_index.last_entry().unwrap_or((base_offset, 0));
         let mut next_offset = base_offset;
@@ -222,10 +237,10 @@ impl Segment {
             Ok(true)
         })?;
         if end.problem.is_some() {
-            return Self::recover(disk, dir, base_offset, index_interval_bytes, now_ms);
+            return recover();
         }
         let Some(time_index) = TimeIndex::load(disk, &tp, base_offset, next_offset)? else {
-            return Self::recover(disk, dir, base_offset, index_interval_bytes, now_ms);
+            return recover();
         };
         if let Some((ts, off)) = time_index.last_entry() {
             if ts >= max_ts {
@@ -255,12 +270,24 @@ impl Segment {
     /// from the start (header, length, CRC, increasing offsets), truncate the
     /// log at the first bad byte, and rebuild both indexes. Returns the
     /// segment and how many bytes were truncated.
+    ///
+    /// `allow_gaps`: the segment may have been cleaned, so batch offsets need
+    /// only strictly increase (each batch's base offset >= the previous
+    /// batch's last offset + 1, and >= the segment's base) instead of being
+    /// contiguous. The CRC does not cover baseOffset; what still catches a
+    /// damaged one there: a base below the previous batch's end or below the
+    /// segment base stops the scan here, and a base pushed past the next
+    /// segment's base fails the log's overlap check at open. A damaged base
+    /// that stays strictly inside its gap is not detectable from the bytes
+    /// alone (Kafka has the same limit for compacted segments); the active
+    /// segment of a never-cleaned log keeps the strict contiguity check.
     pub fn recover(
         disk: &dyn Disk,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
         now_ms: i64,
+        allow_gaps: bool,
     ) -> Result<(Segment, u64), LogError> {
         let (lp, ip, tp) = Self::paths(dir, base_offset);
         let log = disk.open(&lp, OpenMode::EXISTING)?;
@@ -280,11 +307,15 @@ impl Segment {
         };
         let mut headers = Vec::new();
         let mut next = base_offset;
-        // Offsets must be contiguous: without compaction the active segment
-        // has no gaps, and this catches a damaged baseOffset, which the CRC
-        // does not cover. (A compacted segment would need `<` here.)
+        // Without compaction offsets are contiguous, and this catches a
+        // damaged baseOffset, which the CRC does not cover.
         let end = scan_batches(seg.log.as_ref(), 0, file_size, true, |pos, h| {
-            if h.base_offset != next {
+            let in_order = if allow_gaps {
+                h.base_offset >= next
+            } else {
+                h.base_offset == next
+            };
+            if !in_order {
                 return Ok(false);
             }
             next = h.next_offset();
@@ -373,7 +404,14 @@ impl Segment {
     pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
         let start = self.offset_index.lookup(offset) as u64;
         let mut found = None;
+        // Base offsets are outside the CRC: a header whose offsets go
+        // backwards or leave this segment is damage, not data to serve.
+        let mut next_min = self.base_offset;
         let end = scan_batches(self.log.as_ref(), start, self.size, false, |pos, h| {
+            if h.base_offset < next_min || h.last_offset() >= self.next_offset {
+                return Ok(false);
+            }
+            next_min = h.last_offset() + 1;
             if h.last_offset() >= offset {
                 found = Some((pos, *h));
                 return Ok(false);
@@ -406,17 +444,11 @@ impl Segment {
         };
         let mut buf = vec![0u8; want as usize];
         self.log.read_exact_at(&mut buf, pos)?;
-        // Trim to whole batches: walk the length fields only.
-        let mut end = 0;
-        while let Some(n) = batch::batch_size_at(&buf[end..]) {
-            if end + n > buf.len() {
-                break;
-            }
-            end += n;
-        }
+        let end = self.whole_sane_batches(&buf, first);
         if end == 0 {
             // The header read moments ago said otherwise: the disk returned
-            // different bytes this time (a corrupted read).
+            // different bytes this time (a corrupted read), or the batch is
+            // damaged where its CRC does not look.
             return Err(LogError::CorruptMessage(format!(
                 "{}: batch at {pos} changed between reads",
                 self.log_path.display()
@@ -424,6 +456,38 @@ impl Segment {
         }
         buf.truncate(end);
         Ok(Bytes::from(buf))
+    }
+
+    /// Length of the prefix of `buf` made of whole batches whose headers are
+    /// sane: the first is the batch the index scan found, and base offsets
+    /// strictly grow and stay inside this segment. The CRC does not cover a
+    /// batch's base offset, so without this a bit flipped there (at rest or
+    /// by a bad read) would hand consumers records at offsets where they are
+    /// not. Consumers check each batch's CRC for the rest. Header fields
+    /// only: no per-record work on the fetch path.
+    fn whole_sane_batches(&self, buf: &[u8], first: &BatchHeader) -> usize {
+        let mut end = 0;
+        let mut next_min = first.base_offset;
+        while let Some(n) = batch::batch_size_at(&buf[end..]) {
+            if end + n > buf.len() {
+                break;
+            }
+            let Ok(h) = BatchHeader::parse(&buf[end..end + n]) else {
+                break;
+            };
+            let expected_first = end > 0 || h.base_offset == first.base_offset;
+            if !expected_first
+                || h.base_offset < next_min
+                || h.base_offset < self.base_offset
+                || h.last_offset_delta < 0
+                || h.last_offset() >= self.next_offset
+            {
+                break;
+            }
+            next_min = h.last_offset() + 1;
+            end += n;
+        }
+        end
     }
 
     /// Read one whole batch at `pos`.
@@ -463,6 +527,25 @@ impl Segment {
         // A batch whose maxTimestamp says a record qualifies but whose records
         // disagree is corrupt-ish; answer with the batch itself.
         Ok(Some(found.unwrap_or((h.base_offset, h.max_timestamp))))
+    }
+
+    /// Visit every batch from the start with its position, header and whole
+    /// bytes, stopping early when `f` returns false. Damage at rest is an error.
+    pub fn for_each_batch(
+        &self,
+        mut f: impl FnMut(u64, &BatchHeader, Vec<u8>) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
+        let mut stopped = false;
+        let end = scan_batches(self.log.as_ref(), 0, self.size, false, |pos, h| {
+            let bytes = self.read_batch(pos, h)?;
+            let more = f(pos, h, bytes)?;
+            stopped = !more;
+            Ok(more)
+        })?;
+        if stopped {
+            return Ok(());
+        }
+        self.corrupt_at_rest(&end)
     }
 
     /// Visit every batch header from `from_offset` on (no CRC check).
@@ -515,6 +598,7 @@ impl Segment {
         dir: &Path,
         pos: u64,
         index_interval_bytes: u32,
+        allow_gaps: bool,
     ) -> Result<Segment, LogError> {
         assert!(pos <= self.size, "truncation only removes bytes");
         let base = self.base_offset;
@@ -522,7 +606,8 @@ impl Segment {
         self.log.set_len(pos)?;
         self.log.sync_data()?;
         drop(self);
-        let (mut seg, cut) = Segment::recover(disk, dir, base, index_interval_bytes, 0)?;
+        let (mut seg, cut) =
+            Segment::recover(disk, dir, base, index_interval_bytes, 0, allow_gaps)?;
         if cut > 0 {
             tracing::warn!(
                 base,
@@ -535,11 +620,13 @@ impl Segment {
     }
 
     /// Remove the segment's files (the segment is dropped first so no handle
-    /// stays open).
+    /// stays open). Indexes go first: a crash part way leaves a `.log`
+    /// without indexes, which open rebuilds (and, below the log start,
+    /// deletes again), never an index without its log.
     pub fn delete_files(self, disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
         let base = self.base_offset;
         drop(self);
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["index", "timeindex", "log"] {
             let path = dir.join(file_name(base, ext));
             match disk.remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),

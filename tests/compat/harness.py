@@ -37,13 +37,13 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout=30):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [WEIR, "server", "--data-dir", self.data_dir, "--listen", self.bootstrap]
-            + self.extra_args,
-            stdout=log,
-            stderr=log,
-        )
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [WEIR, "server", "--data-dir", self.data_dir, "--listen", self.bootstrap]
+                + self.extra_args,
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -10,6 +10,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -130,6 +131,15 @@ pub async fn dispatch(
                 correlation_id,
                 version,
                 &create_partitions::handle(broker, req),
+            )?;
+        }
+        ApiKey::DeleteRecords => {
+            let req = decode(&mut body, version)?;
+            respond(
+                out,
+                correlation_id,
+                version,
+                &delete_records::handle(broker, req),
             )?;
         }
         ApiKey::DescribeConfigs => {
