@@ -318,6 +318,45 @@ class Groups(BrokerTestCase):
         a.close()
         b.close()
 
+    def test_weir_groups_cli(self):
+        topic, group = name("cli"), name("g")
+        self.create_topic(topic, partitions=2)
+        self.produce(topic, 10, 2)
+        c = self.confluent(group, client_id="cli-member")
+        c.subscribe([topic])
+        got = self.drain_confluent(c, 10)
+        self.assertEqual(len(got), 10)
+        c.commit(offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 5)],
+                 asynchronous=False)
+        b = self.bootstrap
+        listed = self.weir("groups", "--bootstrap-server", b, "--list", "--state").stdout.decode()
+        self.assertIn(f"{group} Stable", listed)
+        out = self.weir("groups", "--bootstrap-server", b, "--describe", "--group", group)
+        rows = [l.split() for l in out.stdout.decode().splitlines() if l.startswith(group)]
+        # GROUP TOPIC PARTITION CURRENT LOG-END LAG CONSUMER-ID HOST CLIENT-ID
+        self.assertEqual([r[2:6] for r in rows], [["0", "3", "5", "2"], ["1", "5", "5", "0"]])
+        self.assertTrue(all(r[7] == "/127.0.0.1" and r[8] == "cli-member" for r in rows), rows)
+        # Resetting is refused while the group has members.
+        r = self.weir("groups", "--bootstrap-server", b, "--reset-offsets", "--group", group,
+                      "--topic", topic, "--to-earliest", "--execute", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"active member", r.stderr)
+        r = self.weir("groups", "--bootstrap-server", b, "--delete", "--group", group, check=False)
+        self.assertIn(b"NON_EMPTY_GROUP", r.stderr)
+        c.close()
+        wait_until(lambda: f"{group} Empty" in self.weir(
+            "groups", "--bootstrap-server", b, "--list", "--state").stdout.decode(),
+            timeout=30, what="the group to empty")
+        self.weir("groups", "--bootstrap-server", b, "--reset-offsets", "--group", group,
+                  "--topic", topic, "--to-earliest", "--execute")
+        c = self.confluent(group)
+        committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        self.assertEqual([tp.offset for tp in committed], [0, 0])
+        c.close()
+        self.weir("groups", "--bootstrap-server", b, "--delete", "--group", group)
+        listed = self.weir("groups", "--bootstrap-server", b, "--list").stdout.decode()
+        self.assertNotIn(group, listed)
+
 
 if __name__ == "__main__":
     unittest.main()
