@@ -357,6 +357,29 @@ class Groups(BrokerTestCase):
         listed = self.weir("groups", "--bootstrap-server", b, "--list").stdout.decode()
         self.assertNotIn(group, listed)
 
+    def test_weir_consume_group(self):
+        import subprocess
+        from harness import WEIR
+        topic, group = name("wc"), name("g")
+        self.create_topic(topic, partitions=3)
+        self.produce(topic, 30, 3)
+        args = [WEIR, "consume", "--bootstrap-server", self.bootstrap, "--topic", topic,
+                "--group", group, "--from-beginning"]
+        # Part of the topic, then the rest: nothing re-read, nothing skipped.
+        first = subprocess.run(args + ["--max-messages", "7"], capture_output=True, timeout=60)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        # Two members at once share the rest.
+        procs = [subprocess.Popen(args + ["--timeout-ms", "4000"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for _ in range(2)]
+        outs = [p.communicate(timeout=90)[0] for p in procs]
+        seen = first.stdout.split() + outs[0].split() + outs[1].split()
+        self.assertEqual(len(first.stdout.split()), 7)
+        self.assertEqual(sorted(seen), sorted(f"v{i}".encode() for i in range(30)))
+        c = self.confluent(group)
+        committed = c.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+        c.close()
+        self.assertEqual(sum(tp.offset for tp in committed), 30)
+
 
 if __name__ == "__main__":
     unittest.main()
