@@ -236,54 +236,6 @@ impl GroupAdmin {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
-
-    #[test]
-    fn range_assignor_matches_kafka() {
-        let subs: BTreeMap<String, Vec<String>> = [
-            ("a".to_string(), vec!["t".to_string(), "u".to_string()]),
-            ("b".to_string(), vec!["t".to_string()]),
-        ]
-        .into();
-        let counts: BTreeMap<String, i32> = [("t".to_string(), 5), ("u".to_string(), 2)].into();
-        let got = range_assign(&subs, &counts);
-        assert_eq!(
-            got["a"],
-            vec![
-                ("t".to_string(), vec![0, 1, 2]),
-                ("u".to_string(), vec![0, 1])
-            ]
-        );
-        assert_eq!(got["b"], vec![("t".to_string(), vec![3, 4])]);
-        let sub = encode_subscription(&["t".to_string()]);
-        assert_eq!(decode_subscription(&sub), vec!["t".to_string()]);
-        let asg = encode_assignment(&got["b"]);
-        assert_eq!(decode_assignment(&asg), got["b"]);
-    }
-    use kafka_protocol::protocol::Encodable;
-
-    #[test]
-    fn assignment_roundtrip_and_garbage() {
-        let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
-            TopicPartition::default()
-                .with_topic(TopicName(s("t")))
-                .with_partitions(vec![0, 2]),
-        ]);
-        let mut b = bytes::BytesMut::new();
-        b.extend_from_slice(&1i16.to_be_bytes());
-        a.encode(&mut b, 1).unwrap();
-        assert_eq!(
-            decode_assignment(&b.freeze()),
-            vec![("t".to_string(), vec![0, 2])]
-        );
-        assert!(decode_assignment(&Bytes::from_static(b"\x00")).is_empty());
-        assert!(decode_assignment(&Bytes::from_static(b"\x00\x00\xff\xff\xff")).is_empty());
-    }
-}
-
 // ---- Group-managed consumer -------------------------------------------------
 
 /// A consumer in a group (classic protocol, eager "range" assignment): joins,
@@ -675,5 +627,53 @@ impl GroupConsumer {
 impl Drop for GroupConsumer {
     fn drop(&mut self) {
         self.stop_heartbeat();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+
+    #[test]
+    fn range_assignor_matches_kafka() {
+        let subs: BTreeMap<String, Vec<String>> = [
+            ("a".to_string(), vec!["t".to_string(), "u".to_string()]),
+            ("b".to_string(), vec!["t".to_string()]),
+        ]
+        .into();
+        let counts: BTreeMap<String, i32> = [("t".to_string(), 5), ("u".to_string(), 2)].into();
+        let got = range_assign(&subs, &counts);
+        assert_eq!(
+            got["a"],
+            vec![
+                ("t".to_string(), vec![0, 1, 2]),
+                ("u".to_string(), vec![0, 1])
+            ]
+        );
+        assert_eq!(got["b"], vec![("t".to_string(), vec![3, 4])]);
+        let sub = encode_subscription(&["t".to_string()]);
+        assert_eq!(decode_subscription(&sub), vec!["t".to_string()]);
+        let asg = encode_assignment(&got["b"]);
+        assert_eq!(decode_assignment(&asg), got["b"]);
+    }
+    use kafka_protocol::protocol::Encodable;
+
+    #[test]
+    fn assignment_roundtrip_and_garbage() {
+        let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
+            TopicPartition::default()
+                .with_topic(TopicName(s("t")))
+                .with_partitions(vec![0, 2]),
+        ]);
+        let mut b = bytes::BytesMut::new();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        a.encode(&mut b, 1).unwrap();
+        assert_eq!(
+            decode_assignment(&b.freeze()),
+            vec![("t".to_string(), vec![0, 2])]
+        );
+        assert!(decode_assignment(&Bytes::from_static(b"\x00")).is_empty());
+        assert!(decode_assignment(&Bytes::from_static(b"\x00\x00\xff\xff\xff")).is_empty());
     }
 }
