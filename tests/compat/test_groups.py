@@ -380,6 +380,36 @@ class Groups(BrokerTestCase):
         c.close()
         self.assertEqual(sum(tp.offset for tp in committed), 30)
 
+    def test_aiokafka_group_resumes_from_commit(self):
+        import asyncio
+        from aiokafka import AIOKafkaConsumer
+        topic, group = name("aio"), name("g")
+        self.create_topic(topic, partitions=2)
+        self.produce(topic, 10, 2)
+
+        async def consume(n):
+            c = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=group,
+                                 auto_offset_reset="earliest", enable_auto_commit=False)
+            await c.start()
+            got = []
+            try:
+                while len(got) < n:
+                    batch = await asyncio.wait_for(c.getmany(timeout_ms=500), 30)
+                    for recs in batch.values():
+                        got.extend(recs)
+                offsets = {}
+                for r in got[:n]:
+                    from aiokafka.structs import TopicPartition as Tp, OffsetAndMetadata
+                    offsets[Tp(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
+                await c.commit(offsets)
+            finally:
+                await c.stop()
+            return [r.value for r in got[:n]]
+
+        first = asyncio.run(consume(4))
+        rest = asyncio.run(consume(6))
+        self.assertEqual(sorted(first + rest), sorted(f"v{i}".encode() for i in range(10)))
+
 
 if __name__ == "__main__":
     unittest.main()
