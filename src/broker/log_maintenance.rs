@@ -55,7 +55,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                                 );
                             }
                         }
-                        Err(PartitionError::Closed) => {}
+                        Err(PartitionError::Closed | PartitionError::LogDirOffline { .. }) => {}
                         Err(e) => tracing::warn!(
                             topic = %topic.name,
                             partition = partition.index,
