@@ -353,8 +353,7 @@ impl PartitionLog {
         self.cleaner_state
             .first_cleaned_ms
             .retain(|b, _| segments.contains_key(b));
-        self.cleaner_state.first_dirty_offset =
-            covered.max(self.cleaner_state.first_dirty_offset);
+        self.cleaner_state.first_dirty_offset = covered.max(self.cleaner_state.first_dirty_offset);
         self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
         out.first_dirty_offset = self.cleaner_state.first_dirty_offset;
         tracing::info!(
@@ -455,7 +454,6 @@ impl PartitionLog {
         seg.delete_files(self.disk.as_ref(), &self.dir)?;
         Ok(())
     }
-
 }
 
 /// One closed segment as a [`CleanTask`] saw it.
