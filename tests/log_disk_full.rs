@@ -122,6 +122,14 @@ fn value(i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn enospc_takes_the_log_dir_offline_and_a_restart_recovers_every_ack() {
+    // Different room left, so the failure lands on different writes: the
+    // log, an index, a roll's new segment or its producer snapshot.
+    for slack in [80 * 1024, 20_011, 33_333, 47_500, 65_537, 100_003] {
+        fill_then_recover(slack).await;
+    }
+}
+
+async fn fill_then_recover(slack: u64) {
     let disk = Arc::new(SimDisk::new(5, SimDiskOptions::default()));
     let server = start_on(&disk).await;
     let mut c = Client::connect(server.local_addr()).await;
@@ -134,7 +142,7 @@ async fn enospc_takes_the_log_dir_offline_and_a_restart_recovers_every_ack() {
 
     // Leave room for a few segments' worth, then fill it.
     let mut options = disk.options();
-    options.capacity_bytes_max = disk.used_bytes() + 80 * 1024;
+    options.capacity_bytes_max = disk.used_bytes() + slack;
     disk.set_options(options.clone());
     let mut acked: Vec<(i64, Vec<u8>)> = Vec::new();
     let mut failure = None;
@@ -148,9 +156,13 @@ async fn enospc_takes_the_log_dir_offline_and_a_restart_recovers_every_ack() {
         assert_eq!(base, acked.len() as i64, "offsets are dense");
         acked.push((base, v));
     }
-    assert_eq!(failure, Some(STORAGE_ERROR), "the fill must end in ENOSPC");
+    assert_eq!(
+        failure,
+        Some(STORAGE_ERROR),
+        "slack {slack}: the fill must end in ENOSPC"
+    );
     assert!(disk.stats().no_space_errors > 0);
-    assert!(acked.len() > 20, "some records fit: {}", acked.len());
+    assert!(acked.len() > 10, "some records fit: {}", acked.len());
 
     // The whole log dir is offline: both partitions, produce and fetch.
     let (err, _) = produce(&mut c, "fill", batch(&[record("k", b"again", 1)])).await;

@@ -18,6 +18,20 @@
 //!    segment in the cleaner checkpoint instead of in batch headers).
 //!    Segments stay one to one (no merging of small segments yet).
 //!
+//! Phases, so the broker holds the partition lock only briefly:
+//! `begin_clean` (under the lock) checks the ratio and snapshots the closed
+//! segments below the cleanable end (a [`SegmentReader`] each, on its own
+//! file handle: closed segments are immutable), the tombstone horizons and
+//! the producers' dedupe windows; [`CleanTask::step`] (no lock: the task
+//! borrows nothing of the log) builds the offset map, then one
+//! `<base>.log.cleaned` per segment, fsynced; `finish_clean` (under the lock)
+//! checks the log's layout generation (bumped by truncation, restart-empty
+//! and every swap) and that each segment is still there, closed and of the
+//! size read, then runs the swap for each (segments retention deleted
+//! meanwhile are skipped, a stale pass is dropped whole). An I/O error in
+//! the unlocked phase takes the log offline unless a segment it read
+//! vanished meanwhile. `clean` runs all three at once.
+//!
 //! Batches: survivors keep their offsets (gaps allowed). A batch that loses
 //! nothing is copied byte for byte; one that loses some records is
 //! re-encoded with kafka-protocol in its original codec (batch::reencode);
@@ -37,12 +51,14 @@
 //! 2. rename it to `B.log.swap` (the commit point: complete and durable);
 //! 3. remove `B.index` and `B.timeindex`, rename `B.log.swap` over `B.log`;
 //! 4. rebuild the indexes by a full recovery scan (gaps allowed).
+//! Step 1 happens in the unlocked phase; steps 2-4 under the lock.
 //!
 //! At open, [`complete_interrupted_swaps`] deletes any `.cleaned` (a swap that
 //! never committed: the old segment is intact) and finishes any `.swap` (steps
 //! 3-4), so no half-cleaned segment is ever served. The cleaner checkpoint
 //! lists the segment as cleaned (may hold gaps) before step 1, so recovery
-//! never applies the strict contiguity check to it.
+//! never applies the strict contiguity check to it (it is written in
+//! `finish_clean`, under the lock, before the first rename).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
