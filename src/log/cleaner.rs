@@ -51,6 +51,7 @@
 //! 2. rename it to `B.log.swap` (the commit point: complete and durable);
 //! 3. remove `B.index` and `B.timeindex`, rename `B.log.swap` over `B.log`;
 //! 4. rebuild the indexes by a full recovery scan (gaps allowed).
+//!
 //! Step 1 happens in the unlocked phase; steps 2-4 under the lock.
 //!
 //! At open, [`complete_interrupted_swaps`] deletes any `.cleaned` (a swap that
