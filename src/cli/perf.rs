@@ -223,7 +223,7 @@ async fn produce(args: &[String]) -> Result<(), CliError> {
     let ok = lat.count() as u64;
     let rate = ok as f64 / elapsed;
     println!(
-        "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.2} ms avg latency, {:.2} ms max latency, {:.0} ms 50th, {:.0} ms 95th, {:.0} ms 99th, {:.0} ms 99.9th.",
+        "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.2} ms avg latency, {:.2} ms max latency, {:.2} ms 50th, {:.2} ms 95th, {:.2} ms 99th, {:.2} ms 99.9th.",
         ok,
         rate,
         rate * record_size as f64 / MB,

@@ -1,0 +1,369 @@
+//! The command line:
+//!
+//! ```text
+//! weir-sim run SCENARIO.toml [--seeds A..B]        many seeds; exit 1 on any failure
+//! weir-sim replay SCENARIO.toml --seed S [--trace] [--history PATH]
+//! weir-sim check-determinism SCENARIO.toml --seed S
+//! ```
+//!
+//! The simulation exists only when built with `--cfg madsim`. Built without
+//! it, the binary re-executes itself through
+//! `cargo run --release -p weir-sim -- <same args>` with
+//! `RUSTFLAGS="--cfg madsim"` and `CARGO_TARGET_DIR=<workspace>/target/madsim`,
+//! so `cargo run --release -p weir-sim -- run ...` just works.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "usage:
+  weir-sim run SCENARIO.toml [--seeds A..B]
+  weir-sim replay SCENARIO.toml --seed S [--trace] [--history PATH]
+  weir-sim check-determinism SCENARIO.toml --seed S";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Run {
+        scenario: PathBuf,
+        seeds: Range<u64>,
+    },
+    Replay {
+        scenario: PathBuf,
+        seed: u64,
+        trace: bool,
+        history: Option<PathBuf>,
+    },
+    CheckDeterminism {
+        scenario: PathBuf,
+        seed: u64,
+    },
+}
+
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let bad = || format!("--seeds takes A..B or N (meaning 0..N), got '{s}'");
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let a: u64 = a.parse().map_err(|_| bad())?;
+            let b: u64 = b.parse().map_err(|_| bad())?;
+            if b <= a {
+                return Err(bad());
+            }
+            Ok(a..b)
+        }
+        None => {
+            let n: u64 = s.parse().map_err(|_| bad())?;
+            Ok(0..n)
+        }
+    }
+}
+
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut it = args.iter();
+    let cmd = it.next().ok_or("missing command")?.clone();
+    let mut scenario = None;
+    let mut seeds = 0..100;
+    let mut seed = None;
+    let mut trace = false;
+    let mut history = None;
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--seeds" => seeds = parse_seeds(&value("--seeds")?)?,
+            "--seed" => {
+                let v = value("--seed")?;
+                seed = Some(v.parse::<u64>().map_err(|_| format!("bad --seed '{v}'"))?);
+            }
+            "--trace" => trace = true,
+            "--history" => history = Some(PathBuf::from(value("--history")?)),
+            other if other.starts_with("--") => return Err(format!("unknown option {other}")),
+            other if scenario.is_none() => scenario = Some(PathBuf::from(other)),
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    let scenario = scenario.ok_or("missing SCENARIO.toml")?;
+    match cmd.as_str() {
+        "run" => Ok(Command::Run { scenario, seeds }),
+        "replay" => Ok(Command::Replay {
+            scenario,
+            seed: seed.ok_or("replay needs --seed S")?,
+            trace,
+            history,
+        }),
+        "check-determinism" => Ok(Command::CheckDeterminism {
+            scenario,
+            seed: seed.ok_or("check-determinism needs --seed S")?,
+        }),
+        other => Err(format!("unknown command '{other}'")),
+    }
+}
+
+/// The command that replays one seed, printed with every failure.
+pub fn replay_command(scenario: &std::path::Path, seed: u64) -> String {
+    format!(
+        "cargo run --release -p weir-sim -- replay {} --seed {seed} --trace",
+        scenario.display()
+    )
+}
+
+/// Entry point; returns the process exit code.
+pub fn main(args: Vec<String>) -> i32 {
+    let cmd = match parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weir-sim: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    execute(cmd, &args)
+}
+
+#[cfg(not(madsim))]
+fn execute(_cmd: Command, args: &[String]) -> i32 {
+    reexec(args)
+}
+
+/// Re-run this command through cargo with the simulator cfg on.
+#[cfg(not(madsim))]
+fn reexec(args: &[String]) -> i32 {
+    const GUARD: &str = "WEIR_SIM_REEXEC";
+    if std::env::var_os(GUARD).is_some() {
+        eprintln!("weir-sim: re-executed but still built without --cfg madsim; giving up");
+        return 2;
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = workspace.join("target").join("madsim");
+    eprintln!("weir-sim: built without --cfg madsim; re-running under the simulator build");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["run", "--release", "-q", "-p", "weir-sim", "--"])
+        .args(args)
+        .env("RUSTFLAGS", "--cfg madsim")
+        .env("CARGO_TARGET_DIR", target)
+        .env(GUARD, "1")
+        .status();
+    match status {
+        Ok(s) => s.code().unwrap_or(1),
+        Err(e) => {
+            eprintln!("weir-sim: cannot run cargo: {e}");
+            2
+        }
+    }
+}
+
+#[cfg(madsim)]
+fn execute(cmd: Command, _args: &[String]) -> i32 {
+    use crate::scenario::Scenario;
+
+    // RUST_LOG=debug shows the broker's, the client's and madsim's own logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        madsim::runtime::init_logger();
+    }
+    let load = |p: &PathBuf| match Scenario::load(p) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("weir-sim: {e:#}");
+            None
+        }
+    };
+    match cmd {
+        Command::Run { scenario, seeds } => {
+            let Some(s) = load(&scenario) else { return 2 };
+            sim::run_many(&s, &scenario, seeds)
+        }
+        Command::Replay {
+            scenario,
+            seed,
+            trace,
+            history,
+        } => {
+            let Some(s) = load(&scenario) else { return 2 };
+            sim::replay(&s, &scenario, seed, trace, history)
+        }
+        Command::CheckDeterminism { scenario, seed } => {
+            let Some(s) = load(&scenario) else { return 2 };
+            sim::check_determinism(&s, seed)
+        }
+    }
+}
+
+#[cfg(madsim)]
+mod sim {
+    use std::ops::Range;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::replay_command;
+    use crate::run::run_seed;
+    use crate::scenario::Scenario;
+
+    pub fn run_many(s: &Scenario, path: &Path, seeds: Range<u64>) -> i32 {
+        println!(
+            "scenario {} seeds {}..{} ({} simulated s each + final read)",
+            s.name,
+            seeds.start,
+            seeds.end,
+            s.planned_s()
+        );
+        let n = seeds.end - seeds.start;
+        let started = std::time::Instant::now();
+        let mut failures = 0u64;
+        let mut sim_ms = 0u64;
+        let mut wall = Duration::ZERO;
+        let mut acks = 0u64;
+        // Seeds in which each anomaly kind showed (allowed or not), so a
+        // scenario that allows loss shows whether it really happens.
+        let mut seen: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        for seed in seeds {
+            let o = run_seed(s, seed, false);
+            for name in o.anomaly_names() {
+                *seen.entry(name).or_default() += 1;
+            }
+            sim_ms += o.sim_ms;
+            wall += o.wall;
+            acks += o.acks;
+            if o.failed() {
+                failures += 1;
+                println!(
+                    "seed {seed} FAILED: {}\n  replay: {}",
+                    o.reasons().join("; "),
+                    replay_command(path, seed)
+                );
+            }
+        }
+        if !seen.is_empty() {
+            let parts: Vec<String> = seen.iter().map(|(k, n)| format!("{k} in {n}")).collect();
+            println!("anomalies by seeds: {}", parts.join(", "));
+        }
+        // Compression counts the simulations alone; seeds per hour counts
+        // everything (checking, printing) the command did.
+        let sim_wall_s = wall.as_secs_f64().max(1e-9);
+        let total_s = started.elapsed().as_secs_f64().max(1e-9);
+        println!(
+            "{n} seeds, {failures} failures, {:.0} simulated s per wall s ({:.0} seeds per hour, {} acked sends)",
+            sim_ms as f64 / 1000.0 / sim_wall_s,
+            n as f64 / total_s * 3600.0,
+            acks
+        );
+        i32::from(failures > 0)
+    }
+
+    pub fn replay(
+        s: &Scenario,
+        path: &Path,
+        seed: u64,
+        trace: bool,
+        history: Option<PathBuf>,
+    ) -> i32 {
+        println!("seed {seed}");
+        let o = run_seed(s, seed, trace);
+        if trace {
+            for line in &o.trace {
+                println!("{line}");
+            }
+        }
+        let history_path = history.unwrap_or_else(|| {
+            PathBuf::from("target")
+                .join("sim-history")
+                .join(format!("{}-seed-{seed}.jsonl", s.name))
+        });
+        if let Some(dir) = history_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match std::fs::File::create(&history_path) {
+            Ok(f) => match weir_jepsen::write_history(std::io::BufWriter::new(f), &o.history) {
+                Ok(()) => println!(
+                    "history: {} ({} ops)",
+                    history_path.display(),
+                    o.history.len()
+                ),
+                Err(e) => eprintln!("cannot write history: {e}"),
+            },
+            Err(e) => eprintln!("cannot write {}: {e}", history_path.display()),
+        }
+        if let Some(r) = &o.report {
+            println!(
+                "checker: {} ops, {} keys, anomalies {:?}",
+                r.ops,
+                r.keys,
+                r.names()
+            );
+            if !r.valid {
+                println!("{}", r.to_json());
+            }
+        }
+        println!(
+            "trace hash {:#018x} ({} events), {:.1} simulated s in {:.2} wall s, {} acked sends",
+            o.trace_hash,
+            o.trace_events,
+            o.sim_ms as f64 / 1000.0,
+            o.wall.as_secs_f64(),
+            o.acks
+        );
+        if o.failed() {
+            println!("FAILED: {}", o.reasons().join("; "));
+            println!("replay: {}", replay_command(path, seed));
+            1
+        } else {
+            println!("PASS");
+            0
+        }
+    }
+
+    pub fn check_determinism(s: &Scenario, seed: u64) -> i32 {
+        println!("seed {seed}");
+        let a = run_seed(s, seed, false);
+        let b = run_seed(s, seed, false);
+        println!(
+            "run 1: trace hash {:#018x} ({} events); run 2: trace hash {:#018x} ({} events)",
+            a.trace_hash, a.trace_events, b.trace_hash, b.trace_events
+        );
+        if a.trace_hash == b.trace_hash && a.trace_events == b.trace_events {
+            println!("deterministic");
+            0
+        } else {
+            println!("NOT deterministic: seed {seed} gave two different traces");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_the_three_commands() {
+        assert_eq!(
+            parse(&args("run scenarios/a.toml --seeds 5..9")).unwrap(),
+            Command::Run {
+                scenario: "scenarios/a.toml".into(),
+                seeds: 5..9
+            }
+        );
+        assert_eq!(
+            parse(&args("replay a.toml --seed 3 --trace")).unwrap(),
+            Command::Replay {
+                scenario: "a.toml".into(),
+                seed: 3,
+                trace: true,
+                history: None
+            }
+        );
+        assert!(parse(&args("check-determinism a.toml")).is_err());
+        assert!(parse(&args("run a.toml --seeds 9..5")).is_err());
+        assert!(parse(&args("frob a.toml")).is_err());
+        assert_eq!(
+            parse(&args("run a.toml --seeds 20")).unwrap(),
+            Command::Run {
+                scenario: "a.toml".into(),
+                seeds: 0..20
+            }
+        );
+    }
+}

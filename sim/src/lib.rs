@@ -1,0 +1,41 @@
+//! weir-sim: the deterministic simulator harness.
+//!
+//! It runs the real Weir broker and client over madsim's simulated TCP, one
+//! madsim node per broker (own IP, own SimDisk owned by the harness so it
+//! survives a kill) and per client, with a seeded nemesis injecting crashes,
+//! pauses, partitions, network spikes and disk faults. The workload is
+//! Jepsen's Kafka queue workload; its history goes through weir-jepsen's
+//! checkers and each scenario (scenarios/*.toml) says which anomalies it may
+//! or must show. Every run is a pure function of (scenario, seed): replaying
+//! a seed reproduces it bit for bit, which `check-determinism` verifies by
+//! comparing trace hashes.
+//!
+//! **Architecture Invariant:** the simulation only exists under
+//! `--cfg madsim`; without it this crate still compiles (scenario parsing,
+//! trace, history, verdicts, the CLI that re-executes itself with the flag).
+//!
+//! **Architecture Invariant:** every random choice comes from madsim's
+//! seeded rng (directly or through a `WeirRng` seeded from it), no wall
+//! clock is read inside a run, and no `HashMap` order decides anything.
+
+pub mod cli;
+pub mod history;
+pub mod outcome;
+pub mod scenario;
+pub mod trace;
+
+#[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
+pub mod ctx;
+#[cfg(madsim)]
+pub mod nemesis;
+#[cfg(madsim)]
+pub mod run;
+#[cfg(madsim)]
+pub mod workload;
+
+pub use outcome::{RunOutcome, Verdict};
+#[cfg(madsim)]
+pub use run::run_seed;
+pub use scenario::Scenario;

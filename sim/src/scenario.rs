@@ -1,0 +1,455 @@
+//! A scenario: one TOML file in scenarios/ naming a cluster shape, a topic, a
+//! workload, a fault schedule, the simulated durations of the fault and healed
+//! phases, and the anomalies the run may (or must) show.
+//!
+//! ```toml
+//! name = "crash-durable"
+//! fault_s = 60          # fault phase, simulated seconds
+//! heal_s = 20           # healed phase: faults off, the system must make progress
+//! [cluster]
+//! nodes = 1
+//! broker = { "log.flush.interval.messages" = "1" }
+//! [topic]
+//! partitions = 4
+//! replication_factor = 1
+//! min_insync_replicas = 1
+//! configs = { "flush.messages" = "1" }
+//! [workload]
+//! producers = 2
+//! consumers = 2
+//! keys = 4
+//! acks = "all"
+//! idempotence = true
+//! [disk]                # SimDiskOptions for every node
+//! lying_fsync = false
+//! [faults]
+//! interval_ms = [500, 3000]
+//! duration_ms = [200, 2000]
+//! crash = 1.0           # relative weights of the fault kinds
+//! [expect]
+//! allowed = []          # anomaly kinds that may appear (Jepsen names)
+//! required = []         # anomaly kinds that must appear (teeth tests)
+//! ```
+//!
+//! Every field but `name` has a default, so a scenario says only what it
+//! changes. Unknown fields are errors: a typo must not silently fall back to a
+//! default and weaken a test.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use weir_jepsen::AnomalyKind;
+
+/// Limits that keep a scenario runnable in seconds of wall time per seed.
+pub const NODES_MAX: usize = 9;
+pub const KEYS_MAX: u32 = 64;
+pub const CLIENTS_MAX: u32 = 32;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Simulated seconds of the fault phase.
+    #[serde(default = "default_fault_s")]
+    pub fault_s: u64,
+    /// Simulated seconds of the healed phase that follows it.
+    #[serde(default = "default_heal_s")]
+    pub heal_s: u64,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub topic: TopicSpec,
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    #[serde(default)]
+    pub disk: DiskSpec,
+    #[serde(default)]
+    pub faults: FaultSpec,
+    #[serde(default)]
+    pub expect: ExpectSpec,
+}
+
+fn default_fault_s() -> u64 {
+    30
+}
+fn default_heal_s() -> u64 {
+    10
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    /// Broker properties (Kafka names) applied to every node's ServerConfig.
+    #[serde(default)]
+    pub broker: BTreeMap<String, String>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            nodes: 1,
+            broker: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSpec {
+    #[serde(default = "default_topic_name")]
+    pub name: String,
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    #[serde(default = "one_i16")]
+    pub replication_factor: i16,
+    #[serde(default = "one_i32")]
+    pub min_insync_replicas: i32,
+    /// Topic properties (Kafka names: flush.messages, segment.bytes, ...).
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+fn default_topic_name() -> String {
+    "jepsen".to_string()
+}
+fn default_partitions() -> u32 {
+    4
+}
+fn one_i16() -> i16 {
+    1
+}
+fn one_i32() -> i32 {
+    1
+}
+
+impl Default for TopicSpec {
+    fn default() -> Self {
+        TopicSpec {
+            name: default_topic_name(),
+            partitions: default_partitions(),
+            replication_factor: 1,
+            min_insync_replicas: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    pub producers: u32,
+    pub consumers: u32,
+    /// Keys of the Jepsen queue workload. Key k is partition k of the topic,
+    /// so a key's version order is exactly its partition's offsets.
+    pub keys: u32,
+    /// "0", "1" or "all".
+    pub acks: String,
+    pub idempotence: bool,
+    /// Simulated pause between one producer's sends, drawn uniformly.
+    pub send_interval_ms: [u64; 2],
+    /// Simulated pause between one consumer's polls, drawn uniformly.
+    pub poll_interval_ms: [u64; 2],
+    /// Chance, before each poll, that a consumer reassigns itself a new
+    /// random subset of keys.
+    pub reassign_probability: f64,
+    /// Extra producer properties (Kafka names), applied last.
+    pub producer: BTreeMap<String, String>,
+    /// Extra consumer properties (Kafka names), applied last.
+    pub consumer: BTreeMap<String, String>,
+    /// Simulated seconds the final read may take to reach every partition's end.
+    pub final_read_s: u64,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            producers: 2,
+            consumers: 2,
+            keys: 4,
+            acks: "all".to_string(),
+            idempotence: false,
+            send_interval_ms: [5, 40],
+            poll_interval_ms: [5, 40],
+            reassign_probability: 0.05,
+            producer: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+            final_read_s: 30,
+        }
+    }
+}
+
+/// SimDisk options for every node (see weir::env::sim_disk for the fault
+/// model). Always on for the whole run; the nemesis adds timed windows.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskSpec {
+    pub lying_fsync: bool,
+    pub lose_unsynced_dir_ops: bool,
+    pub read_corruption_probability: f64,
+    pub read_error_probability: f64,
+    pub write_error_probability: f64,
+    pub sync_error_probability: f64,
+    pub crash_corruption_probability: f64,
+    pub write_latency_us: [u64; 2],
+    pub sync_latency_us: [u64; 2],
+}
+
+/// The nemesis schedule: one fault at a time, separated by quiet gaps. Each
+/// kind's number is a relative weight (0 = never).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSpec {
+    /// Quiet time before each fault, simulated ms.
+    pub interval_ms: [u64; 2],
+    /// How long a timed fault lasts (down time of a crash, length of a
+    /// partition, a pause, a spike or a disk fault window), simulated ms.
+    pub duration_ms: [u64; 2],
+    /// Machine crash: kill the node, SimDisk::crash() (unsynced writes may be
+    /// lost or torn), restart it after the down time.
+    pub crash: f64,
+    /// Process kill: kill and restart, the disk keeps every write (page cache
+    /// survives a process crash).
+    pub kill: f64,
+    /// Pause the node (a long GC or SIGSTOP), then resume it.
+    pub pause: f64,
+    /// Isolate a node from everyone (madsim clog_node).
+    pub partition: f64,
+    /// Clog the links between one client and one node, one or both ways.
+    pub clog_link: f64,
+    /// Raise network latency to `latency_ms` for the window.
+    pub latency: f64,
+    /// Raise packet loss to `loss_rate` for the window.
+    pub loss: f64,
+    /// Failed fsyncs with probability `sync_error_probability` for the window.
+    pub sync_error: f64,
+    /// Write EIO with probability `write_error_probability` for the window.
+    pub write_error: f64,
+    /// Disk full: capacity set just above what is used, for the window.
+    pub enospc: f64,
+    /// Corrupted reads with probability `read_corruption_probability`.
+    pub read_corruption: f64,
+    /// Bit rot at rest: flip a bit in a random log file, then crash and
+    /// restart the node so recovery reads it.
+    pub bitrot: f64,
+    pub latency_ms: [u64; 2],
+    pub loss_rate: f64,
+    pub sync_error_probability: f64,
+    pub write_error_probability: f64,
+    pub read_corruption_probability: f64,
+    /// After a disk fault window, restart the node (a log dir taken offline
+    /// after an I/O error needs a restart, as in Kafka).
+    pub restart_after_disk_fault: bool,
+}
+
+impl Default for FaultSpec {
+    fn default() -> Self {
+        FaultSpec {
+            interval_ms: [1000, 4000],
+            duration_ms: [200, 3000],
+            crash: 0.0,
+            kill: 0.0,
+            pause: 0.0,
+            partition: 0.0,
+            clog_link: 0.0,
+            latency: 0.0,
+            loss: 0.0,
+            sync_error: 0.0,
+            write_error: 0.0,
+            enospc: 0.0,
+            read_corruption: 0.0,
+            bitrot: 0.0,
+            latency_ms: [50, 400],
+            loss_rate: 0.2,
+            sync_error_probability: 0.3,
+            write_error_probability: 0.2,
+            read_corruption_probability: 0.1,
+            restart_after_disk_fault: true,
+        }
+    }
+}
+
+/// A fault the nemesis can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    Crash,
+    Kill,
+    Pause,
+    Partition,
+    ClogLink,
+    Latency,
+    Loss,
+    SyncError,
+    WriteError,
+    Enospc,
+    ReadCorruption,
+    Bitrot,
+}
+
+impl FaultSpec {
+    /// Kinds with a positive weight, in a fixed order (the seed picks among them).
+    pub fn weights(&self) -> Vec<(FaultKind, f64)> {
+        [
+            (FaultKind::Crash, self.crash),
+            (FaultKind::Kill, self.kill),
+            (FaultKind::Pause, self.pause),
+            (FaultKind::Partition, self.partition),
+            (FaultKind::ClogLink, self.clog_link),
+            (FaultKind::Latency, self.latency),
+            (FaultKind::Loss, self.loss),
+            (FaultKind::SyncError, self.sync_error),
+            (FaultKind::WriteError, self.write_error),
+            (FaultKind::Enospc, self.enospc),
+            (FaultKind::ReadCorruption, self.read_corruption),
+            (FaultKind::Bitrot, self.bitrot),
+        ]
+        .into_iter()
+        .filter(|(_, w)| *w > 0.0)
+        .collect()
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpectSpec {
+    /// Anomaly kinds (Jepsen names) this scenario may show; any other fails.
+    pub allowed: Vec<String>,
+    /// Anomaly kinds that must show in every seed (teeth tests). Implied allowed.
+    pub required: Vec<String>,
+    /// Require the healed phase to make progress (an acknowledged send and a
+    /// final read that reaches every partition's end). Off only for
+    /// scenarios that break the system on purpose.
+    pub liveness: bool,
+}
+
+impl Default for ExpectSpec {
+    fn default() -> Self {
+        ExpectSpec {
+            allowed: Vec::new(),
+            required: Vec::new(),
+            liveness: true,
+        }
+    }
+}
+
+impl Scenario {
+    pub fn load(path: impl AsRef<Path>) -> anyhow::Result<Scenario> {
+        let path = path.as_ref();
+        // std::fs is fine here: sim/ is the harness, outside the env seam.
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Scenario> {
+        let s: Scenario = toml::from_str(text)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let w = &self.workload;
+        anyhow::ensure!(
+            (1..=NODES_MAX).contains(&self.cluster.nodes),
+            "cluster.nodes must be 1..={NODES_MAX}"
+        );
+        anyhow::ensure!(
+            (1..=KEYS_MAX).contains(&w.keys),
+            "workload.keys must be 1..={KEYS_MAX}"
+        );
+        anyhow::ensure!(
+            w.keys <= self.topic.partitions,
+            "workload.keys ({}) must not exceed topic.partitions ({}): key k is partition k",
+            w.keys,
+            self.topic.partitions
+        );
+        anyhow::ensure!(
+            w.producers + w.consumers <= CLIENTS_MAX,
+            "at most {CLIENTS_MAX} clients"
+        );
+        anyhow::ensure!(
+            ["0", "1", "all", "-1"].contains(&w.acks.as_str()),
+            "workload.acks must be 0, 1 or all"
+        );
+        for r in [&w.send_interval_ms, &w.poll_interval_ms] {
+            anyhow::ensure!(r[0] <= r[1], "interval ranges must be [min, max]");
+        }
+        for r in [&self.faults.interval_ms, &self.faults.duration_ms] {
+            anyhow::ensure!(r[0] <= r[1], "fault ranges must be [min, max]");
+        }
+        anyhow::ensure!(
+            self.faults.interval_ms[1] > 0,
+            "faults.interval_ms must be > 0"
+        );
+        for name in self.expect.allowed.iter().chain(&self.expect.required) {
+            anyhow::ensure!(
+                AnomalyKind::from_name(name).is_some(),
+                "unknown anomaly kind '{name}'"
+            );
+        }
+        Ok(())
+    }
+
+    /// Anomaly kinds that may appear (allowed plus required).
+    pub fn allowed_kinds(&self) -> Vec<AnomalyKind> {
+        self.expect
+            .allowed
+            .iter()
+            .chain(&self.expect.required)
+            .filter_map(|n| AnomalyKind::from_name(n))
+            .collect()
+    }
+
+    pub fn required_kinds(&self) -> Vec<AnomalyKind> {
+        self.expect
+            .required
+            .iter()
+            .filter_map(|n| AnomalyKind::from_name(n))
+            .collect()
+    }
+
+    /// Total simulated seconds the run is planned to take (without the final read).
+    pub fn planned_s(&self) -> u64 {
+        self.fault_s + self.heal_s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_scenario_takes_defaults() {
+        let s = Scenario::parse("name = \"x\"").unwrap();
+        assert_eq!(s.cluster.nodes, 1);
+        assert_eq!(s.workload.keys, 4);
+        assert!(s.faults.weights().is_empty());
+        assert!(s.expect.liveness);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        assert!(Scenario::parse("name = \"x\"\nfault_secs = 3").is_err());
+        assert!(Scenario::parse("name = \"x\"\n[expect]\nallowed = [\"lost-writes\"]").is_err());
+        assert!(Scenario::parse("name = \"x\"\n[workload]\nkeys = 9").is_err());
+    }
+
+    #[test]
+    fn every_scenario_file_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut n = 0;
+        for dir in [root.clone(), root.join("teeth")] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    Scenario::load(&path).unwrap();
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 0, "scenarios/ holds no scenario");
+    }
+}

@@ -1,0 +1,328 @@
+//! The Jepsen Kafka queue workload over Weir's real client: producers send
+//! unique integers to keys (key k is partition k), consumers assign
+//! themselves random subsets of keys and poll; a final reader then reads
+//! every partition from the start to its end. Every operation goes into the
+//! history (weir-jepsen's format) and the trace.
+//!
+//! A send that errs or times out is `info` (it may or may not have
+//! happened), never `fail`: the producer cannot know whether the broker
+//! appended the batch before the connection broke.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use weir::client::{
+    ClientError, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
+};
+use weir::env::rng::WeirRng;
+use weir::env::time::{sleep, timeout, Duration};
+
+use crate::ctx::{Ctx, Phase};
+use crate::scenario::{Scenario, WorkloadSpec};
+
+/// How long one poll waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Wait before retrying a client that could not connect.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(300);
+/// Extra time the harness gives a send beyond delivery.timeout.ms before it
+/// calls the send indeterminate itself (a client bug must not hang a run).
+const SEND_GUARD_SLACK: Duration = Duration::from_secs(5);
+
+pub fn producer_config(w: &WorkloadSpec) -> anyhow::Result<ProducerConfig> {
+    let mut cfg = ProducerConfig::default();
+    let mut set = |k: &str, v: &str| {
+        cfg.set(k, v)
+            .map_err(|e| anyhow::anyhow!("producer property {k}={v}: {e}"))
+    };
+    set("acks", &w.acks)?;
+    set(
+        "enable.idempotence",
+        if w.idempotence { "true" } else { "false" },
+    )?;
+    set("linger.ms", "0")?;
+    set("request.timeout.ms", "2000")?;
+    set("delivery.timeout.ms", "8000")?;
+    set("retry.backoff.ms", "100")?;
+    for (k, v) in &w.producer {
+        set(k, v)?;
+    }
+    cfg.allow_auto_topic_creation = false;
+    cfg.client_id = "jepsen-producer".to_string();
+    Ok(cfg)
+}
+
+pub fn consumer_config(w: &WorkloadSpec) -> anyhow::Result<ConsumerConfig> {
+    let mut cfg = ConsumerConfig::default();
+    let mut set = |k: &str, v: &str| {
+        cfg.set(k, v)
+            .map_err(|e| anyhow::anyhow!("consumer property {k}={v}: {e}"))
+    };
+    set("auto.offset.reset", "earliest")?;
+    set("fetch.max.wait.ms", "100")?;
+    set("request.timeout.ms", "2000")?;
+    set("retry.backoff.ms", "100")?;
+    for (k, v) in &w.consumer {
+        set(k, v)?;
+    }
+    cfg.client_id = "jepsen-consumer".to_string();
+    Ok(cfg)
+}
+
+/// Everything one client process needs, cloned into its node's task.
+#[derive(Clone)]
+pub struct ClientEnv {
+    pub ctx: Arc<Ctx>,
+    pub scenario: Arc<Scenario>,
+    pub bootstrap: String,
+    pub producer: ProducerConfig,
+    pub consumer: ConsumerConfig,
+}
+
+impl ClientEnv {
+    fn topic(&self) -> &str {
+        &self.scenario.topic.name
+    }
+
+    fn tp(&self, key: i64) -> (String, i32) {
+        (self.topic().to_string(), key as i32)
+    }
+}
+
+fn between(rng: &mut WeirRng, r: [u64; 2]) -> Duration {
+    Duration::from_millis(rng.range_u64(r[0], r[1] + 1))
+}
+
+fn err_text(e: &ClientError) -> String {
+    e.to_string()
+}
+
+/// One producer process: send, wait for the ack, record, pause, repeat.
+pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
+    let ctx = env.ctx.clone();
+    let who = format!("p{process}");
+    let w = &env.scenario.workload;
+    let mut rng = WeirRng::from_seed(seed);
+    let guard = env.producer.delivery_timeout + SEND_GUARD_SLACK;
+    let producer = loop {
+        if ctx.stopping() {
+            return;
+        }
+        match Producer::connect(&env.bootstrap, env.producer.clone()).await {
+            Ok(p) => break p,
+            Err(e) => {
+                ctx.trace(&who, format!("connect failed: {}", err_text(&e)));
+                sleep(RECONNECT_BACKOFF).await;
+            }
+        }
+    };
+    ctx.trace(&who, "connected");
+    while !ctx.stopping() {
+        let key = rng.range_u64(0, w.keys as u64) as i64;
+        let value = ctx.next_value();
+        ctx.history(|h, t| h.send_invoke(process, key, value, t));
+        ctx.trace(&who, format!("send {key}:{value}"));
+        let record = ProducerRecord::new(env.topic().to_string(), value.to_string())
+            .with_partition(key as i32)
+            .with_key(key.to_string());
+        let result = match producer.send(record).await {
+            Ok(delivery) => match timeout(guard, async { delivery.await }).await {
+                Ok(Ok(meta)) => Ok(meta.offset),
+                Ok(Err(e)) => Err(err_text(&e)),
+                Err(_) => Err("harness: no answer within the guard time".to_string()),
+            },
+            Err(e) => Err(err_text(&e)),
+        };
+        match &result {
+            Ok(offset) => {
+                ctx.acks.fetch_add(1, Ordering::Relaxed);
+                if ctx.phase() == Phase::Healed {
+                    ctx.healed_acks.fetch_add(1, Ordering::Relaxed);
+                }
+                ctx.trace(&who, format!("send {key}:{value} ok offset {offset}"));
+            }
+            Err(e) => {
+                ctx.send_errors.fetch_add(1, Ordering::Relaxed);
+                ctx.trace(&who, format!("send {key}:{value} info: {e}"));
+            }
+        }
+        ctx.history(|h, t| h.send_complete(process, key, value, result, t));
+        sleep(between(&mut rng, w.send_interval_ms)).await;
+    }
+}
+
+/// Records of one poll as `key -> [(offset, value)]`, in the order returned.
+fn as_reads(records: &[ConsumerRecord]) -> Result<BTreeMap<i64, Vec<(i64, i64)>>, String> {
+    let mut out: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in records {
+        let text = r
+            .value
+            .as_ref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .ok_or_else(|| format!("record at {}-{} has no utf-8 value", r.partition, r.offset))?;
+        let value: i64 = text.parse().map_err(|_| {
+            format!(
+                "record at {}-{} holds '{text}', not a workload value",
+                r.partition, r.offset
+            )
+        })?;
+        out.entry(r.partition as i64)
+            .or_default()
+            .push((r.offset, value));
+    }
+    Ok(out)
+}
+
+fn summarize(reads: &BTreeMap<i64, Vec<(i64, i64)>>) -> String {
+    let parts: Vec<String> = reads
+        .iter()
+        .map(|(k, rs)| {
+            let vals: Vec<String> = rs.iter().map(|(o, v)| format!("{o}:{v}")).collect();
+            format!("{k}=[{}]", vals.join(" "))
+        })
+        .collect();
+    parts.join(" ")
+}
+
+/// Poll once, recording the op. Returns the reads, or the error (the caller
+/// then retires the consumer and continues as a new process).
+async fn poll_once(
+    ctx: &Ctx,
+    who: &str,
+    process: i64,
+    consumer: &mut Consumer,
+) -> Result<BTreeMap<i64, Vec<(i64, i64)>>, String> {
+    ctx.history(|h, t| h.poll_invoke(process, t));
+    let result = match consumer.poll(POLL_WAIT).await {
+        Ok(records) => as_reads(&records).inspect_err(|e| {
+            ctx.garbage.fetch_add(1, Ordering::Relaxed);
+            ctx.trace(who, format!("GARBAGE: {e}"));
+        }),
+        Err(e) => Err(err_text(&e)),
+    };
+    ctx.polls.fetch_add(1, Ordering::Relaxed);
+    match &result {
+        Ok(reads) if reads.is_empty() => ctx.trace(who, "poll: nothing"),
+        Ok(reads) => ctx.trace(who, format!("poll: {}", summarize(reads))),
+        Err(e) => ctx.trace(who, format!("poll info: {e}")),
+    }
+    let recorded = result.clone();
+    ctx.history(|h, t| h.poll_complete(process, recorded, t));
+    result
+}
+
+fn random_keys(rng: &mut WeirRng, keys: u32) -> Vec<i64> {
+    let mut chosen: Vec<i64> = (0..keys as i64).filter(|_| rng.chance(0.5)).collect();
+    if chosen.is_empty() {
+        chosen.push(rng.range_u64(0, keys as u64) as i64);
+    }
+    chosen
+}
+
+async fn connect_consumer(env: &ClientEnv, who: &str) -> Option<Consumer> {
+    match Consumer::connect(&env.bootstrap, env.consumer.clone()).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            env.ctx
+                .trace(who, format!("connect failed: {}", err_text(&e)));
+            None
+        }
+    }
+}
+
+/// One consumer worker: assign, poll, sometimes reassign. A failed poll
+/// retires the process; the worker continues as a fresh one.
+pub async fn consumer_loop(env: ClientEnv, first_process: i64, seed: u64) {
+    let ctx = env.ctx.clone();
+    let w = &env.scenario.workload;
+    let mut rng = WeirRng::from_seed(seed);
+    let mut process = first_process;
+    let mut consumer: Option<Consumer> = None;
+    while !ctx.stopping() {
+        let who = format!("c{process}");
+        let reassign = rng.chance(w.reassign_probability);
+        if consumer.is_none() {
+            consumer = connect_consumer(&env, &who).await;
+            if consumer.is_none() {
+                sleep(RECONNECT_BACKOFF).await;
+                continue;
+            }
+        }
+        let c = consumer.as_mut().expect("connected above");
+        if c.assignment().is_empty() || reassign {
+            let keys = random_keys(&mut rng, w.keys);
+            let tps: Vec<_> = keys.iter().map(|k| env.tp(*k)).collect();
+            c.assign(&tps);
+            ctx.history(|h, t| h.assign(process, &keys, t));
+            ctx.trace(&who, format!("assign {keys:?}"));
+        }
+        if poll_once(&ctx, &who, process, c).await.is_err() {
+            consumer = None;
+            process = ctx.fresh_process();
+        }
+        sleep(between(&mut rng, w.poll_interval_ms)).await;
+    }
+}
+
+/// After the healed phase: a fresh process reads every key from the start
+/// until it reaches the end offsets it saw when it began. True when it got
+/// there within `final_read_s` (liveness).
+pub async fn final_read(env: ClientEnv) -> bool {
+    let ctx = env.ctx.clone();
+    let w = &env.scenario.workload;
+    let keys: Vec<i64> = (0..w.keys as i64).collect();
+    let tps: Vec<_> = keys.iter().map(|k| env.tp(*k)).collect();
+    let budget = Duration::from_secs(w.final_read_s);
+    let attempt = async {
+        loop {
+            let process = ctx.fresh_process();
+            let who = format!("final{process}");
+            let Some(mut c) = connect_consumer(&env, &who).await else {
+                sleep(RECONNECT_BACKOFF).await;
+                continue;
+            };
+            c.assign(&tps);
+            ctx.history(|h, t| h.assign(process, &keys, t));
+            let ends = match c.end_offsets(&tps).await {
+                Ok(ends) => ends,
+                Err(e) => {
+                    ctx.trace(&who, format!("end offsets failed: {}", err_text(&e)));
+                    sleep(RECONNECT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let starts = match c.beginning_offsets(&tps).await {
+                Ok(s) => s,
+                Err(e) => {
+                    ctx.trace(&who, format!("start offsets failed: {}", err_text(&e)));
+                    sleep(RECONNECT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let mut seek_failed = false;
+            for tp in &tps {
+                if let Err(e) = c.seek(tp, starts.get(tp).copied().unwrap_or(0)) {
+                    ctx.trace(&who, format!("seek failed: {}", err_text(&e)));
+                    seek_failed = true;
+                }
+            }
+            if seek_failed {
+                continue;
+            }
+            ctx.trace(&who, format!("final read from {starts:?} to {ends:?}"));
+            loop {
+                let done = tps
+                    .iter()
+                    .all(|tp| c.position(tp).unwrap_or(0) >= ends.get(tp).copied().unwrap_or(0));
+                if done {
+                    ctx.trace(&who, "final read complete");
+                    return;
+                }
+                if poll_once(&ctx, &who, process, &mut c).await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    timeout(budget, attempt).await.is_ok()
+}
