@@ -183,3 +183,132 @@ fn truncation_during_a_pass_abandons_it() {
     assert!(out.records_removed > 0);
     assert_eq!(latest(&read_all(&log)), latest(&before));
 }
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append(u32),
+    DeleteRecords(u8),
+    Truncate(u8),
+    Begin,
+    Step,
+    Finish,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (0u32..12).prop_map(Op::Append),
+        1 => any::<u8>().prop_map(Op::DeleteRecords),
+        1 => any::<u8>().prop_map(Op::Truncate),
+        2 => Just(Op::Begin),
+        3 => Just(Op::Step),
+        2 => Just(Op::Finish),
+    ]
+}
+
+/// Offset `frac`/255 of the way from the log start to its end.
+fn between(log: &PartitionLog, frac: u8) -> i64 {
+    let (s, e) = (log.log_start_offset(), log.log_end_offset());
+    s + (e - s) * frac as i64 / 255
+}
+
+/// The log holds a subset of `model`, in offset order, at or above its
+/// start, with each key's latest record from where reads begin; then
+/// `model` becomes what the log holds (the cleaner's removals are final:
+/// a later truncation may legitimately expose an older value as latest).
+fn check_and_sync(
+    log: &PartitionLog,
+    model: &mut BTreeMap<i64, (Vec<u8>, Vec<u8>)>,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let got = read_all(log);
+    let start = log.log_start_offset();
+    proptest::prop_assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+    for (o, k, v) in &got {
+        proptest::prop_assert!(*o >= start);
+        proptest::prop_assert_eq!(model.get(o), Some(&(k.clone(), v.clone())), "offset {}", o);
+    }
+    // The cleaner only moves the start over records something later
+    // superseded, so every key's latest record from the first one read on
+    // survives.
+    let mut want: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    for (o, (k, _)) in model.range(got.first().map_or(i64::MAX, |r| r.0)..) {
+        want.insert(k.clone(), *o);
+    }
+    let have: BTreeMap<Vec<u8>, i64> = got.iter().map(|(o, k, _)| (k.clone(), *o)).collect();
+    proptest::prop_assert_eq!(have, want);
+    let present: std::collections::BTreeSet<i64> = got.iter().map(|r| r.0).collect();
+    model.retain(|o, _| present.contains(o));
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// Whatever runs between a pass's begin and finish (appends,
+    /// DeleteRecords, truncation, more steps), each pass leaves the log
+    /// holding a subset of what was written, in offset order, with each
+    /// key's latest record.
+    #[test]
+    fn interleaved_passes_keep_the_latest_record_per_key(
+        ops in proptest::collection::vec(op(), 1..150)
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p-0");
+        let mut log = PartitionLog::open(disk(), dir.clone(), cfg(), 0).unwrap();
+        // Every record the log stored and may still hold: offset -> (key, value).
+        let mut model: BTreeMap<i64, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+        let mut task = None;
+        let mut value = 0u32;
+        let mut now = 10;
+        for op in ops {
+            now += 1;
+            match op {
+                Op::Append(k) => {
+                    value += 1;
+                    let info = log.append(&mut mk(k, value), 0, now).unwrap();
+                    let key = format!("key-{k}").into_bytes();
+                    let v = format!("value-{value}-{}", "x".repeat(20)).into_bytes();
+                    model.insert(info.first_offset, (key, v));
+                }
+                Op::DeleteRecords(f) => {
+                    let target = between(&log, f);
+                    log.delete_records_before(target, log.log_end_offset()).unwrap();
+                }
+                Op::Truncate(f) => {
+                    log.truncate_to(between(&log, f)).unwrap();
+                    proptest::prop_assert!(log.log_start_offset() <= log.log_end_offset());
+                    let end = log.log_end_offset();
+                    model.retain(|&o, _| o < end);
+                }
+                Op::Begin => {
+                    if task.is_none() {
+                        task = log.begin_clean(now, log.log_end_offset()).unwrap();
+                    }
+                }
+                Op::Step => {
+                    if let Some(t) = task.as_mut() {
+                        t.step();
+                    }
+                }
+                Op::Finish => {
+                    if let Some(mut t) = task.take() {
+                        t.build();
+                        log.finish_clean(t).unwrap();
+                        check_and_sync(&log, &mut model)?;
+                    }
+                }
+            }
+        }
+        if let Some(mut t) = task.take() {
+            t.build();
+            log.finish_clean(t).unwrap();
+        }
+        check_and_sync(&log, &mut model)?;
+        proptest::prop_assert!(cleaner_files(&dir).is_empty());
+        // And a reopen serves the same.
+        let before = read_all(&log);
+        drop(log);
+        let log = PartitionLog::open(disk(), dir, cfg(), now + 1).unwrap();
+        proptest::prop_assert_eq!(read_all(&log), before);
+    }
+}

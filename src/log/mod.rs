@@ -810,6 +810,14 @@ impl PartitionLog {
         self.segments.insert(keep, seg);
         self.unflushed_records = 0;
         self.first_unflushed_ms = None;
+        if self.log_end_offset() < self.log_start_offset {
+            // The cut emptied the first segment, whose base lies below the
+            // log start (DeleteRecords, or the cleaner dropped the records
+            // between them): the log end may not fall below its start, so
+            // start over empty there, as Kafka truncates fully and starts at.
+            self.restart_empty_at(self.log_start_offset)?;
+            return self.rebuild_producer_state();
+        }
         if self.cleaner_state.first_dirty_offset > self.log_end_offset() {
             // Offsets above the new end will be written again: dirty.
             self.cleaner_state.first_dirty_offset = self.log_end_offset();
