@@ -125,7 +125,10 @@ impl ConsumerConfig {
 struct PartitionState {
     /// Next offset to fetch; `None` until reset by a seek or the reset policy.
     fetch_position: Option<i64>,
-    /// Bumped on every seek: results of older fetches are dropped.
+    /// Unique per (assignment, seek) across the consumer's life: results of
+    /// fetches started under another epoch are dropped. Drawn from
+    /// `Consumer::next_epoch`, never reset, so a partition dropped and
+    /// assigned again can't accept a fetch sent before the drop.
     epoch: u64,
     in_flight: bool,
     /// Records fetched but not yet returned.
@@ -150,6 +153,8 @@ pub struct Consumer {
     results_rx: mpsc::UnboundedReceiver<Vec<FetchedPartition>>,
     /// Round-robin start for handing out buffered records fairly.
     next_partition: usize,
+    /// Source of partition epochs; only grows.
+    next_epoch: u64,
 }
 
 impl Consumer {
@@ -162,6 +167,7 @@ impl Consumer {
             results_tx,
             results_rx,
             next_partition: 0,
+            next_epoch: 1,
         }
     }
 
@@ -181,10 +187,21 @@ impl Consumer {
     pub fn assign(&mut self, partitions: &[TopicPartition]) {
         let mut next = BTreeMap::new();
         for tp in partitions {
-            let state = self.partitions.remove(tp).unwrap_or_default();
+            let state = match self.partitions.remove(tp) {
+                Some(kept) => kept,
+                None => PartitionState {
+                    epoch: self.fresh_epoch(),
+                    ..PartitionState::default()
+                },
+            };
             next.insert(tp.clone(), state);
         }
         self.partitions = next;
+    }
+
+    fn fresh_epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
     }
 
     /// Assign every partition of `topic`.
@@ -221,11 +238,12 @@ impl Consumer {
 
     /// Start reading `tp` at `offset`.
     pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), ClientError> {
+        let epoch = self.fresh_epoch();
         let state = self
             .partitions
             .get_mut(tp)
             .ok_or_else(|| ClientError::Config(format!("{}-{} is not assigned", tp.0, tp.1)))?;
-        state.epoch += 1;
+        state.epoch = epoch;
         state.in_flight = false;
         state.buffered.clear();
         state.fetch_position = Some(offset);
@@ -436,6 +454,8 @@ impl Consumer {
             state.in_flight = false;
             match f.result {
                 Ok((records, next, hw)) => {
+                    // decode_fetched starts `next` at the fetch offset and only
+                    // raises it, whatever the broker sent.
                     assert!(
                         next >= f.fetch_offset,
                         "the fetch position never moves back"

@@ -171,7 +171,7 @@ pub fn decode_fetched(
 ) -> Result<(Vec<ConsumerRecord>, i64), ClientError> {
     // Batch framing: baseOffset i64, batchLength i32 (bytes after this field).
     const LOG_OVERHEAD: usize = 12;
-    let mut out = Vec::new();
+    let mut out: Vec<ConsumerRecord> = Vec::new();
     let mut next = fetch_offset;
     while data.len() >= LOG_OVERHEAD {
         let batch_len = (&data[8..12]).get_i32();
@@ -193,6 +193,17 @@ pub fn decode_fetched(
             }
             if r.control || r.offset < fetch_offset {
                 continue;
+            }
+            // Offsets in a partition only grow. Data that says otherwise is
+            // damaged (a batch header the CRC does not cover, say): refuse it
+            // rather than hand the caller records out of order.
+            if let Some(last) = out.last() {
+                if r.offset <= last.offset {
+                    return Err(ClientError::Protocol(format!(
+                        "{topic}-{partition}: fetched offsets go backwards ({} after {})",
+                        r.offset, last.offset
+                    )));
+                }
             }
             out.push(ConsumerRecord {
                 topic: topic.to_string(),

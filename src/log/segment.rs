@@ -460,7 +460,14 @@ impl Segment {
     pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
         let start = self.offset_index.lookup(offset) as u64;
         let mut found = None;
+        // Base offsets are outside the CRC: a header whose offsets go
+        // backwards or leave this segment is damage, not data to serve.
+        let mut next_min = self.base_offset;
         let end = scan_batches(self.log.as_ref(), start, self.size, false, |pos, h| {
+            if h.base_offset < next_min || h.last_offset() >= self.next_offset {
+                return Ok(false);
+            }
+            next_min = h.last_offset() + 1;
             if h.last_offset() >= offset {
                 found = Some((pos, *h));
                 return Ok(false);
@@ -493,17 +500,11 @@ impl Segment {
         };
         let mut buf = vec![0u8; want as usize];
         self.log.read_exact_at(&mut buf, pos)?;
-        // Trim to whole batches: walk the length fields only.
-        let mut end = 0;
-        while let Some(n) = batch::batch_size_at(&buf[end..]) {
-            if end + n > buf.len() {
-                break;
-            }
-            end += n;
-        }
+        let end = self.whole_sane_batches(&buf, first);
         if end == 0 {
             // The header read moments ago said otherwise: the disk returned
-            // different bytes this time (a corrupted read).
+            // different bytes this time (a corrupted read), or the batch is
+            // damaged where its CRC does not look.
             return Err(LogError::CorruptMessage(format!(
                 "{}: batch at {pos} changed between reads",
                 self.log_path.display()
@@ -511,6 +512,38 @@ impl Segment {
         }
         buf.truncate(end);
         Ok(Bytes::from(buf))
+    }
+
+    /// Length of the prefix of `buf` made of whole batches whose headers are
+    /// sane: the first is the batch the index scan found, and base offsets
+    /// strictly grow and stay inside this segment. The CRC does not cover a
+    /// batch's base offset, so without this a bit flipped there (at rest or
+    /// by a bad read) would hand consumers records at offsets where they are
+    /// not. Consumers check each batch's CRC for the rest. Header fields
+    /// only: no per-record work on the fetch path.
+    fn whole_sane_batches(&self, buf: &[u8], first: &BatchHeader) -> usize {
+        let mut end = 0;
+        let mut next_min = first.base_offset;
+        while let Some(n) = batch::batch_size_at(&buf[end..]) {
+            if end + n > buf.len() {
+                break;
+            }
+            let Ok(h) = BatchHeader::parse(&buf[end..end + n]) else {
+                break;
+            };
+            let expected_first = end > 0 || h.base_offset == first.base_offset;
+            if !expected_first
+                || h.base_offset < next_min
+                || h.base_offset < self.base_offset
+                || h.last_offset_delta < 0
+                || h.last_offset() >= self.next_offset
+            {
+                break;
+            }
+            next_min = h.last_offset() + 1;
+            end += n;
+        }
+        end
     }
 
     /// Read one whole batch at `pos`.

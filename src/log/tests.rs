@@ -586,6 +586,48 @@ fn damage_at_rest_in_a_sealed_segment_is_reported() {
     assert!(!second.records.is_empty());
 }
 
+/// A batch's base offset is outside its CRC. A bit flipped there while the
+/// log is open (rot at rest, or a bad read) must never put records at offsets
+/// where they are not: reads stop before the damaged batch, and a read of it
+/// is CORRUPT_MESSAGE.
+#[test]
+fn a_damaged_base_offset_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    let mut log = PartitionLog::open(disk(), path.clone(), LogConfig::default(), 0).unwrap();
+    let first_len = mk(2, 50, 0).len() as u64;
+    for i in 0..3 {
+        log.append(&mut mk(2, 50, i), 0, 0).unwrap(); // offsets 0-1, 2-3, 4-5
+    }
+    // The second batch now claims base offset 1 (it holds 2-3).
+    let f = disk()
+        .open(&path.join(segment::file_name(0, "log")), OpenMode::EXISTING)
+        .unwrap();
+    f.write_at(&1i64.to_be_bytes(), first_len).unwrap();
+    let served = log.read(0, 1 << 20, true).unwrap();
+    let parts = batch::split_batches(&served.records).unwrap();
+    assert_eq!(parts.len(), 1, "only the batch before the damage");
+    assert_eq!(parts[0].1.base_offset, 0);
+    for offset in [2, 3, 4] {
+        assert!(
+            matches!(
+                log.read(offset, 1 << 20, true),
+                Err(LogError::CorruptMessage(_))
+            ),
+            "read at {offset}"
+        );
+    }
+    // Claiming an offset beyond the segment's end is caught the same way.
+    f.write_at(&2i64.to_be_bytes(), first_len).unwrap();
+    f.write_at(&99i64.to_be_bytes(), 2 * first_len).unwrap();
+    let parts = batch::split_batches(&log.read(0, 1 << 20, true).unwrap().records).unwrap();
+    assert_eq!(parts.len(), 2, "the first two batches are whole again");
+    assert!(matches!(
+        log.read(4, 1 << 20, true),
+        Err(LogError::CorruptMessage(_))
+    ));
+}
+
 #[test]
 fn partition_log_can_be_shared_across_tasks() {
     fn send_sync<T: Send + Sync>() {}
