@@ -57,8 +57,15 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                         Ok((retention, Some(mut task))) => {
                             // Off the lock: one segment per step, letting
                             // other tasks (appends, fetches) run between.
-                            while task.step() {
+                            let mut more = true;
+                            while more && !*shutdown.borrow() {
+                                more = task.step();
                                 tokio::task::yield_now().await;
+                            }
+                            if more {
+                                // Shutting down mid-pass: drop it (the
+                                // next open removes its `.cleaned` files).
+                                return;
                             }
                             partition
                                 .with_log(|log| log.finish_clean(task))
