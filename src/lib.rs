@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod coordinator;
 pub mod env;
 pub mod log;
 pub mod protocol;

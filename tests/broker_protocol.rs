@@ -36,7 +36,7 @@ async fn api_versions_lists_served_apis_at_every_version() {
         assert!(resp
             .api_keys
             .iter()
-            .all(|k| k.api_key != ApiKey::FindCoordinator as i16));
+            .all(|k| k.api_key != ApiKey::DescribeAcls as i16));
     }
     server.shutdown().await.unwrap();
 }
@@ -108,9 +108,9 @@ async fn bad_input_closes_only_that_connection() {
         .send_raw(&[0, 0, 0, 10, 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0xff, 0xff])
         .await;
     assert!(unknown.is_closed().await);
-    // A served API at an unserved version (FindCoordinator is not served at all).
+    // A served API at an unserved version (DescribeAcls is not served at all).
     let mut unserved = Client::connect(server.local_addr()).await;
-    unserved.send(1, &FindCoordinatorRequest::default()).await;
+    unserved.send(1, &DescribeAclsRequest::default()).await;
     assert!(unserved.is_closed().await);
     // A body that ends inside its topics array (Metadata v1 naming 2 topics, sending none).
     // (Huge array lengths are not tested: kafka-protocol 0.18 pre-allocates

@@ -45,7 +45,7 @@ enum ConnectionError {
 /// cannot answer, or the broker shuts down. Never panics on input.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    match run(&broker, stream).await {
+    match run(&broker, stream, peer).await {
         Ok(()) | Err(ConnectionError::Eof) | Err(ConnectionError::Shutdown) => {
             tracing::debug!(%peer, "connection closed");
         }
@@ -53,7 +53,11 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-async fn run(broker: &Broker, mut stream: TcpStream) -> Result<(), ConnectionError> {
+async fn run(
+    broker: &Broker,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), ConnectionError> {
     let mut shutdown = broker.shutdown.clone();
     let request_bytes_max = broker.config.socket_request_max_bytes;
     let mut rbuf = BytesMut::with_capacity(READ_BUFFER_BYTES);
@@ -80,7 +84,7 @@ async fn run(broker: &Broker, mut stream: TcpStream) -> Result<(), ConnectionErr
             }
         }
         match decode_request_frame(frame.freeze()) {
-            Ok(request) => handlers::dispatch(broker, request, &mut out).await?,
+            Ok(request) => handlers::dispatch(broker, request, peer, &mut out).await?,
             Err(RequestError::UnsupportedApiVersions {
                 correlation_id,
                 version,

@@ -4,12 +4,13 @@
 //! log.cleaner.backoff.ms after a scan that found nothing.
 //!
 //! The schedule is `log::maintenance` (I/O free); this task owns the clock
-//! and the sleeping. Each partition is maintained under its log lock, so an
-//! append or fetch to that partition waits for its retention check (cheap)
-//! or its cleaning pass (a rewrite of its closed segments). That stall is a
-//! cost accepted for now: Kafka cleans beside appends, which needs closed
-//! segments readable outside the log's lock. One node: the high watermark
-//! that bounds both is the log end offset.
+//! and the sleeping. Retention runs under the partition's log lock (cheap:
+//! it deletes whole files). The cleaner holds the lock only to begin a pass
+//! (snapshot the closed segments) and to finish it (validate, swap); the
+//! rewrite in between reads and writes files nothing else touches, so
+//! appends and fetches to the partition go on meanwhile (see
+//! `log::cleaner::CleanTask`). One node: the high watermark that bounds
+//! both is the log end offset.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use super::registry::PartitionError;
 use super::Broker;
 use crate::env::time::{now_ms, sleep, Duration};
-use crate::log::maintenance::{maintain_log, MaintenanceSchedule};
+use crate::log::maintenance::MaintenanceSchedule;
 use crate::log::MaintenanceConfig;
 
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -40,12 +41,43 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 for partition in &topic.partitions {
                     let r = partition.with_log(|log| {
                         let hw = log.log_end_offset();
-                        maintain_log(log, due, now, hw)
+                        let retention = if due.retention {
+                            Some(log.apply_retention(now, hw)?)
+                        } else {
+                            None
+                        };
+                        let task = if due.clean {
+                            log.begin_clean(now, hw)?
+                        } else {
+                            None
+                        };
+                        Ok((retention, task))
                     });
+                    let r = match r {
+                        Ok((retention, Some(mut task))) => {
+                            // Off the lock: one segment per step, letting
+                            // other tasks (appends, fetches) run between.
+                            let mut more = true;
+                            while more && !*shutdown.borrow() {
+                                more = task.step();
+                                tokio::task::yield_now().await;
+                            }
+                            if more {
+                                // Shutting down mid-pass: drop it (the
+                                // next open removes its `.cleaned` files).
+                                return;
+                            }
+                            partition
+                                .with_log(|log| log.finish_clean(task))
+                                .map(|cleaned| (retention, cleaned))
+                        }
+                        Ok((retention, None)) => Ok((retention, None)),
+                        Err(e) => Err(e),
+                    };
                     match r {
-                        Ok(out) => {
-                            cleaned_any |= out.cleaned.is_some();
-                            if let Some(ret) = out.retention.filter(|r| r.deleted_segments > 0) {
+                        Ok((retention, cleaned)) => {
+                            cleaned_any |= cleaned.is_some();
+                            if let Some(ret) = retention.filter(|r| r.deleted_segments > 0) {
                                 tracing::info!(
                                     topic = %topic.name,
                                     partition = partition.index,
@@ -55,7 +87,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                                 );
                             }
                         }
-                        Err(PartitionError::Closed) => {}
+                        Err(PartitionError::Closed | PartitionError::LogDirOffline { .. }) => {}
                         Err(e) => tracing::warn!(
                             topic = %topic.name,
                             partition = partition.index,

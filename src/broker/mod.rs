@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
+use crate::coordinator::group::{service::TICK_INTERVAL_MS, GroupService};
 use crate::env::time::{now_ms, sleep, Duration};
 use crate::env::Disk;
 use producer_ids::ProducerIds;
@@ -31,6 +32,8 @@ pub struct Broker {
     pub config: Arc<ServerConfig>,
     pub registry: Registry,
     pub producer_ids: Mutex<ProducerIds>,
+    /// The consumer group coordinator (every group maps to this broker).
+    pub groups: GroupService,
     /// Host and port Metadata and DescribeCluster advertise.
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -46,6 +49,7 @@ pub struct Server {
     accept_task: JoinHandle<()>,
     flush_task: JoinHandle<()>,
     maintenance_task: JoinHandle<()>,
+    group_task: JoinHandle<()>,
 }
 
 impl Server {
@@ -54,6 +58,7 @@ impl Server {
         let config = Arc::new(config);
         let registry = Registry::open(disk, config.clone(), now_ms())?;
         let producer_ids = ProducerIds::open(registry.store())?;
+        let groups = GroupService::open(&registry, now_ms())?;
         let listener = TcpListener::bind(config.listen_addr()).await?;
         let local_addr = listener.local_addr()?;
         let (advertised_host, advertised_port) = advertised(&config, local_addr);
@@ -62,6 +67,7 @@ impl Server {
             config: config.clone(),
             registry,
             producer_ids: Mutex::new(producer_ids),
+            groups,
             advertised_host,
             advertised_port,
             shutdown: shutdown_rx.clone(),
@@ -70,7 +76,8 @@ impl Server {
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx.clone()));
         let maintenance_task =
             tokio::spawn(log_maintenance::run(broker.clone(), shutdown_rx.clone()));
-        let flush_task = tokio::spawn(flush_loop(broker.clone(), shutdown_rx));
+        let flush_task = tokio::spawn(flush_loop(broker.clone(), shutdown_rx.clone()));
+        let group_task = tokio::spawn(group_timer_loop(broker.clone(), shutdown_rx));
         Ok(Server {
             local_addr,
             broker,
@@ -78,6 +85,7 @@ impl Server {
             accept_task,
             flush_task,
             maintenance_task,
+            group_task,
         })
     }
 
@@ -93,6 +101,7 @@ impl Server {
         let _ = self.accept_task.await;
         let _ = self.flush_task.await;
         let _ = self.maintenance_task.await;
+        let _ = self.group_task.await;
         self.broker.registry.close_all()?;
         tracing::info!(local_addr = %self.local_addr, "weir broker stopped");
         Ok(())
@@ -159,6 +168,21 @@ async fn flush_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = sleep(every) => broker.registry.maybe_flush_all(now_ms()),
+            changed = shutdown.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Drives the group coordinator's timers (sessions, rebalance timeouts,
+/// offset retention) from env time.
+async fn group_timer_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(TICK_INTERVAL_MS);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = sleep(every) => broker.groups.tick(&broker.registry, now_ms()),
             changed = shutdown.changed() => if changed.is_err() { return },
         }
     }

@@ -8,9 +8,18 @@
 //! every snapshot, so its log is never reopened by a metadata change.
 //!
 //! Log dirs follow Kafka: `<log.dirs>/<topic>-<partition>/`.
+//!
+//! A failed write or fsync takes the whole log dir offline, as Kafka's
+//! LogDirFailureChannel does: once one log in a directory has failed, the
+//! filesystem under every other log there is suspect (disk full, dead
+//! device), so every partition in it answers KAFKA_STORAGE_ERROR until the
+//! broker restarts and recovers the logs. [`LogDirHealth`] carries that
+//! state; each partition holds its directory's. (This broker keeps every
+//! partition in the first of log.dirs, so today there is one.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::futures::Notified;
@@ -50,26 +59,94 @@ fn storage_error(e: impl std::fmt::Display) -> TopicError {
     TopicError::new(ec::KAFKA_STORAGE_ERROR, e.to_string())
 }
 
+/// Whether a log directory is still usable. Goes offline at the first
+/// failed write or fsync of any log in it and never comes back online in
+/// this process: a restart reopens (and recovers) every log.
+#[derive(Debug)]
+pub struct LogDirHealth {
+    dir: PathBuf,
+    offline: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl LogDirHealth {
+    pub fn new(dir: PathBuf) -> Self {
+        LogDirHealth {
+            dir,
+            offline: AtomicBool::new(false),
+            reason: Mutex::new(None),
+        }
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+
+    /// Take the directory offline (idempotent; the first reason is kept).
+    pub fn set_offline(&self, reason: &str) {
+        let mut r = lock_or_recover(&self.reason);
+        if r.is_none() {
+            tracing::error!(dir = %self.dir.display(), reason, "log dir offline: every partition in it now fails with KAFKA_STORAGE_ERROR");
+            *r = Some(reason.to_string());
+        }
+        self.offline.store(true, Ordering::Release);
+    }
+
+    /// Why the directory went offline, if it did.
+    pub fn reason(&self) -> Option<String> {
+        lock_or_recover(&self.reason).clone()
+    }
+
+    fn error(&self) -> PartitionError {
+        PartitionError::LogDirOffline {
+            dir: self.dir.display().to_string(),
+            reason: self.reason().unwrap_or_default(),
+        }
+    }
+}
+
 /// One partition: its log (None once closed or deleted) and its append notifier.
 pub struct PartitionState {
     pub topic: String,
     pub index: i32,
     log: Mutex<Option<PartitionLog>>,
     appended: Notify,
+    log_dir: Arc<LogDirHealth>,
 }
 
 impl PartitionState {
     /// Run `f` on the open log under its lock. Keep `f` short: appends and
     /// reads of other requests for this partition wait on it.
+    ///
+    /// Fails with `LogDirOffline` (KAFKA_STORAGE_ERROR) once the partition's
+    /// log dir is offline; an I/O failure inside `f` that takes this log
+    /// offline takes the whole dir offline with it.
     pub fn with_log<R>(
         &self,
         f: impl FnOnce(&mut PartitionLog) -> Result<R, LogError>,
     ) -> Result<R, PartitionError> {
         let mut guard = lock_or_recover(&self.log);
-        match guard.as_mut() {
-            Some(log) => f(log).map_err(PartitionError::Log),
-            None => Err(PartitionError::Closed),
+        let Some(log) = guard.as_mut() else {
+            return Err(PartitionError::Closed);
+        };
+        if self.log_dir.is_offline() {
+            return Err(self.log_dir.error());
         }
+        let r = f(log);
+        if log.is_offline() {
+            let why = match &r {
+                Err(e) => e.to_string(),
+                Ok(_) => "a log in it failed an I/O operation".to_string(),
+            };
+            self.log_dir
+                .set_offline(&format!("{}-{}: {why}", self.topic, self.index));
+        }
+        r.map_err(PartitionError::Log)
+    }
+
+    /// Whether this partition's log dir is offline (Metadata reports it).
+    pub fn is_offline(&self) -> bool {
+        self.log_dir.is_offline()
     }
 
     /// Wake every fetch waiting on this partition (after an append).
@@ -95,6 +172,8 @@ pub enum PartitionError {
     Log(LogError),
     #[error("partition is closed (topic deleted or broker shutting down)")]
     Closed,
+    #[error("log dir {dir} is offline after an I/O failure ({reason}); restart the broker once the disk is usable")]
+    LogDirOffline { dir: String, reason: String },
 }
 
 impl PartitionError {
@@ -103,6 +182,7 @@ impl PartitionError {
             PartitionError::Log(e) => e.error_code(),
             // The partition moved away under the client: it refreshes metadata and retries.
             PartitionError::Closed => ec::NOT_LEADER_OR_FOLLOWER,
+            PartitionError::LogDirOffline { .. } => ec::KAFKA_STORAGE_ERROR,
         }
     }
 }
@@ -144,6 +224,8 @@ pub struct Registry {
     disk: Arc<dyn Disk>,
     config: Arc<ServerConfig>,
     data_dir: PathBuf,
+    /// The health of `data_dir`, the one log dir every partition lives in.
+    log_dir: Arc<LogDirHealth>,
     store: MetaStore,
     topics: Mutex<Topics>,
     rng: Mutex<WeirRng>,
@@ -192,6 +274,7 @@ impl Registry {
         let store = MetaStore::open(disk.clone(), &data_dir)?;
         let registry = Registry {
             disk,
+            log_dir: Arc::new(LogDirHealth::new(data_dir.clone())),
             data_dir,
             store,
             topics: Mutex::new(Topics::default()),
@@ -235,6 +318,19 @@ impl Registry {
         self.data_dir.join(format!("{topic}-{index}"))
     }
 
+    /// The health of the log dir partitions live in.
+    pub fn log_dir(&self) -> &Arc<LogDirHealth> {
+        &self.log_dir
+    }
+
+    /// KAFKA_STORAGE_ERROR while the log dir is offline: no new logs there.
+    fn ensure_log_dir_online(&self) -> Result<(), TopicError> {
+        if self.log_dir.is_offline() {
+            return Err(storage_error(self.log_dir.error()));
+        }
+        Ok(())
+    }
+
     fn open_partition(
         &self,
         topic: &str,
@@ -242,6 +338,7 @@ impl Registry {
         log_config: &LogConfig,
         now_ms: i64,
     ) -> Result<Arc<PartitionState>, TopicError> {
+        self.ensure_log_dir_online()?;
         let log = PartitionLog::open(
             self.disk.clone(),
             self.partition_dir(topic, index),
@@ -254,6 +351,7 @@ impl Registry {
             index,
             log: Mutex::new(Some(log)),
             appended: Notify::new(),
+            log_dir: self.log_dir.clone(),
         }))
     }
 
@@ -320,6 +418,7 @@ impl Registry {
         now_ms: i64,
     ) -> Result<Arc<TopicState>, TopicError> {
         self.validate_create(name, partitions, &configs)?;
+        self.ensure_log_dir_online()?;
         let log_config = self
             .config
             .log_config_for(&configs)
@@ -493,7 +592,7 @@ impl Registry {
     pub fn maybe_flush_all(&self, now_ms: i64) {
         for topic in self.list() {
             for p in &topic.partitions {
-                if let Err(PartitionError::Log(e)) = p.with_log(|log| log.maybe_flush(now_ms)) {
+                if let Err(e @ PartitionError::Log(_)) = p.with_log(|log| log.maybe_flush(now_ms)) {
                     tracing::error!(topic = %topic.name, partition = p.index, error = %e, "periodic flush failed");
                 }
             }
@@ -502,12 +601,21 @@ impl Registry {
 
     /// Close every log cleanly (flush + clean-shutdown marker). Later
     /// requests for these partitions get NOT_LEADER_OR_FOLLOWER.
+    ///
+    /// Logs in an offline log dir are dropped without a clean-shutdown
+    /// marker: what they hold is suspect, so the next open must recover them.
     pub fn close_all(&self) -> anyhow::Result<()> {
         let mut first_error = None;
+        let offline = self.log_dir.is_offline();
+        if offline {
+            tracing::warn!(dir = %self.data_dir.display(), "log dir offline: closing its logs without a clean-shutdown marker");
+        }
         for topic in self.list() {
             for p in &topic.partitions {
                 if let Some(log) = p.take_log() {
-                    if let Err(e) = log.close() {
+                    if offline {
+                        drop(log);
+                    } else if let Err(e) = log.close() {
                         tracing::error!(topic = %topic.name, partition = p.index, error = %e, "closing log failed");
                         first_error.get_or_insert(e);
                     }

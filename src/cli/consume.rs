@@ -1,10 +1,13 @@
-//! `weir consume`: like kafka-console-consumer.sh (no groups yet: it
-//! assigns partitions itself).
+//! `weir consume`: like kafka-console-consumer.sh. Without --group it
+//! assigns partitions itself; with --group it is a member of that consumer
+//! group and commits what it printed.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::args::{parse, CliError, Kind};
 use super::help_requested;
+use crate::client::group::GroupConsumer;
 use crate::client::{Consumer, ConsumerConfig, ConsumerRecord};
 use crate::env::time::{now, Duration};
 
@@ -16,7 +19,10 @@ offset) on its own line. Without --partition it reads every partition,
 from the end, or from the beginning with --from-beginning.
 
 options:
-  --from-beginning              start at the earliest offset
+  --group G                     consume as a member of group G: start at its
+                                committed offsets, commit what was printed
+  --from-beginning              start at the earliest offset (with --group:
+                                where the group has no committed offset)
   --partition P                 read only partition P
   --offset O                    with --partition: start at O (a number, earliest or latest)
   --max-messages N              exit after N records
@@ -30,6 +36,7 @@ options:
   --consumer-property k=v       consumer setting (fetch.max.wait.ms, ...), repeatable";
 
 const SPEC: &[(&str, Kind)] = &[
+    ("group", Kind::Value),
     ("bootstrap-server", Kind::Value),
     ("topic", Kind::Value),
     ("from-beginning", Kind::Switch),
@@ -143,6 +150,24 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
     for (k, v) in p.pairs("consumer-property")? {
         config.set(&k, &v)?;
     }
+    if let Some(group) = p.value("group") {
+        if p.has("partition") || p.has("offset") {
+            return Err(CliError::new(
+                "--group excludes --partition and --offset (the group assigns partitions)",
+            ));
+        }
+        let cluster =
+            crate::client::Cluster::connect(crate::client::ClientConfig::new(bootstrap)).await?;
+        let member = GroupConsumer::join(
+            cluster,
+            config,
+            group,
+            std::slice::from_ref(&topic),
+            p.has("from-beginning"),
+        )
+        .await?;
+        return print_loop(Source::Group(member), &format, max_messages, idle_timeout).await;
+    }
     let mut consumer = Consumer::connect(bootstrap, config).await?;
     let tps = match p.value("partition") {
         Some(_) => {
@@ -173,7 +198,47 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
         None if p.has("from-beginning") => consumer.seek_to_beginning(&tps).await?,
         None => consumer.seek_to_end(&tps).await?,
     }
+    print_loop(Source::Plain(consumer), &format, max_messages, idle_timeout).await
+}
 
+/// Where records come from: a self-assigned consumer or a group member.
+enum Source {
+    Plain(Consumer),
+    Group(GroupConsumer),
+}
+
+impl Source {
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<ConsumerRecord>, CliError> {
+        Ok(match self {
+            Source::Plain(c) => c.poll(wait).await?,
+            Source::Group(g) => g.poll(wait).await?,
+        })
+    }
+
+    /// Record progress: a group member commits what was printed (and only
+    /// that, so records cut by --max-messages are read by the next member).
+    async fn printed(&mut self, next: &BTreeMap<(String, i32), i64>) -> Result<(), CliError> {
+        if let Source::Group(g) = self {
+            if !next.is_empty() {
+                g.commit_offsets(next).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(self) {
+        if let Source::Group(g) = self {
+            g.leave().await;
+        }
+    }
+}
+
+async fn print_loop(
+    mut consumer: Source,
+    format: &Format,
+    max_messages: Option<u64>,
+    idle_timeout: Option<Duration>,
+) -> Result<(), CliError> {
     let stdout = std::io::stdout();
     let mut seen = 0u64;
     let mut last_record = now();
@@ -201,18 +266,20 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             continue;
         }
         last_record = now();
+        let mut next = BTreeMap::new();
         let mut out = stdout.lock();
         for r in &records {
             if max_messages.is_some_and(|m| seen >= m) {
                 break;
             }
-            if let Err(e) = write_record(&mut out, &format, r) {
+            if let Err(e) = write_record(&mut out, format, r) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     break 'outer;
                 }
                 return Err(CliError::new(format!("writing stdout: {e}")));
             }
             seen += 1;
+            next.insert((r.topic.clone(), r.partition), r.offset + 1);
         }
         if let Err(e) = out.flush() {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -220,7 +287,10 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             }
             return Err(CliError::new(format!("writing stdout: {e}")));
         }
+        drop(out);
+        consumer.printed(&next).await?;
     }
+    consumer.close().await;
     eprintln!("Processed a total of {seen} messages");
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod configs;
 pub mod consume;
+pub mod groups;
 pub mod perf;
 pub mod produce;
 pub mod server;
@@ -21,6 +22,7 @@ commands:
   produce    write stdin lines to a topic
   consume    print records of a topic
   configs    describe and alter topic or broker configs
+  groups     list, describe, reset offsets of and delete consumer groups
   perf       produce/consume load tests (perf produce | perf consume)
 
 Run `weir <command> --help` for the options of a command.";
@@ -38,6 +40,7 @@ pub async fn run(args: Vec<String>) -> Result<(), CliError> {
         "produce" => produce::run(rest).await,
         "consume" => consume::run(rest).await,
         "configs" => configs::run(rest).await,
+        "groups" => groups::run(rest).await,
         "perf" => perf::run(rest).await,
         "--help" | "-h" | "help" => {
             println!("{USAGE}");

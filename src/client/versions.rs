@@ -23,6 +23,17 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Group administration (client/group.rs).
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
 ];
 
 /// The version agreed for each API both sides support: the highest version in

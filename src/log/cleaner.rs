@@ -18,6 +18,20 @@
 //!    segment in the cleaner checkpoint instead of in batch headers).
 //!    Segments stay one to one (no merging of small segments yet).
 //!
+//! Phases, so the broker holds the partition lock only briefly:
+//! `begin_clean` (under the lock) checks the ratio and snapshots the closed
+//! segments below the cleanable end (a [`SegmentReader`] each, on its own
+//! file handle: closed segments are immutable), the tombstone horizons and
+//! the producers' dedupe windows; [`CleanTask::step`] (no lock: the task
+//! borrows nothing of the log) builds the offset map, then one
+//! `<base>.log.cleaned` per segment, fsynced; `finish_clean` (under the lock)
+//! checks the log's layout generation (bumped by truncation, restart-empty
+//! and every swap) and that each segment is still there, closed and of the
+//! size read, then runs the swap for each (segments retention deleted
+//! meanwhile are skipped, a stale pass is dropped whole). An I/O error in
+//! the unlocked phase takes the log offline unless a segment it read
+//! vanished meanwhile. `clean` runs all three at once.
+//!
 //! Batches: survivors keep their offsets (gaps allowed). A batch that loses
 //! nothing is copied byte for byte; one that loses some records is
 //! re-encoded with kafka-protocol in its original codec (batch::reencode);
@@ -38,20 +52,24 @@
 //! 3. remove `B.index` and `B.timeindex`, rename `B.log.swap` over `B.log`;
 //! 4. rebuild the indexes by a full recovery scan (gaps allowed).
 //!
+//! Step 1 happens in the unlocked phase; steps 2-4 under the lock.
+//!
 //! At open, [`complete_interrupted_swaps`] deletes any `.cleaned` (a swap that
 //! never committed: the old segment is intact) and finishes any `.swap` (steps
 //! 3-4), so no half-cleaned segment is ever served. The cleaner checkpoint
 //! lists the segment as cleaned (may hold gaps) before step 1, so recovery
-//! never applies the strict contiguity check to it.
+//! never applies the strict contiguity check to it (it is written in
+//! `finish_clean`, under the lock, before the first rename).
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::batch::{self, BatchHeader};
 use super::checkpoint;
-use super::segment::{self, Segment};
+use super::segment::{self, Segment, SegmentReader};
 use super::{LogError, PartitionLog};
 use crate::env::disk::{Disk, OpenMode};
 
@@ -186,11 +204,29 @@ impl PartitionLog {
     /// ratio is reached (see the module doc); None when there was nothing to
     /// do. `last_stable_offset` bounds what may be cleaned (pass the high
     /// watermark, or the log end where no replication applies).
+    ///
+    /// All three phases at once, for callers that hold the log exclusively;
+    /// the broker runs [`CleanTask::step`] without the partition lock.
     pub fn clean(
         &mut self,
         now_ms: i64,
         last_stable_offset: i64,
     ) -> Result<Option<CleanOutcome>, LogError> {
+        let Some(mut task) = self.begin_clean(now_ms, last_stable_offset)? else {
+            return Ok(None);
+        };
+        task.build();
+        self.finish_clean(task)
+    }
+
+    /// Phase 1 (under the lock, cheap): decide whether a pass is due and
+    /// snapshot what it needs: a reader per closed segment below the
+    /// cleanable end, the tombstone horizons, the producers' dedupe windows.
+    pub fn begin_clean(
+        &mut self,
+        now_ms: i64,
+        last_stable_offset: i64,
+    ) -> Result<Option<CleanTask>, LogError> {
         self.ensure_online()?;
         if !self.config.cleanup_policy.compact {
             return Ok(None);
@@ -201,78 +237,142 @@ impl PartitionLog {
         if ratio < self.config.min_cleanable_dirty_ratio {
             return Ok(None);
         }
-        let r = self.clean_inner(now_ms, ratio, first_dirty, end);
-        self.note_io(r).map(Some)
-    }
-
-    fn clean_inner(
-        &mut self,
-        now_ms: i64,
-        ratio: f64,
-        first_dirty: i64,
-        end: i64,
-    ) -> Result<CleanOutcome, LogError> {
-        let (latest, end) = self.build_offset_map(first_dirty, end)?;
-        let mut protected = std::collections::BTreeSet::new();
+        let mut protected = BTreeSet::new();
         for (pid, entry) in self.producers.iter() {
             for m in &entry.batches {
                 protected.insert((pid, m.last_offset));
             }
         }
-        let bases: Vec<i64> = self
+        let bases: Vec<(i64, i64)> = self
             .segments
             .keys()
             .copied()
             .collect::<Vec<_>>()
             .windows(2)
             .take_while(|w| w[1] <= end)
-            .map(|w| w[0])
+            .map(|w| (w[0], w[1]))
             .collect();
-        // Tombstone horizons are judged by the state before this pass; then
-        // every examined segment is listed as cleaned (durably, before any
+        let mut segments = Vec::with_capacity(bases.len());
+        for (base, upper) in bases {
+            // Tombstone horizons are judged by the state before this pass.
+            let drop_tombstones = self
+                .cleaner_state
+                .first_cleaned_ms
+                .get(&base)
+                .is_some_and(|&t| now_ms.saturating_sub(t) >= self.config.delete_retention_ms);
+            let r = self.segments[&base].reader(self.disk.as_ref());
+            let reader = self.note_io(r)?;
+            segments.push(Snapshot {
+                upper,
+                drop_tombstones,
+                reader,
+            });
+        }
+        Ok(Some(CleanTask {
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+            generation: self.layout_generation,
+            now_ms,
+            ratio,
+            first_dirty,
+            end,
+            segments,
+            protected,
+            latest: None,
+            next: 0,
+            results: Vec::new(),
+            failed: None,
+        }))
+    }
+
+    /// Phase 3 (under the lock, short): check the log still holds the
+    /// segments the task read, then swap the cleaned ones in (crash-safe
+    /// protocol of the module doc). None when the log changed under the
+    /// task (truncation, another swap): its files are removed and a later
+    /// pass starts over. Segments retention deleted meanwhile are skipped.
+    pub fn finish_clean(&mut self, mut task: CleanTask) -> Result<Option<CleanOutcome>, LogError> {
+        if self.offline.is_some() || task.generation != self.layout_generation {
+            task.abandon();
+            self.ensure_online()?;
+            return Ok(None);
+        }
+        if let Some(e) = task.failed.take() {
+            // A read or write of the task failed. If retention deleted a
+            // segment it was reading, that explains it; otherwise the disk
+            // failed and the log goes offline as for any I/O failure.
+            let vanished = task
+                .results_bases()
+                .chain(task.segments.iter().map(|s| s.reader.base_offset()))
+                .any(|b| !self.unchanged(b, &task));
+            task.abandon();
+            if vanished {
+                return Ok(None);
+            }
+            return self.note_io(Err(e));
+        }
+        let r = self.swap_in(&mut task);
+        let r = self.note_io(r);
+        task.abandon();
+        r.map(Some)
+    }
+
+    /// Whether closed segment `base` is still the one `task` read.
+    fn unchanged(&self, base: i64, task: &CleanTask) -> bool {
+        let Some(snap) = task.snapshot(base) else {
+            return false;
+        };
+        let active = self.active().base_offset();
+        self.segments
+            .get(&base)
+            .is_some_and(|seg| base != active && seg.size() == snap.reader.size())
+    }
+
+    fn swap_in(&mut self, task: &mut CleanTask) -> Result<CleanOutcome, LogError> {
+        self.layout_generation += 1;
+        let covered = task.covered();
+        let results = std::mem::take(&mut task.results);
+        // Every examined segment is listed as cleaned (durably, before any
         // swap: see the module doc).
-        let horizons: Vec<bool> = bases
-            .iter()
-            .map(|b| {
-                self.cleaner_state
-                    .first_cleaned_ms
-                    .get(b)
-                    .is_some_and(|&t| now_ms.saturating_sub(t) >= self.config.delete_retention_ms)
-            })
-            .collect();
-        for &b in &bases {
+        for (base, _) in &results {
             self.cleaner_state
                 .first_cleaned_ms
-                .entry(b)
-                .or_insert(now_ms);
+                .entry(*base)
+                .or_insert(task.now_ms);
         }
         self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
-        let ctx = PassContext {
-            latest: &latest,
-            protected: &protected,
-        };
         let mut out = CleanOutcome {
-            dirty_ratio: ratio,
+            dirty_ratio: task.ratio,
             ..Default::default()
         };
-        for (&base, &drop_tombstones) in bases.iter().zip(&horizons) {
-            let seg = &self.segments[&base];
+        for (base, result) in results {
+            if !self.unchanged(base, task) {
+                // Retention deleted it meanwhile (its .cleaned goes in abandon).
+                continue;
+            }
             out.segments_examined += 1;
-            out.bytes_read += seg.size();
-            let (removed, written) = self.clean_segment(base, &ctx, drop_tombstones)?;
-            out.records_removed += removed;
-            out.bytes_written += written;
-            if removed > 0 {
-                out.segments_rewritten += 1;
+            out.bytes_read += self.segments[&base].size();
+            match result {
+                SegmentResult::Unchanged => out.bytes_written += self.segments[&base].size(),
+                SegmentResult::Emptied { removed } => {
+                    out.records_removed += removed;
+                    out.segments_rewritten += 1;
+                    self.delete_emptied_segment(base)?;
+                }
+                SegmentResult::Cleaned { removed, written } => {
+                    out.records_removed += removed;
+                    out.segments_rewritten += 1;
+                    out.bytes_written += written;
+                    self.swap_segment(base, written)?;
+                }
             }
         }
         let segments = &self.segments;
         self.cleaner_state
             .first_cleaned_ms
             .retain(|b, _| segments.contains_key(b));
-        self.cleaner_state.first_dirty_offset = end;
+        self.cleaner_state.first_dirty_offset = covered.max(self.cleaner_state.first_dirty_offset);
         self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
-        out.first_dirty_offset = end;
+        out.first_dirty_offset = self.cleaner_state.first_dirty_offset;
         tracing::info!(
             dir = %self.dir.display(),
             segments = out.segments_rewritten,
@@ -282,45 +382,36 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// Key -> offset of its latest record in `[first_dirty, end)`, and the
-    /// end actually covered (lower when the map would outgrow its limit).
-    fn build_offset_map(
-        &self,
-        first_dirty: i64,
-        end: i64,
-    ) -> Result<(HashMap<Bytes, i64>, i64), LogError> {
-        let mut map: HashMap<Bytes, i64> = HashMap::new();
-        let bases: Vec<i64> = self.segments.keys().copied().collect();
-        let mut covered = first_dirty;
-        for w in bases.windows(2) {
-            let (base, upper) = (w[0], w[1]);
-            if upper <= first_dirty {
-                continue;
-            }
-            if upper > end {
-                break;
-            }
-            if map.len() > CLEANER_KEYS_MAX && covered > first_dirty {
-                break;
-            }
-            self.segments[&base].for_each_batch(|_, h, bytes| {
-                if h.is_control() || h.is_transactional() || h.last_offset() < first_dirty {
-                    return Ok(true);
-                }
-                for r in batch::decode_records(&bytes)? {
-                    if r.offset < first_dirty {
-                        continue;
-                    }
-                    if let Some(k) = r.key {
-                        // Copy: a slice would pin the whole batch buffer.
-                        map.insert(Bytes::copy_from_slice(&k), r.offset);
-                    }
-                }
-                Ok(true)
-            })?;
-            covered = upper;
+    /// Steps 2-4 of the swap for segment `base`, whose `.cleaned` file is
+    /// complete and fsynced (`written` bytes).
+    fn swap_segment(&mut self, base: i64, written: u64) -> Result<(), LogError> {
+        let disk = self.disk.clone();
+        // Commit point.
+        disk.rename(
+            &self.dir.join(segment::file_name(base, "log.cleaned")),
+            &self.dir.join(segment::file_name(base, "log.swap")),
+        )?;
+        let old = self.segments.remove(&base).expect("segment being cleaned");
+        drop(old);
+        finish_swap(disk.as_ref(), &self.dir, base)?;
+        let (new, cut) = Segment::recover(
+            disk.as_ref(),
+            &self.dir,
+            base,
+            self.config.index_interval_bytes,
+            0,
+            true,
+        )?;
+        let size = new.size();
+        self.segments.insert(base, new);
+        if cut > 0 || size != written {
+            // The bytes read back differ from those fsynced: a disk fault.
+            // Take the log offline; reopening recovers it.
+            return Err(LogError::Io(std::io::Error::other(format!(
+                "cleaned segment {base} read back as {size} of {written} bytes"
+            ))));
         }
-        Ok((map, covered))
+        Ok(())
     }
 
     /// What cleaning does to one batch.
@@ -380,23 +471,179 @@ impl PartitionLog {
         seg.delete_files(self.disk.as_ref(), &self.dir)?;
         Ok(())
     }
+}
 
-    /// Clean segment `base`; returns (records removed, bytes after). A
-    /// segment that loses nothing is left as it is; one that loses
-    /// everything is deleted.
-    fn clean_segment(
-        &mut self,
-        base: i64,
-        ctx: &PassContext<'_>,
-        drop_tombstones: bool,
-    ) -> Result<(u64, u64), LogError> {
+/// One closed segment as a [`CleanTask`] saw it.
+struct Snapshot {
+    /// The next segment's base: every offset here is below it.
+    upper: i64,
+    drop_tombstones: bool,
+    reader: SegmentReader,
+}
+
+/// What phase 2 made of one segment.
+enum SegmentResult {
+    /// Nothing to drop: the segment stays as it is.
+    Unchanged,
+    /// Every record dropped: the segment is deleted at the swap.
+    Emptied { removed: u64 },
+    /// `<base>.log.cleaned` holds the survivors, fsynced.
+    Cleaned { removed: u64, written: u64 },
+}
+
+/// A cleaning pass in progress, holding no borrow of the log: phase 2
+/// ([`CleanTask::step`]: the offset map, then one cleaned file per segment)
+/// reads the closed segments on handles of its own and writes only
+/// `<base>.log.cleaned` files, which nothing else reads or writes, so it
+/// needs no lock. Appends, fetches and retention go on meanwhile;
+/// [`PartitionLog::finish_clean`] detects what changed. Dropping a task
+/// without finishing it leaves `.cleaned` files that the next open removes;
+/// `abandon` removes them at once.
+pub struct CleanTask {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    /// The log's layout generation when the task began.
+    generation: u64,
+    now_ms: i64,
+    ratio: f64,
+    first_dirty: i64,
+    /// The cleanable end; the map may cover less (see `covered`).
+    end: i64,
+    /// Closed segments below `end`, oldest first; cut to those the offset
+    /// map covers once it is built.
+    segments: Vec<Snapshot>,
+    protected: BTreeSet<(i64, i64)>,
+    /// Key -> latest offset in the dirty range, and the end it covers.
+    latest: Option<(HashMap<Bytes, i64>, i64)>,
+    /// Index into `segments` of the next one to clean.
+    next: usize,
+    results: Vec<(i64, SegmentResult)>,
+    failed: Option<LogError>,
+}
+
+impl CleanTask {
+    /// Do the next piece of work: the offset map first, then one segment
+    /// per call. Returns false once everything is built (or a step failed:
+    /// `finish_clean` reports it). Call between steps what should not wait
+    /// (the broker yields to other tasks).
+    pub fn step(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        let r = self.step_inner();
+        match r {
+            Ok(more) => more,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Every step at once.
+    pub fn build(&mut self) {
+        while self.step() {}
+    }
+
+    fn step_inner(&mut self) -> Result<bool, LogError> {
+        if self.latest.is_none() {
+            let (map, covered) = self.build_offset_map()?;
+            self.segments.retain(|s| s.upper <= covered);
+            self.latest = Some((map, covered));
+            return Ok(!self.segments.is_empty());
+        }
+        let Some(snap) = self.segments.get(self.next) else {
+            return Ok(false);
+        };
+        let result = self.clean_segment(snap)?;
+        self.results.push((snap.reader.base_offset(), result));
+        self.next += 1;
+        Ok(self.next < self.segments.len())
+    }
+
+    /// The end of the range the pass cleaned up to (its new first dirty offset).
+    fn covered(&self) -> i64 {
+        self.latest.as_ref().map_or(self.first_dirty, |(_, c)| *c)
+    }
+
+    fn snapshot(&self, base: i64) -> Option<&Snapshot> {
+        self.segments
+            .iter()
+            .find(|s| s.reader.base_offset() == base)
+    }
+
+    fn results_bases(&self) -> impl Iterator<Item = i64> + '_ {
+        self.results.iter().map(|(b, _)| *b)
+    }
+
+    /// Remove whatever `.cleaned` files the task left (best effort: the
+    /// next open removes any that remain).
+    fn abandon(&mut self) {
+        for s in &self.segments {
+            let path = self
+                .dir
+                .join(segment::file_name(s.reader.base_offset(), "log.cleaned"));
+            if self.disk.exists(&path) {
+                if let Err(e) = self.disk.remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "removing a cleaner file failed");
+                }
+            }
+        }
+        self.segments.clear();
+        self.results.clear();
+    }
+
+    /// Key -> offset of its latest record in `[first_dirty, end)`, and the
+    /// end actually covered (lower when the map would outgrow its limit).
+    fn build_offset_map(&self) -> Result<(HashMap<Bytes, i64>, i64), LogError> {
+        let first_dirty = self.first_dirty;
+        let mut map: HashMap<Bytes, i64> = HashMap::new();
+        let mut covered = first_dirty;
+        for snap in &self.segments {
+            if snap.upper <= first_dirty {
+                continue;
+            }
+            if snap.upper > self.end {
+                break;
+            }
+            if map.len() > CLEANER_KEYS_MAX && covered > first_dirty {
+                break;
+            }
+            snap.reader.for_each_batch(|_, h, bytes| {
+                if h.is_control() || h.is_transactional() || h.last_offset() < first_dirty {
+                    return Ok(true);
+                }
+                for r in batch::decode_records(&bytes)? {
+                    if r.offset < first_dirty {
+                        continue;
+                    }
+                    if let Some(k) = r.key {
+                        // Copy: a slice would pin the whole batch buffer.
+                        map.insert(Bytes::copy_from_slice(&k), r.offset);
+                    }
+                }
+                Ok(true)
+            })?;
+            covered = snap.upper;
+        }
+        Ok((map, covered))
+    }
+
+    /// Write the survivors of one segment to `<base>.log.cleaned` and fsync
+    /// it, unless nothing or everything goes.
+    fn clean_segment(&self, snap: &Snapshot) -> Result<SegmentResult, LogError> {
+        let (latest, _) = self.latest.as_ref().expect("offset map built first");
+        let ctx = PassContext {
+            latest,
+            protected: &self.protected,
+        };
+        let base = snap.reader.base_offset();
         let cleaned_path = self.dir.join(segment::file_name(base, "log.cleaned"));
         let mut file = None;
         let mut pending: Vec<u8> = Vec::new();
         let mut written = 0u64;
         let mut removed = 0u64;
-        let disk = self.disk.clone();
-        let seg = &self.segments[&base];
+        let disk = self.disk.as_ref();
         let flush = |pending: &mut Vec<u8>,
                      file: &mut Option<Box<dyn crate::env::DiskFile>>,
                      written: &mut u64|
@@ -410,8 +657,8 @@ impl PartitionLog {
             pending.clear();
             Ok(())
         };
-        seg.for_each_batch(|_, h, bytes| {
-            match Self::batch_fate(h, &bytes, ctx, drop_tombstones)? {
+        snap.reader.for_each_batch(|_, h, bytes| {
+            match PartitionLog::batch_fate(h, &bytes, &ctx, snap.drop_tombstones)? {
                 Fate::Keep => pending.extend_from_slice(&bytes),
                 Fate::Drop(n) => removed += n,
                 Fate::Rewrite(new, n) => {
@@ -424,52 +671,22 @@ impl PartitionLog {
             }
             Ok(true)
         })?;
-        if removed == 0 {
+        if removed == 0 || (written == 0 && pending.is_empty()) {
             if file.is_some() {
                 drop(file);
                 disk.remove_file(&cleaned_path)?;
             }
-            return Ok((0, seg.size()));
-        }
-        if written == 0 && pending.is_empty() {
-            // Nothing survives: delete the segment rather than keep an empty
-            // one (each costs three files, forever, in a compacted log).
-            drop(file);
-            if disk.exists(&cleaned_path) {
-                disk.remove_file(&cleaned_path)?;
-            }
-            self.delete_emptied_segment(base)?;
-            return Ok((removed, 0));
+            return Ok(if removed == 0 {
+                SegmentResult::Unchanged
+            } else {
+                // Nothing survives: delete the segment rather than keep an
+                // empty one (each costs three files, forever, in a compacted log).
+                SegmentResult::Emptied { removed }
+            });
         }
         flush(&mut pending, &mut file, &mut written)?;
         let f = file.expect("flushed above");
         f.sync_data()?;
-        drop(f);
-        // Commit point.
-        disk.rename(
-            &cleaned_path,
-            &self.dir.join(segment::file_name(base, "log.swap")),
-        )?;
-        let old = self.segments.remove(&base).expect("segment being cleaned");
-        drop(old);
-        finish_swap(disk.as_ref(), &self.dir, base)?;
-        let (new, cut) = Segment::recover(
-            disk.as_ref(),
-            &self.dir,
-            base,
-            self.config.index_interval_bytes,
-            0,
-            true,
-        )?;
-        let size = new.size();
-        self.segments.insert(base, new);
-        if cut > 0 || size != written {
-            // The bytes read back differ from those fsynced: a disk fault.
-            // Take the log offline; reopening recovers it.
-            return Err(LogError::Io(std::io::Error::other(format!(
-                "cleaned segment {base} read back as {size} of {written} bytes"
-            ))));
-        }
-        Ok((removed, written))
+        Ok(SegmentResult::Cleaned { removed, written })
     }
 }

@@ -1,8 +1,10 @@
 //! When to run retention and the cleaner, as an I/O-free schedule: the
 //! broker's maintenance task owns the clock and the sleeping, asks
-//! [`MaintenanceSchedule::due`] what to do at `now_ms`, runs
-//! [`maintain_log`] on each partition it leads, reports back, and sleeps
-//! until [`MaintenanceSchedule::next_wake_ms`].
+//! [`MaintenanceSchedule::due`] what to do at `now_ms`, runs retention and
+//! the cleaner's phases (`begin_clean`, `CleanTask::step` off the partition
+//! lock, `finish_clean`) on each partition it leads, reports back, and
+//! sleeps until [`MaintenanceSchedule::next_wake_ms`]. [`maintain_log`] does
+//! one partition's due work at once, for callers that own the log outright.
 //!
 //! As Kafka: retention runs every log.retention.check.interval.ms; the
 //! cleaner scans again at once after a pass that cleaned something and

@@ -57,7 +57,7 @@ pub mod validate;
 
 use batch::BatchHeader;
 use checkpoint::CleanerState;
-pub use cleaner::CleanOutcome;
+pub use cleaner::{CleanOutcome, CleanTask};
 use producer_state::{ProducerEntry, ProducerStateManager, SequenceCheck};
 pub use retention::RetentionOutcome;
 use segment::Segment;
@@ -318,6 +318,10 @@ pub struct PartitionLog {
     /// further operation fails until the log is reopened and recovered,
     /// as Kafka takes a log directory offline.
     offline: Option<String>,
+    /// Bumped whenever segments are replaced other than by appends and
+    /// retention (truncation, restart-empty, a cleaner swap), so a cleaner
+    /// pass that ran without the lock knows its snapshot is stale.
+    layout_generation: u64,
 }
 
 /// A batch that passed validation, staged for the write.
@@ -410,6 +414,7 @@ impl PartitionLog {
             first_unflushed_ms: None,
             recovery_truncated_bytes: truncated_total,
             offline: None,
+            layout_generation: 0,
         };
         if log.log_start_offset > log.log_end_offset() {
             // The log start was recorded durably but the records up to it
@@ -430,6 +435,7 @@ impl PartitionLog {
     /// Delete every segment and start an empty one at `offset`.
     fn restart_empty_at(&mut self, offset: i64) -> Result<(), LogError> {
         tracing::warn!(dir = %self.dir.display(), offset, "log end below log start: restarting the log empty");
+        self.layout_generation += 1;
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         let seg = Segment::create(self.disk.as_ref(), &self.dir, offset)?;
         for base in bases {
@@ -781,6 +787,7 @@ impl PartitionLog {
     }
 
     fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        self.layout_generation += 1;
         let keep = *self
             .segments
             .range(..=offset)
@@ -803,6 +810,14 @@ impl PartitionLog {
         self.segments.insert(keep, seg);
         self.unflushed_records = 0;
         self.first_unflushed_ms = None;
+        if self.log_end_offset() < self.log_start_offset {
+            // The cut emptied the first segment, whose base lies below the
+            // log start (DeleteRecords, or the cleaner dropped the records
+            // between them): the log end may not fall below its start, so
+            // start over empty there, as Kafka truncates fully and starts at.
+            self.restart_empty_at(self.log_start_offset)?;
+            return self.rebuild_producer_state();
+        }
         if self.cleaner_state.first_dirty_offset > self.log_end_offset() {
             // Offsets above the new end will be written again: dirty.
             self.cleaner_state.first_dirty_offset = self.log_end_offset();

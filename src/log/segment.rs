@@ -60,6 +60,62 @@ pub struct ScanEnd {
     pub problem: Option<String>,
 }
 
+/// A closed segment's `.log` file, read on its own handle (see
+/// [`Segment::reader`]); `size` is the segment's size when it was opened.
+pub struct SegmentReader {
+    base_offset: i64,
+    log_path: PathBuf,
+    log: Box<dyn DiskFile>,
+    size: u64,
+}
+
+impl SegmentReader {
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Visit every batch (bytes included), as [`Segment::for_each_batch`].
+    pub fn for_each_batch(
+        &self,
+        f: impl FnMut(u64, &BatchHeader, Vec<u8>) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
+        for_each_batch_in(self.log.as_ref(), &self.log_path, self.size, f)
+    }
+}
+
+/// Visit every batch of `log` in `[0, size)` with its bytes, no CRC check;
+/// `f` returns false to stop. A scan that stops early on its own found
+/// damage at rest: reported as CorruptMessage rather than silently serving less.
+fn for_each_batch_in(
+    log: &dyn DiskFile,
+    path: &Path,
+    size: u64,
+    mut f: impl FnMut(u64, &BatchHeader, Vec<u8>) -> Result<bool, LogError>,
+) -> Result<(), LogError> {
+    let mut stopped = false;
+    let end = scan_batches(log, 0, size, false, |pos, h| {
+        let mut bytes = vec![0u8; h.total_size()];
+        log.read_exact_at(&mut bytes, pos)?;
+        let more = f(pos, h, bytes)?;
+        stopped = !more;
+        Ok(more)
+    })?;
+    if stopped {
+        return Ok(());
+    }
+    match end.problem {
+        None => Ok(()),
+        Some(why) => Err(LogError::CorruptMessage(format!(
+            "{}: {why}",
+            path.display()
+        ))),
+    }
+}
+
 /// Walk the batches of `log` in `[start, end)`, calling `f(position, header)`
 /// for each valid one. With `check_crc` every byte is read and CRC-checked;
 /// without, only the 61-byte headers are read. Stops (without error) at the
@@ -533,19 +589,26 @@ impl Segment {
     /// bytes, stopping early when `f` returns false. Damage at rest is an error.
     pub fn for_each_batch(
         &self,
-        mut f: impl FnMut(u64, &BatchHeader, Vec<u8>) -> Result<bool, LogError>,
+        f: impl FnMut(u64, &BatchHeader, Vec<u8>) -> Result<bool, LogError>,
     ) -> Result<(), LogError> {
-        let mut stopped = false;
-        let end = scan_batches(self.log.as_ref(), 0, self.size, false, |pos, h| {
-            let bytes = self.read_batch(pos, h)?;
-            let more = f(pos, h, bytes)?;
-            stopped = !more;
-            Ok(more)
-        })?;
-        if stopped {
-            return Ok(());
-        }
-        self.corrupt_at_rest(&end)
+        for_each_batch_in(self.log.as_ref(), &self.log_path, self.size, f)
+    }
+
+    /// This segment's log file on a handle of its own, for reading without
+    /// the partition's lock. Only for closed segments: they never change
+    /// until the cleaner swaps them or retention deletes them, which the
+    /// reader's user must detect (see cleaner.rs).
+    pub fn reader(&self, disk: &dyn Disk) -> Result<SegmentReader, LogError> {
+        assert!(
+            self.next_offset > self.base_offset || self.size == 0,
+            "segment invariant: a non-empty segment holds offsets"
+        );
+        Ok(SegmentReader {
+            base_offset: self.base_offset,
+            log_path: self.log_path.clone(),
+            log: disk.open(&self.log_path, OpenMode::EXISTING)?,
+            size: self.size,
+        })
     }
 
     /// Visit every batch header from `from_offset` on (no CRC check).

@@ -12,6 +12,10 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 /// followers); ListOffsets stops at 7 (8 adds tiered-storage timestamps);
 /// Metadata stops at 12 (13 moves errors to the top level for KIP-1102 rebootstrap);
 /// ApiVersions stops at 3; DescribeCluster at 1 (2 lists fenced brokers).
+/// Groups (classic protocol): FindCoordinator stops at 4 (5-6 add
+/// transaction and share-group keys); DescribeGroups at 5 (6 adds KIP-848
+/// error messages); OffsetCommit starts at 2 and OffsetFetch at 1 (the
+/// codec's floor: Kafka 4 dropped the ZooKeeper-era versions).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -26,6 +30,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The (min, max) versions served for `key`, or None when the API is not served.
@@ -73,6 +88,7 @@ mod tests {
         }
         assert!(is_supported(ApiKey::Produce, 9));
         assert!(!is_supported(ApiKey::Produce, 13));
-        assert!(!is_supported(ApiKey::FindCoordinator, 1));
+        assert!(is_supported(ApiKey::FindCoordinator, 1));
+        assert!(!is_supported(ApiKey::ConsumerGroupHeartbeat, 0));
     }
 }

@@ -67,7 +67,7 @@ class KafkaJs(BrokerTestCase):
                            cwd=os.path.join(HERE, "kafkajs"), check=True, timeout=300)
         super().setUpClass()
 
-    def test_admin_and_keyed_produce(self):
+    def test_admin_keyed_produce_and_group_consume(self):
         topic = f"kjs-{uuid.uuid4().hex[:8]}"
         r = subprocess.run(["node", os.path.join(HERE, "kafkajs", "roundtrip.js"),
                             self.bootstrap, topic, "40"], capture_output=True, timeout=120)
@@ -76,6 +76,12 @@ class KafkaJs(BrokerTestCase):
         self.assertEqual(out["partitions"], 3)
         self.assertTrue(all(e == 0 for e in out["errors"]), out)
         self.assertEqual(out["high"], 40)
+        # the group consumer saw every record once, each where murmur2 put it
+        self.assertEqual(sorted(m["value"] for m in out["consumed"]),
+                         sorted(f"v{i}" for i in range(40)))
+        for m in out["consumed"]:
+            self.assertEqual(kafka_partition(m["key"].encode(), 3), m["partition"])
+        self.assertEqual(out["committed"], 40, "kafkajs commits what it consumed")
         # read back with kcat: each key sits where Java's murmur2 puts it
         seen = 0
         for p in range(3):

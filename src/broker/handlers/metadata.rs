@@ -101,12 +101,21 @@ fn topic_entry(broker: &Broker, topic: &TopicState) -> MetadataResponseTopic {
         .partitions
         .iter()
         .map(|p| {
-            MetadataResponsePartition::default()
+            let entry = MetadataResponsePartition::default()
                 .with_partition_index(p.index)
-                .with_leader_id(node)
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(vec![node]);
+            if p.is_offline() {
+                // Its log dir failed: the only replica is offline, so
+                // there is no leader until the broker restarts.
+                entry
+                    .with_error_code(ec::KAFKA_STORAGE_ERROR)
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(Vec::new())
+                    .with_offline_replicas(vec![node])
+            } else {
+                entry.with_leader_id(node).with_isr_nodes(vec![node])
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -9,20 +9,33 @@
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use std::net::SocketAddr;
 
 use super::Broker;
 use crate::protocol::{encode_response, RequestError, RequestFrame};
@@ -31,6 +44,7 @@ use crate::protocol::{encode_response, RequestError, RequestFrame};
 pub async fn dispatch(
     broker: &Broker,
     request: RequestFrame,
+    peer: SocketAddr,
     out: &mut BytesMut,
 ) -> Result<(), RequestError> {
     let RequestFrame {
@@ -40,6 +54,16 @@ pub async fn dispatch(
         body,
     } = request;
     let correlation_id = header.correlation_id;
+    // Only JoinGroup keeps the client id (DescribeGroups reports it).
+    let client_id = if api_key == ApiKey::JoinGroup {
+        header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     // The header's client id is a slice of the frame: drop it so produce can
     // take the frame back as a unique buffer.
     drop(header);
@@ -153,6 +177,75 @@ pub async fn dispatch(
                 version,
                 &init_producer_id::handle(broker, req),
             )?;
+        }
+        ApiKey::FindCoordinator => {
+            let req = decode(&mut body, version)?;
+            let resp = find_coordinator::handle(broker, req, version);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::JoinGroup => {
+            let req = decode(&mut body, version)?;
+            // Kafka reports the host as InetAddress.toString: "/1.2.3.4".
+            let host = format!("/{}", peer.ip());
+            let resp = join_group::handle(broker, req, version, &client_id, &host).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::SyncGroup => {
+            let req = decode(&mut body, version)?;
+            let resp = sync_group::handle(broker, req).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::Heartbeat => {
+            let req = decode(&mut body, version)?;
+            respond(
+                out,
+                correlation_id,
+                version,
+                &heartbeat::handle(broker, req),
+            )?;
+        }
+        ApiKey::LeaveGroup => {
+            let req = decode(&mut body, version)?;
+            let resp = leave_group::handle(broker, req, version);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::OffsetCommit => {
+            let req = decode(&mut body, version)?;
+            respond(
+                out,
+                correlation_id,
+                version,
+                &offset_commit::handle(broker, req),
+            )?;
+        }
+        ApiKey::OffsetFetch => {
+            let req = decode(&mut body, version)?;
+            let resp = offset_fetch::handle(broker, req, version);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::ListGroups => {
+            let req = decode(&mut body, version)?;
+            respond(
+                out,
+                correlation_id,
+                version,
+                &list_groups::handle(broker, req),
+            )?;
+        }
+        ApiKey::DescribeGroups => {
+            let req = decode(&mut body, version)?;
+            let resp = describe_groups::handle(broker, req);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::DeleteGroups => {
+            let req = decode(&mut body, version)?;
+            let resp = delete_groups::handle(broker, req);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::OffsetDelete => {
+            let req = decode(&mut body, version)?;
+            let resp = offset_delete::handle(broker, req);
+            respond(out, correlation_id, version, &resp)?;
         }
         other => {
             // Unreachable in practice: the version table admits only the APIs above.

@@ -1,0 +1,551 @@
+//! The thin async shell around [`GroupCoordinator`]: it owns the lock, the
+//! waiting requests (oneshot senders keyed by `Waiter`), the clock and the
+//! rng, and persists what the state machine asks for in `__consumer_offsets`
+//! through the broker's ordinary partition logs.
+//!
+//! Durability order: records are appended under the coordinator lock, so
+//! their order in the log is the order of the state changes. An offset
+//! commit is appended first and applied only when the append succeeded
+//! (validate, persist, apply). Group metadata written after a rebalance is
+//! best effort: a failed append is logged, and the group works on in
+//! memory; after a restart its members rejoin, as after a Kafka failover.
+//!
+//! Loading: `open` replays every `__consumer_offsets` partition from its
+//! start, so offsets and group metadata survive a restart.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+
+use super::codes as ec;
+use super::records::{partition_for, GroupRecord};
+use super::state::{
+    CommittedOffset, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState,
+    JoinRequest, JoinResult, LeavingMember, Reply, SyncRequest, SyncResult, Waiter,
+};
+use crate::broker::registry::{lock_or_recover, Registry, TopicState};
+use crate::config::ServerConfig;
+use crate::env::rng::WeirRng;
+use crate::log::batch::{build_batch, split_batches, BatchProducer, SimpleRecord};
+
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How often session and rebalance timers are checked.
+pub const TICK_INTERVAL_MS: u64 = 100;
+/// Bytes read per step while loading `__consumer_offsets`.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// Settings read from the broker config (Kafka key names).
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    pub group: GroupConfig,
+    /// offsets.topic.num.partitions
+    pub offsets_partitions: i32,
+}
+
+impl CoordinatorConfig {
+    /// Coordinator keys are not modelled by `ServerConfig`; they arrive in
+    /// its `extra` map. A bad value falls back to the default with a warning.
+    pub fn from_server(config: &ServerConfig) -> CoordinatorConfig {
+        let get = |key: &str, default: i64| -> i64 {
+            match config.extra.get(key).map(|v| v.trim().parse::<i64>()) {
+                Some(Ok(v)) if v >= 0 => v,
+                Some(_) => {
+                    tracing::warn!(key, "invalid value, using the default {default}");
+                    default
+                }
+                None => default,
+            }
+        };
+        let d = GroupConfig::default();
+        CoordinatorConfig {
+            group: GroupConfig {
+                session_timeout_ms_min: get(
+                    "group.min.session.timeout.ms",
+                    d.session_timeout_ms_min as i64,
+                ) as i32,
+                session_timeout_ms_max: get(
+                    "group.max.session.timeout.ms",
+                    d.session_timeout_ms_max as i64,
+                ) as i32,
+                initial_rebalance_delay_ms: get(
+                    "group.initial.rebalance.delay.ms",
+                    d.initial_rebalance_delay_ms,
+                ),
+                offsets_retention_ms: get(
+                    "offsets.retention.minutes",
+                    d.offsets_retention_ms / 60_000,
+                )
+                .saturating_mul(60_000),
+                offset_metadata_bytes_max: get(
+                    "offset.metadata.max.bytes",
+                    d.offset_metadata_bytes_max as i64,
+                ) as usize,
+                group_members_max: get("group.max.size", d.group_members_max as i64) as usize,
+            },
+            offsets_partitions: get("offsets.topic.num.partitions", 50).clamp(1, 10_000) as i32,
+        }
+    }
+}
+
+/// Why persisting failed.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {OFFSETS_TOPIC} failed: {message} (error {code})")]
+pub struct PersistError {
+    pub code: i16,
+    pub message: String,
+}
+
+struct Inner {
+    machine: GroupCoordinator,
+    waiters: BTreeMap<Waiter, oneshot::Sender<Reply>>,
+    next_waiter: Waiter,
+    rng: WeirRng,
+}
+
+/// The group coordinator of this broker.
+pub struct GroupService {
+    inner: Mutex<Inner>,
+    config: CoordinatorConfig,
+}
+
+/// Who commits: the group and, for group commits, the member and its
+/// generation (-1 for a simple commit).
+#[derive(Clone, Copy, Debug)]
+pub struct Committer<'a> {
+    pub group: &'a str,
+    pub member: &'a str,
+    pub instance: Option<&'a str>,
+    pub generation: i32,
+}
+
+/// An offset to commit, as the handler decoded it.
+#[derive(Clone, Debug)]
+pub struct OffsetToCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: CommittedOffset,
+}
+
+impl GroupService {
+    /// Build the coordinator and load `__consumer_offsets` if it exists.
+    pub fn open(registry: &Registry, now_ms: i64) -> anyhow::Result<GroupService> {
+        let config = CoordinatorConfig::from_server(registry.config());
+        let mut machine = GroupCoordinator::new(config.group.clone());
+        if let Some(topic) = registry.get(OFFSETS_TOPIC) {
+            let loaded = load(&topic, &mut machine, now_ms)?;
+            tracing::info!(records = loaded, "loaded {OFFSETS_TOPIC}");
+        }
+        machine.check_invariants();
+        Ok(GroupService {
+            inner: Mutex::new(Inner {
+                machine,
+                waiters: BTreeMap::new(),
+                next_waiter: 1,
+                rng: WeirRng::from_env(),
+            }),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// Create `__consumer_offsets` if missing (FindCoordinator does this,
+    /// as Kafka does, so the first commit does not pay for it).
+    pub fn ensure_offsets_topic(
+        &self,
+        registry: &Registry,
+        now_ms: i64,
+    ) -> Result<Arc<TopicState>, PersistError> {
+        if let Some(t) = registry.get(OFFSETS_TOPIC) {
+            return Ok(t);
+        }
+        let configs: BTreeMap<String, String> =
+            [("cleanup.policy".to_string(), "compact".to_string())].into();
+        match registry.create(
+            OFFSETS_TOPIC,
+            self.config.offsets_partitions,
+            configs,
+            now_ms,
+        ) {
+            Ok(t) => Ok(t),
+            // A concurrent creation won the race.
+            Err(_) if registry.get(OFFSETS_TOPIC).is_some() => {
+                Ok(registry.get(OFFSETS_TOPIC).expect("just checked"))
+            }
+            Err(e) => Err(PersistError {
+                code: ec::COORDINATOR_NOT_AVAILABLE,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub async fn join(
+        &self,
+        registry: &Registry,
+        shutdown: &watch::Receiver<bool>,
+        now_ms: i64,
+        mut req: JoinRequest,
+    ) -> JoinResult {
+        let member_id = req.member_id.clone();
+        let group = req.group_id.clone();
+        tracing::debug!(%group, member = %member_id, instance = ?req.instance_id, "join");
+        let rx = {
+            let mut inner = lock_or_recover(&self.inner);
+            let (waiter, rx) = inner.register();
+            let a = inner.rng.next_u64();
+            let b = inner.rng.next_u64();
+            req.fresh_member_id = format!(
+                "{}-{}",
+                req.client_id,
+                uuid::Uuid::from_u64_pair(a, b).hyphenated()
+            );
+            let fx = inner.machine.join(now_ms, waiter, req);
+            self.finish(&mut inner, registry, now_ms, fx);
+            rx
+        };
+        match wait(rx, shutdown).await {
+            Some(Reply::Join(r)) => {
+                tracing::debug!(%group, member = %r.member_id, error = r.error, generation = r.generation, leader = %r.leader, "join answered");
+                r
+            }
+            _ => JoinResult {
+                error: ec::COORDINATOR_NOT_AVAILABLE,
+                generation: -1,
+                member_id,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub async fn sync(
+        &self,
+        registry: &Registry,
+        shutdown: &watch::Receiver<bool>,
+        now_ms: i64,
+        req: SyncRequest,
+    ) -> SyncResult {
+        let (group, member) = (req.group_id.clone(), req.member_id.clone());
+        tracing::debug!(%group, %member, generation = req.generation, "sync");
+        let rx = {
+            let mut inner = lock_or_recover(&self.inner);
+            let (waiter, rx) = inner.register();
+            let fx = inner.machine.sync(now_ms, waiter, req);
+            self.finish(&mut inner, registry, now_ms, fx);
+            rx
+        };
+        match wait(rx, shutdown).await {
+            Some(Reply::Sync(r)) => {
+                tracing::debug!(%group, %member, error = r.error, "sync answered");
+                r
+            }
+            _ => SyncResult {
+                error: ec::COORDINATOR_NOT_AVAILABLE,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        now_ms: i64,
+        group: &str,
+        member: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        let code = lock_or_recover(&self.inner)
+            .machine
+            .heartbeat(now_ms, group, member, instance, generation);
+        tracing::debug!(group, member, generation, code, "heartbeat");
+        code
+    }
+
+    pub fn leave(
+        &self,
+        registry: &Registry,
+        now_ms: i64,
+        group: &str,
+        members: &[LeavingMember],
+    ) -> Vec<i16> {
+        let mut inner = lock_or_recover(&self.inner);
+        let (codes, fx) = inner.machine.leave(now_ms, group, members);
+        tracing::debug!(group, ?members, ?codes, "leave");
+        self.finish(&mut inner, registry, now_ms, fx);
+        codes
+    }
+
+    /// Run the timers.
+    pub fn tick(&self, registry: &Registry, now_ms: i64) {
+        let mut inner = lock_or_recover(&self.inner);
+        let fx = inner.machine.tick(now_ms);
+        self.finish(&mut inner, registry, now_ms, fx);
+    }
+
+    /// OffsetCommit: group-level check, persist, apply. Returns the group
+    /// error, or per-offset codes in input order (metadata too large gets
+    /// OFFSET_METADATA_TOO_LARGE, the rest are written).
+    pub fn commit(
+        &self,
+        registry: &Registry,
+        now_ms: i64,
+        who: &Committer<'_>,
+        offsets: Vec<OffsetToCommit>,
+    ) -> Result<Vec<i16>, i16> {
+        let group = who.group;
+        let mut inner = lock_or_recover(&self.inner);
+        let code = inner
+            .machine
+            .validate_commit(group, who.member, who.instance, who.generation);
+        if code != ec::NONE {
+            return Err(code);
+        }
+        let mut codes = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::new();
+        let mut records = Vec::new();
+        for o in offsets {
+            if !inner.machine.metadata_ok(&o.offset.metadata) {
+                codes.push(ec::OFFSET_METADATA_TOO_LARGE);
+                continue;
+            }
+            codes.push(ec::NONE);
+            records.push(GroupRecord::Offset {
+                group: group.to_string(),
+                topic: o.topic.clone(),
+                partition: o.partition,
+                value: Some(o.offset.clone()),
+            });
+            accepted.push((o.topic, o.partition, o.offset));
+        }
+        if !records.is_empty() {
+            if let Err(e) = self.persist(registry, now_ms, &records) {
+                tracing::warn!(group, error = %e, "offset commit not persisted");
+                return Err(e.code);
+            }
+        }
+        inner.machine.apply_offsets(now_ms, group, accepted);
+        Ok(codes)
+    }
+
+    /// Committed offsets of the given partitions (None = every partition).
+    pub fn fetch_offsets(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<(String, i32, Option<CommittedOffset>)> {
+        let inner = lock_or_recover(&self.inner);
+        match partitions {
+            None => inner
+                .machine
+                .all_committed(group)
+                .into_iter()
+                .map(|(t, p, o)| (t, p, Some(o)))
+                .collect(),
+            Some(topics) => topics
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |p| (t, *p)))
+                .map(|(t, p)| (t.clone(), p, inner.machine.committed(group, t, p).cloned()))
+                .collect(),
+        }
+    }
+
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        lock_or_recover(&self.inner).machine.list()
+    }
+
+    pub fn describe(&self, group: &str) -> Option<GroupDescription> {
+        lock_or_recover(&self.inner).machine.describe(group)
+    }
+
+    /// DeleteGroups for one group.
+    pub fn delete_group(&self, registry: &Registry, now_ms: i64, group: &str) -> i16 {
+        let mut inner = lock_or_recover(&self.inner);
+        let code = inner.machine.validate_delete(group);
+        if code != ec::NONE {
+            return code;
+        }
+        let records = inner.machine.delete_records(group);
+        if let Err(e) = self.persist(registry, now_ms, &records) {
+            return e.code;
+        }
+        inner.machine.remove_group(group);
+        ec::NONE
+    }
+
+    /// OffsetDelete: per-partition codes, or a group-level error.
+    pub fn delete_offsets(
+        &self,
+        registry: &Registry,
+        now_ms: i64,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<i16>, i16> {
+        let mut inner = lock_or_recover(&self.inner);
+        let (codes, fx) =
+            inner
+                .machine
+                .delete_offsets(group, partitions, subscription_names_topic)?;
+        if let Err(e) = self.persist(registry, now_ms, &fx.records) {
+            return Err(e.code);
+        }
+        Ok(codes)
+    }
+
+    /// Deliver replies and persist records a step produced.
+    fn finish(&self, inner: &mut Inner, registry: &Registry, now_ms: i64, fx: Effects) {
+        if !fx.records.is_empty() {
+            if let Err(e) = self.persist(registry, now_ms, &fx.records) {
+                tracing::error!(error = %e, "group metadata not persisted");
+            }
+        }
+        for (w, reply) in fx.replies {
+            if let Some(tx) = inner.waiters.remove(&w) {
+                // The requester may be gone (connection closed): nothing to do.
+                let _ = tx.send(reply);
+            }
+        }
+    }
+
+    /// Append records to their groups' partitions of `__consumer_offsets`.
+    fn persist(
+        &self,
+        registry: &Registry,
+        now_ms: i64,
+        records: &[GroupRecord],
+    ) -> Result<(), PersistError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = self.ensure_offsets_topic(registry, now_ms)?;
+        let partitions = topic.partitions.len() as i32;
+        let mut by_partition: BTreeMap<i32, Vec<SimpleRecord>> = BTreeMap::new();
+        for r in records {
+            by_partition
+                .entry(partition_for(r.group(), partitions))
+                .or_default()
+                .push(SimpleRecord {
+                    key: Some(r.key().to_vec()),
+                    value: r.value().map(|v| v.to_vec()),
+                    headers: Vec::new(),
+                    timestamp: now_ms,
+                });
+        }
+        for (p, recs) in by_partition {
+            let partition = topic.partition(p).ok_or_else(|| PersistError {
+                code: ec::COORDINATOR_NOT_AVAILABLE,
+                message: format!("partition {p} missing"),
+            })?;
+            let mut batch = build_batch(&recs, BatchProducer::default());
+            partition
+                .with_log(|log| log.append(&mut batch, 0, now_ms))
+                .map_err(|e| PersistError {
+                    code: ec::COORDINATOR_NOT_AVAILABLE,
+                    message: e.to_string(),
+                })?;
+            partition.notify_appended();
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn register(&mut self) -> (Waiter, oneshot::Receiver<Reply>) {
+        let w = self.next_waiter;
+        self.next_waiter += 1;
+        let (tx, rx) = oneshot::channel();
+        self.waiters.insert(w, tx);
+        (w, rx)
+    }
+}
+
+async fn wait(rx: oneshot::Receiver<Reply>, shutdown: &watch::Receiver<bool>) -> Option<Reply> {
+    let mut shutdown = shutdown.clone();
+    if *shutdown.borrow() {
+        return None;
+    }
+    tokio::select! {
+        r = rx => r.ok(),
+        _ = shutdown.changed() => None,
+    }
+}
+
+/// Whether a consumer-protocol subscription (ConsumerProtocolSubscription,
+/// any version) names `topic`. Undecodable metadata names nothing.
+fn subscription_names_topic(metadata: &[u8], topic: &str) -> bool {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = Bytes::copy_from_slice(metadata);
+    if buf.len() < 2 {
+        return false;
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    let _ = bytes::Buf::get_i16(&mut buf);
+    let version = version.clamp(0, 3);
+    ConsumerProtocolSubscription::decode(&mut buf, version)
+        .map(|s| s.topics.iter().any(|t| t.as_str() == topic))
+        .unwrap_or(false)
+}
+
+/// Replay every partition of `__consumer_offsets` into `machine`.
+fn load(topic: &TopicState, machine: &mut GroupCoordinator, now_ms: i64) -> anyhow::Result<u64> {
+    let mut count = 0u64;
+    for partition in &topic.partitions {
+        let (mut offset, end) = partition
+            .with_log(|log| Ok((log.log_start_offset(), log.log_end_offset())))
+            .map_err(|e| anyhow::anyhow!("{OFFSETS_TOPIC}-{}: {e}", partition.index))?;
+        while offset < end {
+            let slice = partition
+                .with_log(|log| log.read(offset, LOAD_READ_BYTES, true))
+                .map_err(|e| anyhow::anyhow!("{OFFSETS_TOPIC}-{}: {e}", partition.index))?;
+            if slice.records.is_empty() {
+                break;
+            }
+            let batches = split_batches(&slice.records)
+                .map_err(|e| anyhow::anyhow!("{OFFSETS_TOPIC}-{}: {e}", partition.index))?;
+            if batches.is_empty() {
+                break;
+            }
+            for (range, header) in batches {
+                let next = header.next_offset();
+                if header.is_control() {
+                    offset = next;
+                    continue;
+                }
+                let mut bytes = slice.records.slice(range);
+                match kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) {
+                    Ok(set) => {
+                        for r in set.records {
+                            if r.offset < offset {
+                                continue;
+                            }
+                            match GroupRecord::decode(r.key.as_deref(), r.value.as_deref()) {
+                                Ok(rec) => {
+                                    machine.replay(now_ms, rec);
+                                    count += 1;
+                                }
+                                Err(e) => tracing::warn!(
+                                    partition = partition.index,
+                                    offset = r.offset,
+                                    error = %e,
+                                    "skipping undecodable {OFFSETS_TOPIC} record"
+                                ),
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        partition = partition.index,
+                        offset,
+                        error = %e,
+                        "skipping undecodable {OFFSETS_TOPIC} batch"
+                    ),
+                }
+                offset = next;
+            }
+        }
+    }
+    Ok(count)
+}
