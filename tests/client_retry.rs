@@ -5,18 +5,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use weir::client::{Producer, ProducerConfig, ProducerRecord};
+
+mod fake_broker;
+use fake_broker::{api_versions, encode, metadata, read_request};
 
 #[derive(Default)]
 struct Log {
@@ -27,68 +26,13 @@ struct Log {
     rejected: u32,
 }
 
-fn encode<M: Encodable>(correlation_id: i32, api: ApiKey, version: i16, body: &M) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut buf, api.response_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.to_vec()
-}
-
 async fn serve(mut stream: TcpStream, port: u16, log: Arc<Mutex<Log>>) {
-    loop {
-        let mut len = [0u8; 4];
-        if stream.read_exact(&mut len).await.is_err() {
-            return;
-        }
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        stream.read_exact(&mut frame).await.unwrap();
-        let mut buf = Bytes::from(frame);
-        let header = decode_request_header_from_buffer(&mut buf).unwrap();
-        let api = ApiKey::try_from(header.request_api_key).unwrap();
+    while let Some((header, api, mut buf)) = read_request(&mut stream).await {
         let v = header.request_api_version;
         let cid = header.correlation_id;
         let out = match api {
-            ApiKey::ApiVersions => {
-                let keys = [
-                    (ApiKey::ApiVersions, 0, 3),
-                    (ApiKey::Metadata, 1, 12),
-                    (ApiKey::Produce, 3, 11),
-                    (ApiKey::InitProducerId, 0, 4),
-                ];
-                let r = ApiVersionsResponse::default().with_api_keys(
-                    keys.iter()
-                        .map(|(k, lo, hi)| {
-                            ApiVersion::default()
-                                .with_api_key(*k as i16)
-                                .with_min_version(*lo)
-                                .with_max_version(*hi)
-                        })
-                        .collect(),
-                );
-                encode(cid, api, v, &r)
-            }
-            ApiKey::Metadata => {
-                let r = MetadataResponse::default()
-                    .with_brokers(vec![MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(1))
-                        .with_host(StrBytes::from_static_str("127.0.0.1"))
-                        .with_port(port as i32)])
-                    .with_controller_id(BrokerId(1))
-                    .with_topics(vec![MetadataResponseTopic::default()
-                        .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
-                        .with_partitions(vec![MetadataResponsePartition::default()
-                            .with_partition_index(0)
-                            .with_leader_id(BrokerId(1))
-                            .with_replica_nodes(vec![BrokerId(1)])
-                            .with_isr_nodes(vec![BrokerId(1)])])]);
-                encode(cid, api, v, &r)
-            }
+            ApiKey::ApiVersions => api_versions(cid, v),
+            ApiKey::Metadata => metadata(cid, v, port),
             ApiKey::InitProducerId => {
                 let r = InitProducerIdResponse::default()
                     .with_producer_id(ProducerId(42))
