@@ -97,7 +97,10 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
 }
 
 /// Read stdin on a blocking thread (tokio's io-std is not enabled) and hand
-/// lines over in chunks.
+/// lines over in chunks. madsim deprecates blocking tasks; the simulator
+/// never runs the CLI (it drives `weir::client` directly), so the warning is
+/// silenced in that build only.
+#[cfg_attr(madsim, allow(deprecated))]
 fn spawn_stdin_reader() -> mpsc::Receiver<Result<Vec<String>, CliError>> {
     let (tx, rx) = mpsc::channel(16);
     tokio::task::spawn_blocking(move || {
