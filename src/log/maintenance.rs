@@ -3,15 +3,13 @@
 //! [`MaintenanceSchedule::due`] what to do at `now_ms`, runs retention and
 //! the cleaner's phases (`begin_clean`, `CleanTask::step` off the partition
 //! lock, `finish_clean`) on each partition it leads, reports back, and
-//! sleeps until [`MaintenanceSchedule::next_wake_ms`]. [`maintain_log`] does
-//! one partition's due work at once, for callers that own the log outright.
+//! sleeps until [`MaintenanceSchedule::next_wake_ms`].
 //!
 //! As Kafka: retention runs every log.retention.check.interval.ms; the
 //! cleaner scans again at once after a pass that cleaned something and
 //! waits log.cleaner.backoff.ms after one that found nothing.
 
 use super::topic_config::MaintenanceConfig;
-use super::{CleanOutcome, LogError, PartitionLog, RetentionOutcome};
 
 /// What is due at one tick.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,31 +67,6 @@ impl MaintenanceSchedule {
             self.next_retention_ms
         }
     }
-}
-
-/// What maintenance did to one log.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MaintenanceOutcome {
-    pub retention: Option<RetentionOutcome>,
-    pub cleaned: Option<CleanOutcome>,
-}
-
-/// Run what is due on one log. `high_watermark` bounds both retention and
-/// cleaning (pass the last stable offset once transactions exist).
-pub fn maintain_log(
-    log: &mut PartitionLog,
-    due: Due,
-    now_ms: i64,
-    high_watermark: i64,
-) -> Result<MaintenanceOutcome, LogError> {
-    let mut out = MaintenanceOutcome::default();
-    if due.retention {
-        out.retention = Some(log.apply_retention(now_ms, high_watermark)?);
-    }
-    if due.clean {
-        out.cleaned = log.clean(now_ms, high_watermark)?;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
