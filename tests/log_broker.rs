@@ -66,27 +66,7 @@ async fn produce(c: &mut Client, topic: &str, records: Bytes) -> i64 {
 
 /// (error code, log start, records) of a fetch at `offset`.
 async fn fetch(c: &mut Client, topic: &str, offset: i64) -> (i16, i64, Vec<(i64, Option<Bytes>)>) {
-    let req = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
-    let resp = c.call(12, &req).await;
-    let p = &resp.responses[0].partitions[0];
-    let recs = p
-        .records
-        .clone()
-        .map(decode_records)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| (r.offset, r.value))
-        .collect();
-    (p.error_code, p.log_start_offset, recs)
+    fetch_partition0(c, topic, offset).await
 }
 
 async fn earliest(c: &mut Client, topic: &str) -> i64 {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use broker_support::*;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -64,27 +63,8 @@ async fn produce(c: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {
 }
 
 async fn fetch(c: &mut Client, topic: &str, offset: i64) -> (i16, Vec<(i64, Option<Bytes>)>) {
-    let req = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
-    let resp = c.call(12, &req).await;
-    let p = &resp.responses[0].partitions[0];
-    let recs = p
-        .records
-        .clone()
-        .map(decode_records)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| (r.offset, r.value))
-        .collect();
-    (p.error_code, recs)
+    let (code, _, recs) = fetch_partition0(c, topic, offset).await;
+    (code, recs)
 }
 
 async fn fetch_all(c: &mut Client, topic: &str) -> Vec<(i64, Option<Bytes>)> {

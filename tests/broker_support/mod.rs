@@ -171,3 +171,35 @@ pub fn decode_records(mut bytes: Bytes) -> Vec<Record> {
     }
     out
 }
+
+/// Fetch partition 0 of `topic` at `offset` without waiting: (error code,
+/// log start offset, each record's (offset, value)).
+pub async fn fetch_partition0(
+    c: &mut Client,
+    topic: &str,
+    offset: i64,
+) -> (i16, i64, Vec<(i64, Option<Bytes>)>) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp = c.call(12, &req).await;
+    let p = &resp.responses[0].partitions[0];
+    let recs = p
+        .records
+        .clone()
+        .map(decode_records)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.offset, r.value))
+        .collect();
+    (p.error_code, p.log_start_offset, recs)
+}
