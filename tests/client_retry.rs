@@ -11,11 +11,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use weir::client::{Producer, ProducerConfig, ProducerRecord};
 
 mod fake_broker;
-use fake_broker::{api_versions, encode, metadata, read_request};
+use fake_broker::{api_versions, encode, listen, metadata, read_request};
 
 #[derive(Default)]
 struct Log {
@@ -85,16 +85,9 @@ async fn serve(mut stream: TcpStream, port: u16, log: Arc<Mutex<Log>>) {
 
 #[tokio::test]
 async fn idempotent_retries_keep_order_without_duplicates() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let log = Arc::new(Mutex::new(Log::default()));
     let server_log = log.clone();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = listener.accept().await.unwrap();
-            tokio::spawn(serve(s, port, server_log.clone()));
-        }
-    });
+    let port = listen(move |s, port| serve(s, port, server_log.clone())).await;
 
     let mut config = ProducerConfig::default();
     config.set("enable.idempotence", "true").unwrap();

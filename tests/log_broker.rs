@@ -50,18 +50,9 @@ async fn create(c: &mut Client, topic: &str, configs: &[(&str, &str)]) {
 }
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> i64 {
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let resp = c.call(9, &req).await;
-    let p = &resp.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0);
-    p.base_offset
+    let (code, base) = produce_partition0(c, topic, 1, 5000, records).await;
+    assert_eq!(code, 0);
+    base
 }
 
 /// (error code, log start, records) of a fetch at `offset`.

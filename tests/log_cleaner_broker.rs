@@ -19,7 +19,6 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -28,18 +27,9 @@ fn name(s: &str) -> TopicName {
 }
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> i64 {
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let resp = c.call(9, &req).await;
-    let p = &resp.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0);
-    p.base_offset
+    let (code, base) = produce_partition0(c, topic, 1, 30_000, records).await;
+    assert_eq!(code, 0);
+    base
 }
 
 fn cleaning(dir: &Path) -> bool {

@@ -13,7 +13,6 @@ use broker_support::*;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use weir::broker::Server;
@@ -49,17 +48,7 @@ async fn create(c: &mut Client, topic: &str) {
 
 /// (error code, base offset) of an acks=all produce.
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let resp = c.call(9, &req).await;
-    let p = &resp.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    produce_partition0(c, topic, -1, 5000, records).await
 }
 
 async fn fetch(c: &mut Client, topic: &str, offset: i64) -> (i16, Vec<(i64, Option<Bytes>)>) {

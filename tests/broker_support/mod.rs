@@ -203,3 +203,27 @@ pub async fn fetch_partition0(
         .collect();
     (p.error_code, p.log_start_offset, recs)
 }
+
+/// Produce `records` to partition 0 of `topic` with `acks` and
+/// `timeout_ms`: (error code, base offset).
+pub async fn produce_partition0(
+    c: &mut Client,
+    topic: &str,
+    acks: i16,
+    timeout_ms: i32,
+    records: Bytes,
+) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let resp = c.call(9, &req).await;
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}

@@ -11,8 +11,10 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable, StrBytes};
+use std::future::Future;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+
+use tokio::net::{TcpListener, TcpStream};
 
 /// A response frame: size, header at the API's response header version, body.
 pub fn encode<M: Encodable>(correlation_id: i32, api: ApiKey, version: i16, body: &M) -> Vec<u8> {
@@ -77,4 +79,22 @@ pub fn metadata(correlation_id: i32, version: i16, port: u16) -> Vec<u8> {
                 .with_replica_nodes(vec![BrokerId(1)])
                 .with_isr_nodes(vec![BrokerId(1)])])]);
     encode(correlation_id, ApiKey::Metadata, version, &r)
+}
+
+/// Listen on a loopback port and serve every connection with `serve(stream,
+/// port)` on its own task; returns the port.
+pub async fn listen<F, Fut>(serve: F) -> u16
+where
+    F: Fn(TcpStream, u16) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve(s, port));
+        }
+    });
+    port
 }
