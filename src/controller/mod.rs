@@ -1,0 +1,6 @@
+//! The metadata quorum: controllers replicate the metadata log with raft-rs
+//! and the active one (the raft leader) decides every metadata change.
+//!
+//! - `api`: the requests brokers send the active controller and its answers.
+
+pub mod api;
