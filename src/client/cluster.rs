@@ -6,6 +6,7 @@
 //! and a refresh never tears what a reader sees.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -89,10 +90,24 @@ pub struct MetadataSnapshot {
 }
 
 impl MetadataSnapshot {
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionInfo> {
+        self.topics
+            .get(topic)?
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+    }
+
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
-        let t = self.topics.get(topic)?;
-        let p = t.partitions.iter().find(|p| p.partition == partition)?;
+        let p = self.partition(topic, partition)?;
         (p.leader >= 0).then_some(p.leader)
+    }
+
+    /// The leader epoch the metadata names for a partition (-1 if unknown),
+    /// sent as current_leader_epoch so a broker can tell whose view is stale.
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
+        self.partition(topic, partition)
+            .map_or(-1, |p| p.leader_epoch)
     }
 }
 
@@ -100,6 +115,12 @@ pub struct Cluster {
     config: ClientConfig,
     connections: tokio::sync::Mutex<BTreeMap<String, Arc<Connection>>>,
     metadata: RwLock<Arc<MetadataSnapshot>>,
+    /// Where the next metadata fetch starts in its candidate list: moves on
+    /// at every fetch, so neither a dead broker nor one with a stale view is
+    /// asked first again and again.
+    metadata_cursor: AtomicUsize,
+    /// A background refresh (`refresh_soon`) is under way.
+    refreshing: AtomicBool,
 }
 
 impl Cluster {
@@ -112,6 +133,8 @@ impl Cluster {
             config,
             connections: tokio::sync::Mutex::new(BTreeMap::new()),
             metadata: RwLock::new(Arc::new(MetadataSnapshot::default())),
+            metadata_cursor: AtomicUsize::new(0),
+            refreshing: AtomicBool::new(false),
         });
         cluster.refresh_metadata(Some(&[])).await?;
         Ok(cluster)
@@ -150,19 +173,44 @@ impl Cluster {
         self.connection(&addr).await
     }
 
+    /// Every address worth asking for metadata: known brokers (by id), then
+    /// bootstrap servers not among them, without repeats.
+    fn candidates(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.metadata().brokers.values().map(|b| b.addr()).collect();
+        for addr in &self.config.bootstrap_servers {
+            if !out.contains(addr) {
+                out.push(addr.clone());
+            }
+        }
+        out
+    }
+
     /// A connection to any broker: known brokers first, then bootstrap servers.
     pub async fn any_connection(&self) -> Result<Arc<Connection>, ClientError> {
-        let mut candidates: Vec<String> =
-            self.metadata().brokers.values().map(|b| b.addr()).collect();
-        candidates.extend(self.config.bootstrap_servers.iter().cloned());
         let mut last = ClientError::Config("no bootstrap servers".to_string());
-        for addr in candidates {
+        for addr in self.candidates() {
             match self.connection(&addr).await {
                 Ok(c) => return Ok(c),
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// Refresh metadata for `topics` in the background, unless a background
+    /// refresh is already under way (many failing requests after a leader
+    /// change ask at once; one refresh answers them all).
+    pub fn refresh_soon(self: &Arc<Self>, topics: Vec<String>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cluster.refresh_metadata(Some(&topics)).await {
+                tracing::debug!(error = %e, "background metadata refresh failed");
+            }
+            cluster.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// A connection to the controller (for admin requests), or any broker.
@@ -196,11 +244,43 @@ impl Cluster {
         }
     }
 
+    /// Ask the candidates in turn, starting at the cursor, until one
+    /// answers: in a cluster any live broker will do, and one that is dead
+    /// or cut off must not stall the client (its connect fails, or its
+    /// request times out and closes the connection).
     async fn fetch_metadata(
         &self,
         topics: Option<&[String]>,
     ) -> Result<Arc<MetadataSnapshot>, ClientError> {
-        let conn = self.any_connection().await?;
+        let candidates = self.candidates();
+        if candidates.is_empty() {
+            return Err(ClientError::Config("no bootstrap servers".to_string()));
+        }
+        // Each refresh starts one broker further on: a refresh usually
+        // follows an error that the last answer did not explain (it named a
+        // deposed leader), so ask someone else this time.
+        let start = self.metadata_cursor.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..candidates.len() {
+            let addr = &candidates[(start + i) % candidates.len()];
+            match self.fetch_metadata_from(addr, topics).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(%addr, error = %e, "metadata from this broker failed");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one candidate was tried"))
+    }
+
+    async fn fetch_metadata_from(
+        &self,
+        addr: &str,
+        topics: Option<&[String]>,
+    ) -> Result<Arc<MetadataSnapshot>, ClientError> {
+        let conn = self.connection(addr).await?;
         let request = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
@@ -257,6 +337,7 @@ impl Cluster {
             );
         }
         let mut guard = self.metadata.write().expect("metadata lock");
+        keep_newer_leaders(&mut fresh, &guard);
         if topics.is_some() {
             // A partial answer: keep cached topics that were not asked about.
             let old = guard.clone();
@@ -297,5 +378,80 @@ impl Cluster {
             }
             return Err(err);
         }
+    }
+}
+
+/// KIP-320's guard against going back in time: a broker that has not yet
+/// seen the latest leader election (one cut off from the controller, or
+/// slow to apply the image) answers with an older leader epoch. Keep the
+/// cached partition where it has a newer epoch than the answer, so the
+/// client does not return to a deposed leader. A topic whose id changed was
+/// deleted and recreated: its epochs start over and the answer wins.
+fn keep_newer_leaders(fresh: &mut MetadataSnapshot, cached: &MetadataSnapshot) {
+    for (name, topic) in fresh.topics.iter_mut() {
+        let Some(old) = cached.topics.get(name) else {
+            continue;
+        };
+        if old.topic_id != topic.topic_id || topic.error_code != 0 {
+            continue;
+        }
+        for p in topic.partitions.iter_mut() {
+            let Some(known) = old.partitions.iter().find(|o| o.partition == p.partition) else {
+                continue;
+            };
+            if known.leader_epoch > p.leader_epoch {
+                *p = known.clone();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(leader: i32, epoch: i32, id: u8) -> MetadataSnapshot {
+        let mut s = MetadataSnapshot::default();
+        s.topics.insert(
+            "t".to_string(),
+            TopicInfo {
+                name: "t".to_string(),
+                topic_id: [id; 16],
+                error_code: 0,
+                is_internal: false,
+                partitions: vec![PartitionInfo {
+                    partition: 0,
+                    error_code: 0,
+                    leader,
+                    leader_epoch: epoch,
+                    replicas: vec![1, 2, 3],
+                    isr: vec![1, 2, 3],
+                }],
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn an_older_leader_epoch_does_not_replace_a_newer_one() {
+        let cached = snapshot(2, 5, 1);
+        let mut stale = snapshot(1, 4, 1);
+        keep_newer_leaders(&mut stale, &cached);
+        assert_eq!(stale.leader("t", 0), Some(2));
+        let mut newer = snapshot(3, 6, 1);
+        keep_newer_leaders(&mut newer, &cached);
+        assert_eq!(newer.leader("t", 0), Some(3));
+        // Same epoch: the answer wins (it may carry a new ISR).
+        let mut same = snapshot(-1, 5, 1);
+        keep_newer_leaders(&mut same, &cached);
+        assert_eq!(same.leader("t", 0), None);
+    }
+
+    #[test]
+    fn a_recreated_topic_starts_its_epochs_over() {
+        let cached = snapshot(2, 5, 1);
+        let mut recreated = snapshot(1, 0, 2);
+        keep_newer_leaders(&mut recreated, &cached);
+        assert_eq!(recreated.leader("t", 0), Some(1));
     }
 }

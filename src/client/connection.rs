@@ -289,11 +289,16 @@ impl<R: Request> PendingResponse<R> {
                 })
             }
             Err(_) => {
-                self.pending
-                    .lock()
-                    .expect("pending lock")
-                    .waiting
-                    .remove(&self.correlation_id);
+                // As Kafka's NetworkClient does: a request that times out
+                // closes its connection. The broker may be dead, paused or
+                // cut off, and a fresh connect fails fast where the old
+                // stream would only hold every later request too; the owner
+                // reconnects (to the same or, after a metadata refresh,
+                // another broker).
+                fail_all(
+                    &self.pending,
+                    format!("request {} timed out", self.correlation_id),
+                );
                 return Err(ClientError::Timeout {
                     what: format!("{:?} request to {}", api_key::<R>()?, self.addr),
                     ms: self.request_timeout.as_millis() as u64,

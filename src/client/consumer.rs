@@ -397,7 +397,7 @@ impl Consumer {
 
     fn send_fetches(&mut self) {
         let metadata = self.cluster.metadata();
-        let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64, u64)>> = BTreeMap::new();
+        let mut by_leader: BTreeMap<i32, Vec<PartitionFetch>> = BTreeMap::new();
         let mut needs_metadata = false;
         for (tp, state) in self.partitions.iter_mut() {
             let Some(offset) = state.fetch_position else {
@@ -411,10 +411,12 @@ impl Consumer {
             match metadata.leader(&tp.0, tp.1) {
                 Some(leader) => {
                     state.in_flight = true;
-                    by_leader
-                        .entry(leader)
-                        .or_default()
-                        .push((tp.clone(), offset, state.epoch));
+                    by_leader.entry(leader).or_default().push(PartitionFetch {
+                        tp: tp.clone(),
+                        offset,
+                        epoch: state.epoch,
+                        leader_epoch: metadata.leader_epoch(&tp.0, tp.1),
+                    });
                 }
                 None => needs_metadata = true,
             }
@@ -429,12 +431,11 @@ impl Consumer {
             });
         }
         if needs_metadata {
-            let cluster = self.cluster.clone();
-            let topics: Vec<String> = self.partitions.keys().map(|(t, _)| t.clone()).collect();
+            let topics = self.assigned_topics();
+            self.cluster.refresh_soon(topics);
             let tx = self.results_tx.clone();
             let backoff = self.config.retry_backoff;
             tokio::spawn(async move {
-                let _ = cluster.refresh_metadata(Some(&topics)).await;
                 sleep(backoff).await;
                 // An empty result wakes a waiting poll to try again.
                 let _ = tx.send(Vec::new());
@@ -442,8 +443,15 @@ impl Consumer {
         }
     }
 
+    fn assigned_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.partitions.keys().map(|(t, _)| t.clone()).collect();
+        topics.dedup();
+        topics
+    }
+
     fn apply_fetched(&mut self, fetched: Vec<FetchedPartition>) -> Result<(), ClientError> {
         let mut first_error = None;
+        let mut refresh = false;
         for f in fetched {
             let Some(state) = self.partitions.get_mut(&f.tp) else {
                 continue;
@@ -473,17 +481,19 @@ impl Consumer {
                         }
                     }
                 }
-                Err(e) if e.is_retriable() => {
-                    if e.invalidates_metadata() {
-                        let cluster = self.cluster.clone();
-                        let topic = f.tp.0.clone();
-                        tokio::spawn(async move {
-                            let _ = cluster.refresh_metadata(Some(&[topic])).await;
-                        });
-                    }
-                }
+                // The leader moved (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH:
+                // our metadata is older than the broker's), is not known yet
+                // (UNKNOWN_LEADER_EPOCH: the broker is behind us), or stopped
+                // answering: refresh and fetch the same offset again from
+                // whoever leads next. Records come only from below the high
+                // watermark, so nothing read can be taken back by a clean
+                // election.
+                Err(e) if e.is_retriable() => refresh |= e.invalidates_metadata(),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
+        }
+        if refresh {
+            self.cluster.refresh_soon(self.assigned_topics());
         }
         match first_error {
             Some(e) => Err(e),
@@ -492,19 +502,29 @@ impl Consumer {
     }
 }
 
+/// One partition of a Fetch about to be sent.
+struct PartitionFetch {
+    tp: TopicPartition,
+    offset: i64,
+    /// The consumer's epoch for the partition (see `PartitionState::epoch`).
+    epoch: u64,
+    /// The leader epoch our metadata names (current_leader_epoch, KIP-320).
+    leader_epoch: i32,
+}
+
 async fn fetch_from(
     cluster: &Cluster,
     config: &ConsumerConfig,
     leader: i32,
-    parts: &[(TopicPartition, i64, u64)],
+    parts: &[PartitionFetch],
 ) -> Vec<FetchedPartition> {
     let fail = |e: ClientError| -> Vec<FetchedPartition> {
         parts
             .iter()
-            .map(|(tp, offset, epoch)| FetchedPartition {
-                tp: tp.clone(),
-                epoch: *epoch,
-                fetch_offset: *offset,
+            .map(|f| FetchedPartition {
+                tp: f.tp.clone(),
+                epoch: f.epoch,
+                fetch_offset: f.offset,
                 result: Err(e.clone()),
             })
             .collect()
@@ -517,11 +537,12 @@ async fn fetch_from(
         }
     };
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-    for ((t, p), offset, _) in parts {
-        topics.entry(t).or_default().push(
+    for f in parts {
+        topics.entry(&f.tp.0).or_default().push(
             FetchPartition::default()
-                .with_partition(*p)
-                .with_fetch_offset(*offset)
+                .with_partition(f.tp.1)
+                .with_current_leader_epoch(f.leader_epoch)
+                .with_fetch_offset(f.offset)
                 .with_partition_max_bytes(config.max_partition_fetch_bytes),
         );
     }
@@ -553,7 +574,8 @@ async fn fetch_from(
     }
     let mut out = Vec::with_capacity(parts.len());
     let mut any_retriable = false;
-    for ((t, p), offset, epoch) in parts {
+    for f in parts {
+        let ((t, p), offset, epoch) = (&f.tp, &f.offset, &f.epoch);
         let data = response
             .responses
             .iter()

@@ -80,7 +80,11 @@ impl ClientError {
         }
     }
 
-    /// The error means our metadata (leader, partition count) is stale.
+    /// The error means our metadata (leader, partition count) may be stale:
+    /// the leader moved or is unknown, the broker's log dir failed (Kafka
+    /// moves the leadership away), or the broker stopped answering (dead,
+    /// paused or cut off, so its partitions will get new leaders). As in
+    /// Kafka's clients, refresh before the retry.
     pub fn invalidates_metadata(&self) -> bool {
         match self {
             ClientError::Kafka { code, .. } => matches!(
@@ -91,8 +95,11 @@ impl ClientError {
                     | codes::FENCED_LEADER_EPOCH
                     | codes::UNKNOWN_LEADER_EPOCH
                     | codes::NOT_CONTROLLER
+                    | codes::KAFKA_STORAGE_ERROR
             ),
-            ClientError::Connect { .. } | ClientError::Disconnected { .. } => true,
+            ClientError::Connect { .. }
+            | ClientError::Disconnected { .. }
+            | ClientError::Timeout { .. } => true,
             _ => false,
         }
     }
@@ -105,6 +112,11 @@ pub mod codes {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const NOT_CONTROLLER: i16 = 41;
@@ -159,6 +171,23 @@ mod tests {
         assert!(e.invalidates_metadata());
         assert_eq!(e.code(), Some(6));
         assert!(!ClientError::kafka(36).is_retriable());
+        // The cluster's transient states: retried; the ones naming a moved
+        // or failed leader also refresh metadata first.
+        for code in [5, 6, 7, 19, 20, 56, 74, 75] {
+            assert!(ClientError::kafka(code).is_retriable(), "code {code}");
+        }
+        for code in [5, 6, 56, 74, 75] {
+            assert!(
+                ClientError::kafka(code).invalidates_metadata(),
+                "code {code}"
+            );
+        }
+        for code in [7, 19, 20] {
+            assert!(
+                !ClientError::kafka(code).invalidates_metadata(),
+                "code {code}"
+            );
+        }
         assert_eq!(
             ClientError::kafka(36).to_string(),
             "TOPIC_ALREADY_EXISTS (code 36)"

@@ -66,10 +66,9 @@ use super::records::{encode_batch, to_wire, ProducerIdentity, ProducerRecord};
 use crate::env::rng::WeirRng;
 use crate::env::time::{now, now_ms, sleep_until, Instant};
 
-/// Kafka error codes only the producer branches on.
-const REQUEST_TIMED_OUT: i16 = 7;
-const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-const UNKNOWN_PRODUCER_ID: i16 = 59;
+use super::error::codes::{
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT, UNKNOWN_PRODUCER_ID,
+};
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
