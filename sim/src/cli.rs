@@ -236,6 +236,18 @@ mod sim {
             let parts: Vec<String> = seen.iter().map(|(k, n)| format!("{k} in {n}")).collect();
             println!("anomalies by seeds: {}", parts.join(", "));
         }
+        // A guarantee switched off on purpose must be seen to break somewhere
+        // in the sweep, or the scenario is not testing what it claims.
+        let mut sweep_failed = false;
+        for kind in s.must_show_kinds() {
+            if !seen.contains_key(kind.name()) {
+                sweep_failed = true;
+                println!(
+                    "must_show: {} appeared in none of the {n} seeds (the sweep FAILED)",
+                    kind.name()
+                );
+            }
+        }
         // Compression counts the simulations alone; seeds per hour counts
         // everything (checking, printing) the command did.
         let sim_wall_s = wall.as_secs_f64().max(1e-9);
@@ -246,7 +258,7 @@ mod sim {
             n as f64 / total_s * 3600.0,
             acks
         );
-        i32::from(failures > 0)
+        i32::from(failures > 0 || sweep_failed)
     }
 
     pub fn replay(

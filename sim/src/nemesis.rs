@@ -21,15 +21,35 @@
 //!   (SimDisk options), optionally followed by a process restart.
 //! - bitrot: a bit flips at rest in a log file; a process restart makes
 //!   recovery read it.
+//! - kill_leader / crash_leader: the current leader of a random workload
+//!   partition (asked of the cluster through Metadata, as an operator would)
+//!   is killed, or loses power, and comes back after the down time.
+//! - kill_controller: the active controller (Metadata's controller_id).
+//! - split: the brokers fall into a minority and a majority that cannot
+//!   talk to each other; clients still reach everyone.
+//! - one_way: one broker's packets to another are dropped; the reverse
+//!   direction still works.
+//! - bridge: two halves that only talk through one node in the middle.
+//! - flap: one broker's links to the other brokers go down and up again
+//!   every `flap_ms` for the window.
+//! - power_loss: every node dies at once and every SimDisk crashes
+//!   (unsynced writes are lost on every replica), then all restart.
+//!
+//! Broker-to-broker cuts use madsim link clogs, which hold bytes rather
+//! than drop them: an established connection resumes after the heal, so
+//! what a cut tests is timeouts and failover, not lost packets.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
+use madsim::task::NodeId;
+use weir::client::{ClientConfig, Cluster as ClientCluster};
+use weir::env::sim_disk::{CrashOutcome, SimDisk};
 use weir::env::disk::OpenMode;
 use weir::env::rng::WeirRng;
-use weir::env::time::{sleep, Duration};
+use weir::env::time::{sleep, timeout, Duration};
 use weir::env::Disk;
 
 use crate::cluster::{list_files, Cluster, DATA_DIR};
@@ -44,6 +64,50 @@ pub struct Nemesis {
     rng: WeirRng,
     clients: Vec<NodeHandle>,
     default_net: (f64, std::ops::Range<Duration>),
+    /// Asks the cluster who leads what (a harness node no fault touches).
+    probe: Option<Probe>,
+}
+
+/// The nemesis's window on the cluster: Metadata through the real client,
+/// from a node of its own.
+pub struct Probe {
+    pub node: NodeHandle,
+    pub bootstrap: String,
+    pub topic: String,
+    /// Partitions the workload uses (the seed picks among them).
+    pub partitions: u32,
+}
+
+/// How long the probe may take to learn the cluster's view.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Probe {
+    /// (partition -> (leader id, replicas), active controller id) as some
+    /// live broker sees them; None when no broker answered in time.
+    async fn view(&self) -> Option<(Vec<(i32, Vec<i32>)>, i32)> {
+        let bootstrap = self.bootstrap.clone();
+        let topic = self.topic.clone();
+        let partitions = self.partitions;
+        let task = self.node.spawn(async move {
+            let mut cc = ClientConfig::new(&bootstrap);
+            cc.connection.request_timeout = Duration::from_secs(1);
+            cc.connection.connect_timeout = Duration::from_secs(1);
+            cc.connection.client_id = "nemesis".to_string();
+            let query = async {
+                let cluster = ClientCluster::connect(cc).await.ok()?;
+                let m = cluster.refresh_metadata(Some(&[topic.clone()])).await.ok()?;
+                let leaders = (0..partitions as i32)
+                    .map(|p| match m.partition(&topic, p) {
+                        Some(info) => (info.leader, info.replicas.clone()),
+                        None => (-1, Vec::new()),
+                    })
+                    .collect();
+                Some((leaders, m.controller_id))
+            };
+            timeout(PROBE_TIMEOUT, query).await.ok().flatten()
+        });
+        task.await.ok().flatten()
+    }
 }
 
 impl Nemesis {
@@ -58,7 +122,145 @@ impl Nemesis {
             rng: WeirRng::from_seed(seed),
             clients,
             default_net,
+            probe: None,
         }
+    }
+
+    /// Let the nemesis ask the cluster who leads (needed by kill_leader,
+    /// crash_leader and kill_controller).
+    pub fn with_probe(mut self, probe: Probe) -> Nemesis {
+        self.probe = Some(probe);
+        self
+    }
+
+    fn pick(&mut self, n: usize) -> usize {
+        self.rng.range_u64(0, n as u64) as usize
+    }
+
+    /// 0..n in a seed-chosen order (Fisher-Yates).
+    fn shuffled(&mut self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = self.pick(i + 1);
+            v.swap(i, j);
+        }
+        v
+    }
+
+    /// Index of the broker the probe names for `what`, traced either way.
+    async fn find(&mut self, cluster: &Cluster, what: Target) -> Option<usize> {
+        self.find_with_replicas(cluster, what).await.map(|(i, _)| i)
+    }
+
+    /// `find`, plus the indices of the partition's other replicas (for a
+    /// leader).
+    async fn find_with_replicas(
+        &mut self,
+        cluster: &Cluster,
+        what: Target,
+    ) -> Option<(usize, Vec<usize>)> {
+        let Some(probe) = &self.probe else {
+            self.ctx.trace(WHO, "no probe: cannot find a leader");
+            return None;
+        };
+        let partition = self.rng.range_u64(0, probe.partitions.max(1) as u64) as usize;
+        let view = probe.view().await;
+        let mut replicas = Vec::new();
+        let found = match (&view, what) {
+            (Some((leaders, _)), Target::Leader) => leaders.get(partition).map(|(l, r)| {
+                replicas = r.clone();
+                *l
+            }),
+            (Some((_, controller)), Target::Controller) => Some(*controller),
+            (None, _) => None,
+        };
+        let index_of = |id: i32| cluster.brokers.iter().position(|b| b.id == id);
+        let index = found.and_then(index_of);
+        let label = match what {
+            Target::Leader => format!("leader of partition {partition}"),
+            Target::Controller => "active controller".to_string(),
+        };
+        match index {
+            Some(i) => self
+                .ctx
+                .trace(WHO, format!("{label} is {}", cluster.brokers[i].name)),
+            None => self
+                .ctx
+                .trace(WHO, format!("{label} unknown ({found:?}); fault skipped")),
+        }
+        let others = replicas
+            .into_iter()
+            .filter(|r| Some(*r) != found)
+            .filter_map(index_of)
+            .collect();
+        index.map(|i| (i, others))
+    }
+
+    /// Clog both directions between every node of `a` and every node of
+    /// `b`; returns the links, for `unclog`.
+    fn cut(&self, cluster: &Cluster, a: &[usize], b: &[usize]) -> Vec<(NodeId, NodeId)> {
+        let net = NetSim::current();
+        let mut links = Vec::new();
+        for &x in a {
+            for &y in b {
+                let (nx, ny) = (cluster.brokers[x].node.id(), cluster.brokers[y].node.id());
+                links.push((nx, ny));
+                links.push((ny, nx));
+            }
+        }
+        for (s, d) in &links {
+            net.clog_link(*s, *d);
+        }
+        links
+    }
+
+    fn unclog(links: &[(NodeId, NodeId)]) {
+        let net = NetSim::current();
+        for (s, d) in links {
+            net.unclog_link(*s, *d);
+        }
+    }
+
+    fn names(cluster: &Cluster, nodes: &[usize]) -> String {
+        let mut v: Vec<&str> = nodes
+            .iter()
+            .map(|i| cluster.brokers[*i].name.as_str())
+            .collect();
+        v.sort_unstable();
+        format!("{{{}}}", v.join(","))
+    }
+
+    /// Machine crash of broker `i`: kill, crash its disk, hold, restart.
+    async fn crash_node(&self, cluster: &Cluster, i: usize, hold: Duration) {
+        let handle = Handle::current();
+        let b = &cluster.brokers[i];
+        handle.kill(b.node.id());
+        let summary = crash_disk(&b.disk);
+        self.ctx.trace(
+            WHO,
+            format!(
+                "crash {} (down {} ms): {summary}",
+                b.name,
+                hold.as_millis()
+            ),
+        );
+        sleep(hold).await;
+        self.ctx.trace(WHO, format!("restart {}", b.name));
+        handle.restart(b.node.id());
+    }
+
+    /// Process kill of broker `i`, restarted after `hold`.
+    async fn kill_node(&self, cluster: &Cluster, i: usize, hold: Duration) {
+        let handle = Handle::current();
+        let b = &cluster.brokers[i];
+        self.ctx.trace(
+            WHO,
+            format!("kill {} (down {} ms)", b.name, hold.as_millis()),
+        );
+        handle.kill(b.node.id());
+        sleep(hold).await;
+        self.ctx.trace(WHO, format!("restart {}", b.name));
+        handle.restart(b.node.id());
     }
 
     fn between(&mut self, r: [u64; 2]) -> u64 {
@@ -107,40 +309,144 @@ impl Nemesis {
         let name = b.name.clone();
         let hold_ms = hold.as_millis();
         match kind {
-            FaultKind::Crash => {
-                handle.kill(id);
-                let report = b.disk.crash();
-                let mut kept = 0;
-                let mut dropped = 0;
-                let mut torn = 0;
-                for (_, outcome) in &report.files {
-                    match outcome {
-                        weir::env::sim_disk::CrashOutcome::Kept => kept += 1,
-                        weir::env::sim_disk::CrashOutcome::Dropped => dropped += 1,
-                        _ => torn += 1,
+            FaultKind::Crash => self.crash_node(cluster, i, hold).await,
+            FaultKind::Kill => self.kill_node(cluster, i, hold).await,
+            FaultKind::KillLeader | FaultKind::CrashLeader => {
+                if let Some(l) = self.find(cluster, Target::Leader).await {
+                    if kind == FaultKind::KillLeader {
+                        self.kill_node(cluster, l, hold).await;
+                    } else {
+                        self.crash_node(cluster, l, hold).await;
                     }
                 }
+            }
+            FaultKind::OrphanLeader => {
+                let Some((l, followers)) = self.find_with_replicas(cluster, Target::Leader).await
+                else {
+                    return;
+                };
+                let lname = cluster.brokers[l].name.clone();
                 self.ctx.trace(
                     WHO,
                     format!(
-                        "crash {name} (down {hold_ms} ms): unsynced files kept {kept}, dropped \
-                         {dropped}, torn {torn}; corrupted {}; dir ops kept {}/{}",
-                        report.corrupted.len(),
-                        report.dir_ops_kept,
-                        report.dir_ops_unsynced
+                        "orphan {lname}: kill its followers {} for {hold_ms} ms",
+                        Self::names(cluster, &followers)
                     ),
                 );
+                for f in &followers {
+                    handle.kill(cluster.brokers[*f].node.id());
+                }
                 sleep(hold).await;
-                self.ctx.trace(WHO, format!("restart {name}"));
-                handle.restart(id);
+                self.ctx.trace(
+                    WHO,
+                    format!("restart the followers; kill {lname} for {hold_ms} ms"),
+                );
+                handle.kill(cluster.brokers[l].node.id());
+                for f in &followers {
+                    handle.restart(cluster.brokers[*f].node.id());
+                }
+                sleep(hold).await;
+                self.ctx.trace(WHO, format!("restart {lname}"));
+                handle.restart(cluster.brokers[l].node.id());
             }
-            FaultKind::Kill => {
-                self.ctx
-                    .trace(WHO, format!("kill {name} (down {hold_ms} ms)"));
-                handle.kill(id);
+            FaultKind::KillController => {
+                if let Some(c) = self.find(cluster, Target::Controller).await {
+                    self.kill_node(cluster, c, hold).await;
+                }
+            }
+            FaultKind::PowerLoss => {
+                self.ctx.trace(
+                    WHO,
+                    format!("power loss: every node down for {hold_ms} ms"),
+                );
+                for b in &cluster.brokers {
+                    handle.kill(b.node.id());
+                }
+                for b in &cluster.brokers {
+                    let summary = crash_disk(&b.disk);
+                    self.ctx.trace(WHO, format!("{}: {summary}", b.name));
+                }
                 sleep(hold).await;
-                self.ctx.trace(WHO, format!("restart {name}"));
-                handle.restart(id);
+                self.ctx.trace(WHO, "power back: restart every node");
+                for b in &cluster.brokers {
+                    handle.restart(b.node.id());
+                }
+            }
+            FaultKind::Split => {
+                let n = cluster.brokers.len();
+                let order = self.shuffled(n);
+                let minority = 1 + self.pick((n - 1) / 2);
+                let (a, b) = order.split_at(minority);
+                self.ctx.trace(
+                    WHO,
+                    format!(
+                        "split {} | {} for {hold_ms} ms",
+                        Self::names(cluster, a),
+                        Self::names(cluster, b)
+                    ),
+                );
+                let links = self.cut(cluster, a, b);
+                sleep(hold).await;
+                Self::unclog(&links);
+                self.ctx.trace(WHO, "split healed");
+            }
+            FaultKind::Bridge => {
+                let n = cluster.brokers.len();
+                let order = self.shuffled(n);
+                let (bridge, rest) = order.split_first().expect("a cluster has nodes");
+                let (a, b) = rest.split_at(rest.len() / 2);
+                self.ctx.trace(
+                    WHO,
+                    format!(
+                        "bridge: {} | {} only through {} for {hold_ms} ms",
+                        Self::names(cluster, a),
+                        Self::names(cluster, b),
+                        cluster.brokers[*bridge].name
+                    ),
+                );
+                let links = self.cut(cluster, a, b);
+                sleep(hold).await;
+                Self::unclog(&links);
+                self.ctx.trace(WHO, "bridge healed");
+            }
+            FaultKind::OneWay => {
+                let n = cluster.brokers.len();
+                let from = i;
+                let to = (from + 1 + self.pick(n - 1)) % n;
+                let (s, d) = (cluster.brokers[from].node.id(), cluster.brokers[to].node.id());
+                self.ctx.trace(
+                    WHO,
+                    format!(
+                        "one-way: {} -> {} dropped for {hold_ms} ms",
+                        cluster.brokers[from].name, cluster.brokers[to].name
+                    ),
+                );
+                NetSim::current().clog_link(s, d);
+                sleep(hold).await;
+                NetSim::current().unclog_link(s, d);
+                self.ctx.trace(WHO, "one-way link healed");
+            }
+            FaultKind::Flap => {
+                let others: Vec<usize> = (0..cluster.brokers.len()).filter(|j| *j != i).collect();
+                self.ctx.trace(
+                    WHO,
+                    format!("flap {}'s broker links for {hold_ms} ms", name),
+                );
+                let end = self.ctx.elapsed_ms() + hold_ms as u64;
+                let mut flips = 0u32;
+                while self.ctx.elapsed_ms() < end {
+                    let left = end.saturating_sub(self.ctx.elapsed_ms());
+                    let down = self.between(self.spec.flap_ms).min(left).max(1);
+                    let links = self.cut(cluster, &[i], &others);
+                    sleep(Duration::from_millis(down)).await;
+                    Self::unclog(&links);
+                    let left = end.saturating_sub(self.ctx.elapsed_ms());
+                    let up = self.between(self.spec.flap_ms).min(left);
+                    sleep(Duration::from_millis(up)).await;
+                    flips += 1;
+                }
+                self.ctx
+                    .trace(WHO, format!("flapping stopped after {flips} cuts"));
             }
             FaultKind::Pause => {
                 self.ctx
@@ -288,6 +594,9 @@ impl Nemesis {
         self.restore_net();
         for b in &cluster.brokers {
             NetSim::current().unclog_node(b.node.id());
+            for other in &cluster.brokers {
+                NetSim::current().unclog_link(b.node.id(), other.node.id());
+            }
             for c in &self.clients {
                 NetSim::current().unclog_link(c.id(), b.node.id());
                 NetSim::current().unclog_link(b.node.id(), c.id());
@@ -298,6 +607,31 @@ impl Nemesis {
         }
         self.ctx.trace(WHO, "healed everything");
     }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Leader,
+    Controller,
+}
+
+/// Crash a disk (the node must be dead) and summarise what it kept.
+fn crash_disk(disk: &SimDisk) -> String {
+    let report = disk.crash();
+    let (mut kept, mut dropped, mut torn) = (0, 0, 0);
+    for (_, outcome) in &report.files {
+        match outcome {
+            CrashOutcome::Kept => kept += 1,
+            CrashOutcome::Dropped => dropped += 1,
+            _ => torn += 1,
+        }
+    }
+    format!(
+        "unsynced files kept {kept}, dropped {dropped}, torn {torn}; corrupted {}; dir ops kept {}/{}",
+        report.corrupted.len(),
+        report.dir_ops_kept,
+        report.dir_ops_unsynced
+    )
 }
 
 /// A process restart of a live node. madsim's `restart` alone keeps the

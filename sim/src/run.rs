@@ -14,7 +14,7 @@ use weir::env::time::{sleep, timeout, Duration};
 
 use crate::cluster::{client_ip, harness_ip, Cluster};
 use crate::ctx::{Ctx, Phase};
-use crate::nemesis::Nemesis;
+use crate::nemesis::{Nemesis, Probe};
 use crate::outcome::{evaluate, RunOutcome, Verdict};
 use crate::scenario::Scenario;
 use crate::workload::{
@@ -202,12 +202,19 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
     }
 
     let fault_end = ctx.elapsed_ms() + s.fault_s * 1000;
+    let probe = Probe {
+        node: handle.create_node().name("probe").ip(harness_ip(2)).build(),
+        bootstrap: env.bootstrap.clone(),
+        topic: s.topic.name.clone(),
+        partitions: w.keys,
+    };
     let mut nemesis = Nemesis::new(
         ctx.clone(),
         s.faults.clone(),
         madsim::rand::random(),
         clients,
-    );
+    )
+    .with_probe(probe);
     nemesis.run(&cluster, fault_end).await;
     nemesis.heal_all(&cluster);
     ctx.set_phase(Phase::Healed);
@@ -269,6 +276,12 @@ async fn create_topic(env: ClientEnv, s: Arc<Scenario>) {
         "min.insync.replicas".to_string(),
         s.topic.min_insync_replicas.to_string(),
     ));
+    if s.topic.unclean {
+        configs.push((
+            "unclean.leader.election.enable".to_string(),
+            "true".to_string(),
+        ));
+    }
     loop {
         ctx.trace("setup", format!("admin connecting to {}", env.bootstrap));
         let admin = match Admin::connect(&env.bootstrap).await {

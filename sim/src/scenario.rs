@@ -82,18 +82,49 @@ fn default_heal_s() -> u64 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSpec {
+    /// 1, 3 or 5 nodes, node ids 1..=nodes at 10.0.0.<id>.
     pub nodes: usize,
+    /// Node ids of the controller quorum (process.roles=broker,controller);
+    /// the others are brokers only. Default: every node of a multi-node
+    /// cluster; none for one node (single-node mode: no quorum, no
+    /// controller listener).
+    pub voters: Option<Vec<i32>>,
     /// Broker properties (Kafka names) applied to every node's ServerConfig.
     #[serde(default)]
     pub broker: BTreeMap<String, String>,
+    /// Per-node overrides, applied after `broker`:
+    /// `[cluster.node.2]` / `"replica.lag.time.max.ms" = "500"`.
+    #[serde(default)]
+    pub node: BTreeMap<i32, BTreeMap<String, String>>,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
             nodes: 1,
+            voters: None,
             broker: BTreeMap::new(),
+            node: BTreeMap::new(),
         }
+    }
+}
+
+impl ClusterSpec {
+    /// The controller quorum's node ids, sorted; empty in single-node mode.
+    pub fn voter_ids(&self) -> Vec<i32> {
+        let mut v = match &self.voters {
+            Some(v) => v.clone(),
+            None if self.nodes > 1 => (1..=self.nodes as i32).collect(),
+            None => Vec::new(),
+        };
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// A multi-node cluster: a raft quorum and replication between nodes.
+    pub fn is_multi_node(&self) -> bool {
+        self.nodes > 1 || !self.voter_ids().is_empty()
     }
 }
 
@@ -108,6 +139,9 @@ pub struct TopicSpec {
     pub replication_factor: i16,
     #[serde(default = "one_i32")]
     pub min_insync_replicas: i32,
+    /// unclean.leader.election.enable for this topic.
+    #[serde(default)]
+    pub unclean: bool,
     /// Topic properties (Kafka names: flush.messages, segment.bytes, ...).
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
@@ -133,6 +167,7 @@ impl Default for TopicSpec {
             partitions: default_partitions(),
             replication_factor: 1,
             min_insync_replicas: 1,
+            unclean: false,
             configs: BTreeMap::new(),
         }
     }
@@ -235,6 +270,35 @@ pub struct FaultSpec {
     /// Bit rot at rest: flip a bit in a random log file, then crash and
     /// restart the node so recovery reads it.
     pub bitrot: f64,
+    /// Process kill of the current leader of a random partition (found
+    /// through Metadata), restarted after the down time.
+    pub kill_leader: f64,
+    /// Machine crash (unsynced writes lost) of a partition's current leader.
+    pub crash_leader: f64,
+    /// Process kill of the active controller (Metadata's controller_id).
+    pub kill_controller: f64,
+    /// Cut the brokers into a minority and a majority that cannot talk
+    /// (clients still reach every node).
+    pub split: f64,
+    /// One broker-to-broker link dropped in one direction only.
+    pub one_way: f64,
+    /// Two halves that talk only through one bridge node.
+    pub bridge: f64,
+    /// A broker's links to the other brokers go down and up every
+    /// `flap_ms` for the window.
+    pub flap: f64,
+    /// Whole-cluster power loss: every node killed at once, every SimDisk
+    /// crashed (unsynced writes lost), all restarted after the down time.
+    pub power_loss: f64,
+    /// Leave a partition's leader alone in its ISR, then take it away:
+    /// kill every other replica, hold (the ISR shrinks to the leader, which
+    /// acknowledges writes alone when min.insync.replicas allows), restart
+    /// them and kill the leader at once, hold, restart it. With unclean
+    /// election on, a replica that missed those writes may lead (loss);
+    /// with it off the partition must wait for the old leader.
+    pub orphan_leader: f64,
+    /// How long each state of a flapping link lasts, simulated ms.
+    pub flap_ms: [u64; 2],
     pub latency_ms: [u64; 2],
     pub loss_rate: f64,
     pub sync_error_probability: f64,
@@ -262,6 +326,16 @@ impl Default for FaultSpec {
             enospc: 0.0,
             read_corruption: 0.0,
             bitrot: 0.0,
+            kill_leader: 0.0,
+            crash_leader: 0.0,
+            kill_controller: 0.0,
+            split: 0.0,
+            one_way: 0.0,
+            bridge: 0.0,
+            flap: 0.0,
+            power_loss: 0.0,
+            orphan_leader: 0.0,
+            flap_ms: [100, 1000],
             latency_ms: [50, 400],
             loss_rate: 0.2,
             sync_error_probability: 0.3,
@@ -287,6 +361,29 @@ pub enum FaultKind {
     Enospc,
     ReadCorruption,
     Bitrot,
+    KillLeader,
+    CrashLeader,
+    KillController,
+    Split,
+    OneWay,
+    Bridge,
+    Flap,
+    PowerLoss,
+    OrphanLeader,
+}
+
+impl FaultKind {
+    /// Faults that only make sense between several brokers.
+    pub fn needs_cluster(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Split
+                | FaultKind::OneWay
+                | FaultKind::Bridge
+                | FaultKind::Flap
+                | FaultKind::OrphanLeader
+        )
+    }
 }
 
 impl FaultSpec {
@@ -305,6 +402,15 @@ impl FaultSpec {
             (FaultKind::Enospc, self.enospc),
             (FaultKind::ReadCorruption, self.read_corruption),
             (FaultKind::Bitrot, self.bitrot),
+            (FaultKind::KillLeader, self.kill_leader),
+            (FaultKind::CrashLeader, self.crash_leader),
+            (FaultKind::KillController, self.kill_controller),
+            (FaultKind::Split, self.split),
+            (FaultKind::OneWay, self.one_way),
+            (FaultKind::Bridge, self.bridge),
+            (FaultKind::Flap, self.flap),
+            (FaultKind::PowerLoss, self.power_loss),
+            (FaultKind::OrphanLeader, self.orphan_leader),
         ]
         .into_iter()
         .filter(|(_, w)| *w > 0.0)
@@ -319,6 +425,10 @@ pub struct ExpectSpec {
     pub allowed: Vec<String>,
     /// Anomaly kinds that must show in every seed (teeth tests). Implied allowed.
     pub required: Vec<String>,
+    /// Anomaly kinds that must show in at least one seed of a sweep (`run`
+    /// fails otherwise): a guarantee the scenario switches off on purpose,
+    /// e.g. lost-write with unclean leader election. Implied allowed.
+    pub must_show: Vec<String>,
     /// Require the healed phase to make progress (an acknowledged send and a
     /// final read that reaches every partition's end). Off only for
     /// scenarios that break the system on purpose.
@@ -330,6 +440,7 @@ impl Default for ExpectSpec {
         ExpectSpec {
             allowed: Vec::new(),
             required: Vec::new(),
+            must_show: Vec::new(),
             liveness: true,
         }
     }
@@ -352,10 +463,39 @@ impl Scenario {
 
     fn validate(&self) -> anyhow::Result<()> {
         let w = &self.workload;
+        let c = &self.cluster;
         anyhow::ensure!(
-            (1..=NODES_MAX).contains(&self.cluster.nodes),
-            "cluster.nodes must be 1..={NODES_MAX}"
+            (1..=NODES_MAX).contains(&c.nodes) && c.nodes % 2 == 1,
+            "cluster.nodes must be odd, 1..={NODES_MAX} (1, 3 or 5)"
         );
+        let voters = c.voter_ids();
+        for id in voters.iter().chain(c.node.keys()) {
+            anyhow::ensure!(
+                (1..=c.nodes as i32).contains(id),
+                "node id {id} is not one of the cluster's nodes 1..={}",
+                c.nodes
+            );
+        }
+        anyhow::ensure!(
+            c.nodes == 1 || !voters.is_empty(),
+            "a multi-node cluster needs at least one voter"
+        );
+        anyhow::ensure!(
+            (1..=c.nodes as i16).contains(&self.topic.replication_factor),
+            "topic.replication_factor must be 1..=cluster.nodes"
+        );
+        anyhow::ensure!(
+            self.topic.min_insync_replicas >= 1,
+            "topic.min_insync_replicas must be >= 1"
+        );
+        if c.nodes == 1 {
+            for (kind, _) in self.faults.weights() {
+                anyhow::ensure!(
+                    !kind.needs_cluster(),
+                    "fault {kind:?} needs several nodes"
+                );
+            }
+        }
         anyhow::ensure!(
             (1..=KEYS_MAX).contains(&w.keys),
             "workload.keys must be 1..={KEYS_MAX}"
@@ -384,7 +524,11 @@ impl Scenario {
             self.faults.interval_ms[1] > 0,
             "faults.interval_ms must be > 0"
         );
-        for name in self.expect.allowed.iter().chain(&self.expect.required) {
+        let f = &self.faults;
+        anyhow::ensure!(f.flap_ms[0] <= f.flap_ms[1], "fault ranges must be [min, max]");
+        anyhow::ensure!(f.flap_ms[0] > 0, "faults.flap_ms must be > 0");
+        let e = &self.expect;
+        for name in e.allowed.iter().chain(&e.required).chain(&e.must_show) {
             anyhow::ensure!(
                 AnomalyKind::from_name(name).is_some(),
                 "unknown anomaly kind '{name}'"
@@ -393,12 +537,13 @@ impl Scenario {
         Ok(())
     }
 
-    /// Anomaly kinds that may appear (allowed plus required).
+    /// Anomaly kinds that may appear (allowed, required and must_show).
     pub fn allowed_kinds(&self) -> Vec<AnomalyKind> {
         self.expect
             .allowed
             .iter()
             .chain(&self.expect.required)
+            .chain(&self.expect.must_show)
             .filter_map(|n| AnomalyKind::from_name(n))
             .collect()
     }
@@ -406,6 +551,14 @@ impl Scenario {
     pub fn required_kinds(&self) -> Vec<AnomalyKind> {
         self.expect
             .required
+            .iter()
+            .filter_map(|n| AnomalyKind::from_name(n))
+            .collect()
+    }
+
+    pub fn must_show_kinds(&self) -> Vec<AnomalyKind> {
+        self.expect
+            .must_show
             .iter()
             .filter_map(|n| AnomalyKind::from_name(n))
             .collect()
@@ -435,6 +588,33 @@ mod tests {
         assert!(Scenario::parse("name = \"x\"\nfault_secs = 3").is_err());
         assert!(Scenario::parse("name = \"x\"\n[expect]\nallowed = [\"lost-writes\"]").is_err());
         assert!(Scenario::parse("name = \"x\"\n[workload]\nkeys = 9").is_err());
+    }
+
+    #[test]
+    fn cluster_shape_and_overrides() {
+        let s = Scenario::parse(
+            "name = \"x\"\n[cluster]\nnodes = 3\n[cluster.node.2]\n\"replica.lag.time.max.ms\" = \"500\"\n[topic]\nreplication_factor = 3\nunclean = true\n[faults]\nsplit = 1.0\n[expect]\nmust_show = [\"lost-write\"]",
+        )
+        .unwrap();
+        assert_eq!(s.cluster.voter_ids(), vec![1, 2, 3]);
+        assert_eq!(s.cluster.node[&2]["replica.lag.time.max.ms"], "500");
+        assert!(s.topic.unclean);
+        assert!(s.allowed_kinds().contains(&AnomalyKind::from_name("lost-write").unwrap()));
+        assert_eq!(s.must_show_kinds().len(), 1);
+        let bad = [
+            "[cluster]\nnodes = 2",
+            "[cluster]\nnodes = 3\nvoters = [4]",
+            "[cluster]\nnodes = 3\nvoters = []",
+            "[topic]\nreplication_factor = 3",
+            "[faults]\nsplit = 1.0",
+            "[cluster]\nnodes = 3\n[cluster.node.7]\n\"a\" = \"b\"",
+        ];
+        for b in bad {
+            assert!(Scenario::parse(&format!("name = \"x\"\n{b}")).is_err(), "{b}");
+        }
+        let one = Scenario::parse("name = \"x\"").unwrap();
+        assert!(one.cluster.voter_ids().is_empty());
+        assert!(!one.cluster.is_multi_node());
     }
 
     #[test]
