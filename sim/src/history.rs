@@ -60,8 +60,27 @@ impl HistoryRecorder {
         result: Result<i64, String>,
         time_ns: u64,
     ) {
+        self.send_end(process, key, value, result, false, time_ns)
+    }
+
+    /// A send that definitely did not happen (every attempt refused before
+    /// the append): `fail`, so a read of its value is G1a.
+    pub fn send_failed(&mut self, process: i64, key: i64, value: i64, why: String, time_ns: u64) {
+        self.send_end(process, key, value, Err(why), true, time_ns)
+    }
+
+    fn send_end(
+        &mut self,
+        process: i64,
+        key: i64,
+        value: i64,
+        result: Result<i64, String>,
+        definite: bool,
+        time_ns: u64,
+    ) {
         let (kind, offset, error) = match result {
             Ok(offset) => (OpType::Ok, (offset >= 0).then_some(offset), None),
+            Err(e) if definite => (OpType::Fail, None, Some(e)),
             Err(e) => (OpType::Info, None, Some(e)),
         };
         let mop = MicroOp::Send {

@@ -46,9 +46,9 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 use weir::client::{ClientConfig, Cluster as ClientCluster};
-use weir::env::sim_disk::{CrashOutcome, SimDisk};
 use weir::env::disk::OpenMode;
 use weir::env::rng::WeirRng;
+use weir::env::sim_disk::{CrashOutcome, SimDisk};
 use weir::env::time::{sleep, timeout, Duration};
 use weir::env::Disk;
 
@@ -95,7 +95,10 @@ impl Probe {
             cc.connection.client_id = "nemesis".to_string();
             let query = async {
                 let cluster = ClientCluster::connect(cc).await.ok()?;
-                let m = cluster.refresh_metadata(Some(&[topic.clone()])).await.ok()?;
+                let m = cluster
+                    .refresh_metadata(Some(&[topic.clone()]))
+                    .await
+                    .ok()?;
                 let leaders = (0..partitions as i32)
                     .map(|p| match m.partition(&topic, p) {
                         Some(info) => (info.leader, info.replicas.clone()),
@@ -238,11 +241,7 @@ impl Nemesis {
         let summary = crash_disk(&b.disk);
         self.ctx.trace(
             WHO,
-            format!(
-                "crash {} (down {} ms): {summary}",
-                b.name,
-                hold.as_millis()
-            ),
+            format!("crash {} (down {} ms): {summary}", b.name, hold.as_millis()),
         );
         sleep(hold).await;
         self.ctx.trace(WHO, format!("restart {}", b.name));
@@ -355,10 +354,8 @@ impl Nemesis {
                 }
             }
             FaultKind::PowerLoss => {
-                self.ctx.trace(
-                    WHO,
-                    format!("power loss: every node down for {hold_ms} ms"),
-                );
+                self.ctx
+                    .trace(WHO, format!("power loss: every node down for {hold_ms} ms"));
                 for b in &cluster.brokers {
                     handle.kill(b.node.id());
                 }
@@ -413,7 +410,10 @@ impl Nemesis {
                 let n = cluster.brokers.len();
                 let from = i;
                 let to = (from + 1 + self.pick(n - 1)) % n;
-                let (s, d) = (cluster.brokers[from].node.id(), cluster.brokers[to].node.id());
+                let (s, d) = (
+                    cluster.brokers[from].node.id(),
+                    cluster.brokers[to].node.id(),
+                );
                 self.ctx.trace(
                     WHO,
                     format!(

@@ -249,7 +249,7 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
     ctx.trace(
         "harness",
         format!(
-            "totals: {} sends acknowledged ({} in the healed phase), {} indeterminate, {} polls",
+            "totals: {} sends acknowledged ({} in the healed phase), {} failed or indeterminate, {} polls",
             ctx.acks.load(Ordering::Relaxed),
             ctx.healed_acks.load(Ordering::Relaxed),
             ctx.send_errors.load(Ordering::Relaxed),

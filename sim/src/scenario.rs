@@ -490,10 +490,7 @@ impl Scenario {
         );
         if c.nodes == 1 {
             for (kind, _) in self.faults.weights() {
-                anyhow::ensure!(
-                    !kind.needs_cluster(),
-                    "fault {kind:?} needs several nodes"
-                );
+                anyhow::ensure!(!kind.needs_cluster(), "fault {kind:?} needs several nodes");
             }
         }
         anyhow::ensure!(
@@ -525,7 +522,10 @@ impl Scenario {
             "faults.interval_ms must be > 0"
         );
         let f = &self.faults;
-        anyhow::ensure!(f.flap_ms[0] <= f.flap_ms[1], "fault ranges must be [min, max]");
+        anyhow::ensure!(
+            f.flap_ms[0] <= f.flap_ms[1],
+            "fault ranges must be [min, max]"
+        );
         anyhow::ensure!(f.flap_ms[0] > 0, "faults.flap_ms must be > 0");
         let e = &self.expect;
         for name in e.allowed.iter().chain(&e.required).chain(&e.must_show) {
@@ -599,7 +599,9 @@ mod tests {
         assert_eq!(s.cluster.voter_ids(), vec![1, 2, 3]);
         assert_eq!(s.cluster.node[&2]["replica.lag.time.max.ms"], "500");
         assert!(s.topic.unclean);
-        assert!(s.allowed_kinds().contains(&AnomalyKind::from_name("lost-write").unwrap()));
+        assert!(s
+            .allowed_kinds()
+            .contains(&AnomalyKind::from_name("lost-write").unwrap()));
         assert_eq!(s.must_show_kinds().len(), 1);
         let bad = [
             "[cluster]\nnodes = 2",
@@ -610,7 +612,10 @@ mod tests {
             "[cluster]\nnodes = 3\n[cluster.node.7]\n\"a\" = \"b\"",
         ];
         for b in bad {
-            assert!(Scenario::parse(&format!("name = \"x\"\n{b}")).is_err(), "{b}");
+            assert!(
+                Scenario::parse(&format!("name = \"x\"\n{b}")).is_err(),
+                "{b}"
+            );
         }
         let one = Scenario::parse("name = \"x\"").unwrap();
         assert!(one.cluster.voter_ids().is_empty());

@@ -5,8 +5,10 @@
 //! history (weir-jepsen's format) and the trace.
 //!
 //! A send that errs or times out is `info` (it may or may not have
-//! happened), never `fail`: the producer cannot know whether the broker
-//! appended the batch before the connection broke.
+//! happened: the producer cannot know whether the broker appended the batch
+//! before the connection broke), unless the producer knows every attempt
+//! was refused before the append (`DeliveryFuture::wait_detailed`): then it
+//! is `fail`, and a consumer that reads its value shows G1a.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -125,13 +127,20 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
         let record = ProducerRecord::new(env.topic().to_string(), value.to_string())
             .with_partition(key as i32)
             .with_key(key.to_string());
-        let result = match producer.send(record).await {
-            Ok(delivery) => match timeout(guard, async { delivery.await }).await {
-                Ok(Ok(meta)) => Ok(meta.offset),
-                Ok(Err(e)) => Err(err_text(&e)),
-                Err(_) => Err("harness: no answer within the guard time".to_string()),
+        // `definite`: the producer knows no attempt can have been appended
+        // (every one refused before the append, or none sent), so the send
+        // is a `fail` and reading its value would be G1a; otherwise `info`.
+        let (result, definite) = match producer.send(record).await {
+            Ok(delivery) => match timeout(guard, delivery.wait_detailed()).await {
+                Ok((Ok(meta), _)) => (Ok(meta.offset), false),
+                Ok((Err(e), maybe_written)) => (Err(err_text(&e)), !maybe_written),
+                Err(_) => (
+                    Err("harness: no answer within the guard time".to_string()),
+                    false,
+                ),
             },
-            Err(e) => Err(err_text(&e)),
+            // Refused before it was queued: never sent.
+            Err(e) => (Err(err_text(&e)), true),
         };
         match &result {
             Ok(offset) => {
@@ -143,10 +152,14 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
             }
             Err(e) => {
                 ctx.send_errors.fetch_add(1, Ordering::Relaxed);
-                ctx.trace(&who, format!("send {key}:{value} info: {e}"));
+                let kind = if definite { "fail" } else { "info" };
+                ctx.trace(&who, format!("send {key}:{value} {kind}: {e}"));
             }
         }
-        ctx.history(|h, t| h.send_complete(process, key, value, result, t));
+        match result {
+            Err(why) if definite => ctx.history(|h, t| h.send_failed(process, key, value, why, t)),
+            result => ctx.history(|h, t| h.send_complete(process, key, value, result, t)),
+        }
         sleep(between(&mut rng, w.send_interval_ms)).await;
     }
 }

@@ -23,6 +23,7 @@
 //! new identity, and `finish_reset` restarts every partition's sequence at 0.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::records::Record;
@@ -46,9 +47,22 @@ pub struct BatchDone {
 pub struct BatchOutcome {
     result: OnceLock<Result<BatchDone, ClientError>>,
     notify: Notify,
+    /// For a failed batch: some attempt may have been written anyway (an
+    /// unanswered or ambiguous attempt). False means every attempt was
+    /// definitely refused, or none was sent: the records do not exist.
+    maybe_written: AtomicBool,
 }
 
 impl BatchOutcome {
+    /// Note, before `complete`, whether a failure may still have been written.
+    pub fn set_maybe_written(&self, maybe: bool) {
+        self.maybe_written.store(maybe, Ordering::Release);
+    }
+
+    pub fn maybe_written(&self) -> bool {
+        self.maybe_written.load(Ordering::Acquire)
+    }
+
     /// Set the result once; later calls are ignored (a batch completes once).
     pub fn complete(&self, result: Result<BatchDone, ClientError>) {
         let _ = self.result.set(result);

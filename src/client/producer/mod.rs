@@ -66,9 +66,7 @@ use super::records::{encode_batch, to_wire, ProducerIdentity, ProducerRecord};
 use crate::env::rng::WeirRng;
 use crate::env::time::{now, now_ms, sleep_until, Instant};
 
-use super::error::codes::{
-    NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT, UNKNOWN_PRODUCER_ID,
-};
+use super::error::codes::{NOT_ENOUGH_REPLICAS, UNKNOWN_PRODUCER_ID};
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +107,17 @@ impl DeliveryFuture {
             ),
             Err(e) => (Err(e), now()),
         }
+    }
+
+    /// Like awaiting the future, and also says whether a failed record may
+    /// have been written anyway (`true`: indeterminate, as after a timeout;
+    /// `false`: every attempt was refused before it was appended, or none
+    /// was sent, so the record does not exist). Always `false` on success.
+    pub async fn wait_detailed(self) -> (Result<RecordMetadata, ClientError>, bool) {
+        let outcome = self.outcome.clone();
+        let (result, _) = self.wait_timed().await;
+        let maybe = result.is_err() && outcome.maybe_written();
+        (result, maybe)
     }
 
     /// True once the batch has completed.
@@ -535,6 +544,7 @@ fn finish_batch(
         tokio::spawn(reset_identity(inner.clone()));
     }
     inner.buffer.add_permits(batch.bytes);
+    batch.outcome.set_maybe_written(batch.maybe_written);
     batch.outcome.complete(result);
     if empty {
         inner.idle.notify_waiters();
@@ -542,18 +552,39 @@ fn finish_batch(
     inner.wake.notify_one();
 }
 
-/// The attempt got no definite answer: the broker may have written it.
+/// The attempt got no definite refusal: the broker may have written it.
+/// Only errors Kafka returns before appending (or that never reached a
+/// broker) count as refusals; anything else (a lost connection, a timeout,
+/// REQUEST_TIMED_OUT and NOT_ENOUGH_REPLICAS_AFTER_APPEND after the append,
+/// a storage error that may have hit the disk, an unknown error) may have
+/// left the batch in the log.
 fn may_have_been_written(e: &ClientError) -> bool {
     match e {
-        ClientError::Disconnected { .. } | ClientError::Timeout { .. } => true,
-        // Undecodable response: the request may well have been served.
-        ClientError::Protocol(_) => true,
-        ClientError::Kafka { code, .. } => {
-            matches!(*code, REQUEST_TIMED_OUT | NOT_ENOUGH_REPLICAS_AFTER_APPEND)
-        }
-        _ => false,
+        ClientError::Connect { .. } | ClientError::Config(_) | ClientError::Unsupported(_) => false,
+        ClientError::Kafka { code, .. } => !matches!(
+            *code,
+            CORRUPT_MESSAGE
+                | codes::UNKNOWN_TOPIC_OR_PARTITION
+                | codes::LEADER_NOT_AVAILABLE
+                | codes::NOT_LEADER_OR_FOLLOWER
+                | MESSAGE_TOO_LARGE
+                | NOT_ENOUGH_REPLICAS
+                | INVALID_REQUIRED_ACKS
+                | codes::OUT_OF_ORDER_SEQUENCE_NUMBER
+                | UNKNOWN_PRODUCER_ID
+                | codes::FENCED_LEADER_EPOCH
+                | codes::UNKNOWN_LEADER_EPOCH
+                | INVALID_RECORD
+        ),
+        _ => true,
     }
 }
+
+/// Refusals only the producer names (see `may_have_been_written`).
+const CORRUPT_MESSAGE: i16 = 2;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const INVALID_REQUIRED_ACKS: i16 = 21;
+const INVALID_RECORD: i16 = 87;
 
 /// Fetch a new producer id after `begin_reset`, retrying until it comes (or
 /// the producer is closed with nothing left to send); batches waiting for it
@@ -747,5 +778,37 @@ fn batch_result(
             code,
             partition.error_message.as_ref().map(|m| m.to_string()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_before_the_append_are_definite() {
+        for code in [3, 5, 6, 10, 19, 45, 59, 74, 75] {
+            assert!(
+                !may_have_been_written(&ClientError::kafka(code)),
+                "code {code} is refused before the append"
+            );
+        }
+        // After the append, ambiguous, or unknown: may be in the log.
+        for code in [-1, 7, 20, 56] {
+            assert!(
+                may_have_been_written(&ClientError::kafka(code)),
+                "code {code}"
+            );
+        }
+        let lost = ClientError::Disconnected {
+            addr: "a".into(),
+            reason: "eof".into(),
+        };
+        assert!(may_have_been_written(&lost));
+        let never = ClientError::Connect {
+            addr: "a".into(),
+            reason: "refused".into(),
+        };
+        assert!(!may_have_been_written(&never));
     }
 }
