@@ -96,7 +96,7 @@ impl Probe {
             let query = async {
                 let cluster = ClientCluster::connect(cc).await.ok()?;
                 let m = cluster
-                    .refresh_metadata(Some(&[topic.clone()]))
+                    .refresh_metadata(Some(std::slice::from_ref(&topic)))
                     .await
                     .ok()?;
                 let leaders = (0..partitions as i32)
