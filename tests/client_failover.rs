@@ -338,3 +338,47 @@ async fn consumer_follows_the_leader_and_sends_its_epoch() {
         "every fetch carries current_leader_epoch"
     );
 }
+
+/// A broker that stops answering (paused, cut off) must not hold the
+/// client: the request times out and the connection is closed, so the
+/// next request connects afresh (to this broker or, after a metadata
+/// refresh, to another) instead of queueing behind the silent stream.
+#[tokio::test]
+async fn a_timed_out_request_closes_its_connection() {
+    use weir::client::connection::{Connection, ConnectionOptions};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                // Answer ApiVersions, then swallow everything.
+                while let Some((header, api, _)) = read_request(&mut s).await {
+                    if api == ApiKey::ApiVersions {
+                        let out = api_versions(header.correlation_id, header.request_api_version);
+                        s.write_all(&out).await.unwrap();
+                        s.flush().await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let options = ConnectionOptions {
+        request_timeout: Duration::from_millis(200),
+        ..ConnectionOptions::default()
+    };
+    let conn = Connection::connect(&format!("127.0.0.1:{port}"), options)
+        .await
+        .unwrap();
+    assert!(conn.is_alive());
+    let err = conn.send(&MetadataRequest::default()).await.unwrap_err();
+    assert!(
+        matches!(err, weir::client::ClientError::Timeout { .. }),
+        "{err}"
+    );
+    assert!(
+        err.invalidates_metadata(),
+        "a silent broker means stale metadata"
+    );
+    assert!(!conn.is_alive(), "the timed-out connection is closed");
+}
