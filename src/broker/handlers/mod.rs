@@ -99,7 +99,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &metadata::handle(broker, req, version),
+                &metadata::handle(broker, req, version).await,
             )?;
         }
         ApiKey::ApiVersions => {
@@ -112,7 +112,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &create_topics::handle(broker, req, version),
+                &create_topics::handle(broker, req, version).await,
             )?;
         }
         ApiKey::DeleteTopics => {
@@ -121,7 +121,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &delete_topics::handle(broker, req, version),
+                &delete_topics::handle(broker, req, version).await,
             )?;
         }
         ApiKey::CreatePartitions => {
@@ -130,7 +130,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &create_partitions::handle(broker, req),
+                &create_partitions::handle(broker, req).await,
             )?;
         }
         ApiKey::DeleteRecords => {
@@ -157,7 +157,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &incremental_alter_configs::handle(broker, req),
+                &incremental_alter_configs::handle(broker, req).await,
             )?;
         }
         ApiKey::DescribeCluster => {
@@ -175,12 +175,12 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &init_producer_id::handle(broker, req),
+                &init_producer_id::handle(broker, req).await,
             )?;
         }
         ApiKey::FindCoordinator => {
             let req = decode(&mut body, version)?;
-            let resp = find_coordinator::handle(broker, req, version);
+            let resp = find_coordinator::handle(broker, req, version).await;
             respond(out, correlation_id, version, &resp)?;
         }
         ApiKey::JoinGroup => {

@@ -21,12 +21,13 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResp
     // Partitions of unknown topics are answered, not committed.
     let mut to_commit = Vec::new();
     let mut known = Vec::new();
+    let image = broker.cluster.image();
     for t in &request.topics {
-        let topic = broker.registry.get(t.name.0.as_str());
+        let topic = image.topic(t.name.0.as_str());
         for p in &t.partitions {
-            let exists = topic
-                .as_ref()
-                .is_some_and(|tp| tp.partition(p.partition_index).is_some());
+            let exists = topic.is_some_and(|tp| {
+                usize::try_from(p.partition_index).is_ok_and(|i| i < tp.partitions.len())
+            });
             known.push(exists);
             if exists {
                 to_commit.push(OffsetToCommit {

@@ -10,10 +10,14 @@
 //! best effort: a failed append is logged, and the group works on in
 //! memory; after a restart its members rejoin, as after a Kafka failover.
 //!
-//! Loading: `open` replays every `__consumer_offsets` partition from its
-//! start, so offsets and group metadata survive a restart.
+//! Ownership: a group belongs to the partition of `__consumer_offsets` its
+//! id hashes to, and its coordinator is that partition's leader. When the
+//! metadata image makes this broker the leader of a partition, `on_image`
+//! replays it from its start (offsets and group metadata survive restarts
+//! and failovers); when leadership moves away, its groups are dropped here
+//! and their members find the new coordinator (NOT_COORDINATOR).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -25,7 +29,8 @@ use super::state::{
     CommittedOffset, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState,
     JoinRequest, JoinResult, LeavingMember, Reply, SyncRequest, SyncResult, Waiter,
 };
-use crate::broker::registry::{lock_or_recover, Registry, TopicState};
+use crate::broker::registry::{lock_or_recover, PartitionState, Registry, TopicState};
+use crate::metadata::MetadataImage;
 use crate::config::ServerConfig;
 use crate::env::rng::WeirRng;
 use crate::log::batch::{build_batch, split_batches, BatchProducer, SimpleRecord};
@@ -100,6 +105,10 @@ pub struct PersistError {
 
 struct Inner {
     machine: GroupCoordinator,
+    /// Partitions of `__consumer_offsets` this broker leads and has loaded.
+    loaded: BTreeSet<i32>,
+    /// The partition count of `__consumer_offsets` (0 until it exists).
+    offsets_partitions: i32,
     waiters: BTreeMap<Waiter, oneshot::Sender<Reply>>,
     next_waiter: Waiter,
     rng: WeirRng,
@@ -130,58 +139,72 @@ pub struct OffsetToCommit {
 }
 
 impl GroupService {
-    /// Build the coordinator and load `__consumer_offsets` if it exists.
-    pub fn open(registry: &Registry, now_ms: i64) -> anyhow::Result<GroupService> {
+    /// Build the coordinator; partitions load as the image assigns them.
+    pub fn open(registry: &Registry) -> GroupService {
         let config = CoordinatorConfig::from_server(registry.config());
-        let mut machine = GroupCoordinator::new(config.group.clone());
-        if let Some(topic) = registry.get(OFFSETS_TOPIC) {
-            let loaded = load(&topic, &mut machine, now_ms)?;
-            tracing::info!(records = loaded, "loaded {OFFSETS_TOPIC}");
-        }
-        machine.check_invariants();
-        Ok(GroupService {
+        let machine = GroupCoordinator::new(config.group.clone());
+        GroupService {
             inner: Mutex::new(Inner {
                 machine,
+                loaded: BTreeSet::new(),
+                offsets_partitions: 0,
                 waiters: BTreeMap::new(),
                 next_waiter: 1,
                 rng: WeirRng::from_env(),
             }),
             config,
-        })
+        }
+    }
+
+    /// Load the `__consumer_offsets` partitions this broker now leads and
+    /// drop the groups of those it no longer leads.
+    pub fn on_image(&self, registry: &Registry, image: &MetadataImage, me: i32, now_ms: i64) {
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let count = topic.partitions.len() as i32;
+        let local = registry.get(OFFSETS_TOPIC);
+        let mut inner = lock_or_recover(&self.inner);
+        inner.offsets_partitions = count;
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let index = index as i32;
+            let leads = p.leader == me;
+            if leads && !inner.loaded.contains(&index) {
+                let Some(partition) = local.as_ref().and_then(|t| t.partition(index).cloned())
+                else {
+                    continue;
+                };
+                match load(&partition, &mut inner.machine, now_ms) {
+                    Ok(n) => {
+                        tracing::info!(partition = index, records = n, "loaded {OFFSETS_TOPIC} partition");
+                        inner.loaded.insert(index);
+                    }
+                    Err(e) => tracing::error!(partition = index, error = %e, "loading {OFFSETS_TOPIC} failed; its groups stay unavailable"),
+                }
+            } else if !leads && inner.loaded.remove(&index) {
+                let gone: Vec<String> = inner
+                    .machine
+                    .list()
+                    .into_iter()
+                    .map(|(g, _, _)| g)
+                    .filter(|g| partition_for(g, count) == index)
+                    .collect();
+                for g in &gone {
+                    inner.machine.remove_group(g);
+                }
+                tracing::info!(partition = index, groups = gone.len(), "no longer coordinator for {OFFSETS_TOPIC} partition");
+            }
+        }
+        inner.machine.check_invariants();
+    }
+
+    /// Whether this broker coordinates `group` (leads and has loaded its partition).
+    pub fn owns(&self, group: &str) -> bool {
+        lock_or_recover(&self.inner).owns(group)
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
         &self.config
-    }
-
-    /// Create `__consumer_offsets` if missing (FindCoordinator does this,
-    /// as Kafka does, so the first commit does not pay for it).
-    pub fn ensure_offsets_topic(
-        &self,
-        registry: &Registry,
-        now_ms: i64,
-    ) -> Result<Arc<TopicState>, PersistError> {
-        if let Some(t) = registry.get(OFFSETS_TOPIC) {
-            return Ok(t);
-        }
-        let configs: BTreeMap<String, String> =
-            [("cleanup.policy".to_string(), "compact".to_string())].into();
-        match registry.create(
-            OFFSETS_TOPIC,
-            self.config.offsets_partitions,
-            configs,
-            now_ms,
-        ) {
-            Ok(t) => Ok(t),
-            // A concurrent creation won the race.
-            Err(_) if registry.get(OFFSETS_TOPIC).is_some() => {
-                Ok(registry.get(OFFSETS_TOPIC).expect("just checked"))
-            }
-            Err(e) => Err(PersistError {
-                code: ec::COORDINATOR_NOT_AVAILABLE,
-                message: e.to_string(),
-            }),
-        }
     }
 
     pub async fn join(
@@ -196,6 +219,14 @@ impl GroupService {
         tracing::debug!(%group, member = %member_id, instance = ?req.instance_id, "join");
         let rx = {
             let mut inner = lock_or_recover(&self.inner);
+            if !inner.owns(&group) {
+                return JoinResult {
+                    error: ec::NOT_COORDINATOR,
+                    generation: -1,
+                    member_id,
+                    ..Default::default()
+                };
+            }
             let (waiter, rx) = inner.register();
             let a = inner.rng.next_u64();
             let b = inner.rng.next_u64();
@@ -233,6 +264,12 @@ impl GroupService {
         tracing::debug!(%group, %member, generation = req.generation, "sync");
         let rx = {
             let mut inner = lock_or_recover(&self.inner);
+            if !inner.owns(&group) {
+                return SyncResult {
+                    error: ec::NOT_COORDINATOR,
+                    ..Default::default()
+                };
+            }
             let (waiter, rx) = inner.register();
             let fx = inner.machine.sync(now_ms, waiter, req);
             self.finish(&mut inner, registry, now_ms, fx);
@@ -258,9 +295,14 @@ impl GroupService {
         instance: Option<&str>,
         generation: i32,
     ) -> i16 {
-        let code = lock_or_recover(&self.inner)
-            .machine
-            .heartbeat(now_ms, group, member, instance, generation);
+        let mut inner = lock_or_recover(&self.inner);
+        let code = if inner.owns(group) {
+            inner
+                .machine
+                .heartbeat(now_ms, group, member, instance, generation)
+        } else {
+            ec::NOT_COORDINATOR
+        };
         tracing::debug!(group, member, generation, code, "heartbeat");
         code
     }
@@ -273,6 +315,9 @@ impl GroupService {
         members: &[LeavingMember],
     ) -> Vec<i16> {
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return vec![ec::NOT_COORDINATOR; members.len().max(1)];
+        }
         let (codes, fx) = inner.machine.leave(now_ms, group, members);
         tracing::debug!(group, ?members, ?codes, "leave");
         self.finish(&mut inner, registry, now_ms, fx);
@@ -298,6 +343,9 @@ impl GroupService {
     ) -> Result<Vec<i16>, i16> {
         let group = who.group;
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return Err(ec::NOT_COORDINATOR);
+        }
         let code = inner
             .machine
             .validate_commit(group, who.member, who.instance, who.generation);
@@ -364,6 +412,9 @@ impl GroupService {
     /// DeleteGroups for one group.
     pub fn delete_group(&self, registry: &Registry, now_ms: i64, group: &str) -> i16 {
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return ec::NOT_COORDINATOR;
+        }
         let code = inner.machine.validate_delete(group);
         if code != ec::NONE {
             return code;
@@ -385,6 +436,9 @@ impl GroupService {
         partitions: &[(String, i32)],
     ) -> Result<Vec<i16>, i16> {
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return Err(ec::NOT_COORDINATOR);
+        }
         let (codes, fx) =
             inner
                 .machine
@@ -420,7 +474,10 @@ impl GroupService {
         if records.is_empty() {
             return Ok(());
         }
-        let topic = self.ensure_offsets_topic(registry, now_ms)?;
+        let topic = registry.get(OFFSETS_TOPIC).ok_or_else(|| PersistError {
+            code: ec::NOT_COORDINATOR,
+            message: format!("{OFFSETS_TOPIC} is not hosted here"),
+        })?;
         let partitions = topic.partitions.len() as i32;
         let mut by_partition: BTreeMap<i32, Vec<SimpleRecord>> = BTreeMap::new();
         for r in records {
@@ -453,6 +510,13 @@ impl GroupService {
 }
 
 impl Inner {
+    fn owns(&self, group: &str) -> bool {
+        self.offsets_partitions > 0
+            && self
+                .loaded
+                .contains(&partition_for(group, self.offsets_partitions))
+    }
+
     fn register(&mut self) -> (Waiter, oneshot::Receiver<Reply>) {
         let w = self.next_waiter;
         self.next_waiter += 1;
@@ -490,10 +554,14 @@ fn subscription_names_topic(metadata: &[u8], topic: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Replay every partition of `__consumer_offsets` into `machine`.
-fn load(topic: &TopicState, machine: &mut GroupCoordinator, now_ms: i64) -> anyhow::Result<u64> {
+/// Replay one partition of `__consumer_offsets` into `machine`.
+fn load(
+    partition: &PartitionState,
+    machine: &mut GroupCoordinator,
+    now_ms: i64,
+) -> anyhow::Result<u64> {
     let mut count = 0u64;
-    for partition in &topic.partitions {
+    {
         let (mut offset, end) = partition
             .with_log(|log| Ok((log.log_start_offset(), log.log_end_offset())))
             .map_err(|e| anyhow::anyhow!("{OFFSETS_TOPIC}-{}: {e}", partition.index))?;
