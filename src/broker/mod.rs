@@ -155,19 +155,29 @@ impl Server {
             tasks,
         };
         if config.controller_quorum_voters.is_empty() {
-            let me = config.node_id;
-            let ready = cluster
-                .wait_for_image(
-                    |img| img.brokers.get(&me).is_some_and(|b| !b.fenced),
-                    SINGLE_NODE_READY_TIMEOUT,
-                )
-                .await;
-            if !ready {
+            if !server.wait_until_serving(SINGLE_NODE_READY_TIMEOUT).await {
                 server.shutdown().await?;
                 anyhow::bail!("the single-node controller did not accept this broker within {SINGLE_NODE_READY_TIMEOUT:?}");
             }
         }
         Ok(server)
+    }
+
+    /// Wait until the controller has accepted this broker (registered,
+    /// unfenced, image applied); false after `timeout`. A multi-node
+    /// `start` returns before that, since the quorum may not exist yet.
+    pub async fn wait_until_serving(&self, timeout: Duration) -> bool {
+        let Some(broker) = &self.broker else {
+            return true;
+        };
+        let me = broker.config.node_id;
+        broker
+            .cluster
+            .wait_for_image(
+                |img| img.brokers.get(&me).is_some_and(|b| !b.fenced),
+                timeout,
+            )
+            .await
     }
 
     /// The broker listener's address (the controller listener's on a
