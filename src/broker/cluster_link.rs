@@ -212,8 +212,15 @@ impl ClusterLink {
                 }
                 Err(e) => tracing::debug!(error = ?e, "heartbeat failed"),
             }
+            // While fenced, heartbeat again as soon as a newer image is
+            // applied: the controller unfences on the offset it reports, and
+            // startup should not wait a whole interval for that.
+            let mut images = self.subscribe();
+            images.borrow_and_update();
+            let fenced = self.is_fenced();
             tokio::select! {
                 _ = sleep(interval) => {}
+                Ok(()) = images.changed(), if fenced => {}
                 _ = shutdown.changed() => return,
             }
         }
