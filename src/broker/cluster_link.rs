@@ -197,10 +197,14 @@ impl ClusterLink {
         interval: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut images = self.subscribe();
         loop {
             if *shutdown.borrow() {
                 return;
             }
+            // Mark the image this heartbeat reports as seen, so one applied
+            // while the heartbeat is in flight wakes the wait below.
+            images.borrow_and_update();
             match self.heartbeat(false).await {
                 Ok(_) => {}
                 Err(e) if e.error_code == ec::STALE_BROKER_EPOCH => {
@@ -215,8 +219,6 @@ impl ClusterLink {
             // While fenced, heartbeat again as soon as a newer image is
             // applied: the controller unfences on the offset it reports, and
             // startup should not wait a whole interval for that.
-            let mut images = self.subscribe();
-            images.borrow_and_update();
             let fenced = self.is_fenced();
             tokio::select! {
                 _ = sleep(interval) => {}
