@@ -2,5 +2,7 @@
 //! and the active one (the raft leader) decides every metadata change.
 //!
 //! - `api`: the requests brokers send the active controller and its answers.
+//! - `codec`: their binary encoding on the controller listener.
 
 pub mod api;
+pub mod codec;
