@@ -6,3 +6,4 @@
 
 pub mod api;
 pub mod codec;
+pub mod service;

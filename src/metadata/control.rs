@@ -377,7 +377,15 @@ pub fn heartbeat(
         if b.fenced {
             return Ok(Vec::new());
         }
-        return Ok(begin_controlled_shutdown(img, cfg, id, epoch));
+        if !b.in_controlled_shutdown {
+            return Ok(begin_controlled_shutdown(img, cfg, id, epoch));
+        }
+        // Its leaderships have moved: fence it now rather than after its
+        // session lapses, so nothing waits on a broker that is leaving.
+        if leads_nothing(img, id) {
+            return Ok(fence_broker(img, cfg, id, epoch));
+        }
+        return Ok(Vec::new());
     }
     if b.fenced && metadata_offset as i64 >= b.epoch {
         return Ok(unfence_broker(img, cfg, id, epoch));

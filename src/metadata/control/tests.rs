@@ -376,6 +376,14 @@ fn controlled_shutdown_moves_leaders_then_is_ready() {
     assert_eq!(heartbeat_state(&c.img, 2, true), (false, true));
     // Placement avoids it; a heartbeat does not unfence/undo it.
     assert_eq!(code(&c.create("u", 1, 3)), ec::INVALID_REPLICATION_FACTOR);
+    // The next heartbeat fences it (it is leaving), and it stays ready.
+    let recs = heartbeat(&c.img, &c.cfg, 2, e, c.img.offset, true).unwrap();
+    assert!(matches!(
+        recs[..],
+        [MetadataRecord::FenceBroker { id: 2, .. }]
+    ));
+    c.apply(recs);
+    assert_eq!(heartbeat_state(&c.img, 2, true), (true, true));
     assert!(heartbeat(&c.img, &c.cfg, 2, e, c.img.offset, true)
         .unwrap()
         .is_empty());
