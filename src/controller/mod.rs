@@ -4,3 +4,7 @@
 //! - `api`: the requests brokers send the active controller and its answers.
 
 pub mod api;
+pub mod raft_node;
+pub mod raft_storage;
+pub mod rpc;
+pub mod transport;
