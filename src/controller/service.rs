@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::api::{ControllerRequest, ControllerResponse, ItemResult};
+use super::raft_node::{ProposeError, RaftNode, StateMachine};
 use crate::env::rng::WeirRng;
 use crate::env::time::{now, sleep, timeout, Duration, Instant};
 use crate::metadata::codec::{decode_image, decode_records, encode_image, encode_records};
@@ -459,6 +460,40 @@ impl ControllerService {
                 _ = stop.changed() => {}
             }
         }
+    }
+}
+
+impl StateMachine for MetadataStateMachine {
+    fn apply(&mut self, index: u64, data: &[u8]) {
+        self.apply_entry(index, data);
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.snapshot_bytes()
+    }
+    fn restore(&mut self, index: u64, data: &[u8]) {
+        self.restore_bytes(index, data);
+    }
+}
+
+impl Quorum for RaftNode {
+    fn propose(
+        &self,
+        data: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, NotLeader>> + Send + '_>> {
+        Box::pin(async move {
+            RaftNode::propose(self, data)
+                .await
+                .map_err(|ProposeError::NotLeader { leader }| NotLeader { leader })
+        })
+    }
+    fn leader(&self) -> Option<i32> {
+        RaftNode::leader(self)
+    }
+    fn is_leader(&self) -> bool {
+        RaftNode::is_leader(self)
+    }
+    fn applied(&self) -> watch::Receiver<u64> {
+        RaftNode::applied(self)
     }
 }
 
