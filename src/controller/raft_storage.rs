@@ -229,13 +229,14 @@ impl RaftStorage {
         let state_path = dir.join(STATE_FILE);
         let (mut hard_state, conf_state, fresh) = if disk.exists(&state_path) {
             let buf = read_all(disk.as_ref(), &state_path)?;
-            let (hs, cs) = decode_state(&buf).ok_or_else(|| {
-                corrupt(format!("{} fails its checksum", state_path.display()))
-            })?;
+            let (hs, cs) = decode_state(&buf)
+                .ok_or_else(|| corrupt(format!("{} fails its checksum", state_path.display())))?;
             (hs, cs, false)
         } else {
-            let mut cs = ConfState::default();
-            cs.voters = voters.to_vec();
+            let cs = ConfState {
+                voters: voters.to_vec(),
+                ..Default::default()
+            };
             (HardState::default(), cs, true)
         };
 
@@ -498,9 +499,11 @@ impl RaftStorage {
         );
         let term = raft::Storage::term(self, index)
             .map_err(|e| corrupt(format!("term of compaction index {index}: {e}")))?;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..Default::default()
+        };
         meta.set_conf_state(self.conf_state.clone());
         let mut snapshot = Snapshot::default();
         snapshot.set_metadata(meta);
