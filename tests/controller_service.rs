@@ -387,11 +387,6 @@ async fn three_voters_survive_losing_the_active_controller() {
         .expect("an active controller");
     ctrls[active as usize].take().unwrap().shutdown().await;
 
-    for _ in 0..10 {
-        let st: Vec<_> = ctrls.iter().flatten().map(|c| (c.service().node_id(), c.service().is_active(), c.service().leader(), c.service().image().offset)).collect();
-        eprintln!("DEBUG {st:?}");
-        sleep(Duration::from_millis(500)).await;
-    }
     // The client finds the new one; everything committed is there.
     assert_eq!(create(&client, topic("after", 1, 1)).await, 0);
     let img = fetch_image(&client).await;

@@ -40,8 +40,10 @@ pub use client::{ControllerClient, ControllerError};
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 /// Milliseconds per raft tick.
 pub const TICK_MS: u64 = 100;
-/// Election timeouts are drawn (per start) from this many ticks.
-pub const ELECTION_TICKS: std::ops::RangeInclusive<u64> = 10..=20;
+/// The shortest election timeout, in ticks.
+pub const ELECTION_TICKS_MIN: u64 = 10;
+/// Each voter's election timeout band is this many ticks wide.
+const ELECTION_TICKS_BAND: u64 = 3;
 /// RPCs queued for the service at most.
 const RPC_QUEUE_MAX: usize = 1024;
 
@@ -70,6 +72,22 @@ pub fn quorum_voters(config: &ServerConfig) -> anyhow::Result<Vec<(i32, String)>
         voters.push((id, addr.trim().to_string()));
     }
     Ok(voters)
+}
+
+/// This voter's election timeout in ticks.
+///
+/// raft-rs would randomise it on every election with an rng the simulator
+/// cannot seed, so it gets a one-value range instead (see RaftConfig). Then
+/// two voters with the same value campaign in lockstep and split the vote
+/// forever; so each voter draws from its own band, by its position among
+/// the voters (10..=12, 13..=15, ...), which keeps the values distinct and
+/// the jitter seeded.
+pub fn election_tick(voters: &[(i32, String)], node_id: i32, rng: &mut WeirRng) -> usize {
+    let mut ids: Vec<i32> = voters.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    let position = ids.iter().position(|&id| id == node_id).unwrap_or(0) as u64;
+    let low = ELECTION_TICKS_MIN + position * ELECTION_TICKS_BAND;
+    rng.range_u64(low, low + ELECTION_TICKS_BAND) as usize
 }
 
 /// broker.session.timeout.ms (default 9000).
@@ -131,8 +149,7 @@ impl Controller {
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
 
-        let election_tick =
-            rng.range_u64(*ELECTION_TICKS.start(), *ELECTION_TICKS.end() + 1) as usize;
+        let election_tick = election_tick(&voters, node_id, &mut rng);
         let sm = Arc::new(Mutex::new(MetadataStateMachine::default()));
         let raft = RaftNode::start(
             RaftConfig {
