@@ -1,0 +1,387 @@
+//! Three ReplicaManagers in one process on SimDisks, wired by the
+//! in-process endpoint, with a fake controller that applies AlterPartition
+//! and feeds every node the new image. Runs on real tokio (short real
+//! waits) and under madsim (virtual time).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+
+use uuid::Uuid;
+use weir::broker::registry::Registry;
+use weir::config::ServerConfig;
+use weir::controller::api::{ControllerRequest, ControllerResponse};
+use weir::env::sim_disk::{SimDisk, SimDiskOptions};
+use weir::env::time::{now_ms, sleep, Duration};
+use weir::env::Disk;
+use weir::log::batch::{build_batch, BatchProducer, SimpleRecord};
+use weir::metadata::{
+    BrokerRegistration, MetadataImage, MetadataRecord, PartitionRegistration, NO_LEADER,
+};
+use weir::replica::endpoint::InProcessNetwork;
+use weir::replica::partition::{Partition, Role};
+use weir::replica::{codes, IsrChannel, ReplicaManager, ReplicaSettings};
+
+const TOPIC: &str = "t";
+const LAG_MS: i64 = 400;
+
+/// The controller's half: the image, and who to tell about changes.
+struct FakeController {
+    image: Mutex<MetadataImage>,
+    nodes: Mutex<Vec<Weak<ReplicaManager>>>,
+    topic_id: Uuid,
+}
+
+impl FakeController {
+    fn commit(&self, records: Vec<MetadataRecord>) -> MetadataImage {
+        let img = {
+            let mut img = self.image.lock().unwrap();
+            let next = img.offset + 1;
+            img.apply_entry(next, &records);
+            img.clone()
+        };
+        let nodes: Vec<Arc<ReplicaManager>> = self
+            .nodes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for n in nodes {
+            n.apply_image(&img, 1);
+        }
+        img
+    }
+
+    fn partition(&self) -> PartitionRegistration {
+        self.image
+            .lock()
+            .unwrap()
+            .partition(TOPIC, 0)
+            .unwrap()
+            .clone()
+    }
+
+    fn change(&self, f: impl FnOnce(&mut PartitionRegistration)) -> PartitionRegistration {
+        let mut p = self.partition();
+        f(&mut p);
+        p.partition_epoch += 1;
+        self.commit(vec![MetadataRecord::ChangePartition {
+            topic_id: self.topic_id,
+            partition: 0,
+            state: p.clone(),
+        }]);
+        p
+    }
+}
+
+struct Isr(Arc<FakeController>);
+
+impl IsrChannel for Isr {
+    fn alter_partition(
+        &self,
+        req: ControllerRequest,
+    ) -> Pin<Box<dyn Future<Output = Option<ControllerResponse>> + Send>> {
+        let ctl = self.0.clone();
+        Box::pin(async move {
+            let ControllerRequest::AlterPartition {
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+                ..
+            } = req
+            else {
+                return None;
+            };
+            let cur = ctl.partition();
+            if cur.leader_epoch != leader_epoch || cur.partition_epoch != partition_epoch {
+                return Some(ControllerResponse::Error(Default::default()));
+            }
+            let p = ctl.change(|p| p.isr = new_isr);
+            Some(ControllerResponse::Partition(p))
+        })
+    }
+}
+
+struct Cluster {
+    ctl: Arc<FakeController>,
+    net: InProcessNetwork,
+    nodes: Vec<Arc<ReplicaManager>>,
+}
+
+fn broker(id: i32) -> BrokerRegistration {
+    BrokerRegistration {
+        id,
+        incarnation: Uuid::from_u128(id as u128),
+        epoch: 0,
+        host: "127.0.0.1".into(),
+        port: 9000 + id,
+        rack: None,
+        fenced: false,
+        in_controlled_shutdown: false,
+    }
+}
+
+fn start(configs: BTreeMap<String, String>) -> Cluster {
+    let topic_id = Uuid::from_u128(42);
+    let ctl = Arc::new(FakeController {
+        image: Mutex::new(MetadataImage::default()),
+        nodes: Mutex::new(Vec::new()),
+        topic_id,
+    });
+    let net = InProcessNetwork::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new(id as u64, SimDiskOptions::default()));
+        let mut config = ServerConfig::default_single_node();
+        config.node_id = id;
+        config.log_dirs = vec![PathBuf::from("/data")];
+        for (k, v) in [
+            ("replica.lag.time.max.ms", LAG_MS.to_string()),
+            ("replica.fetch.wait.max.ms", "50".to_string()),
+            ("replica.fetch.backoff.ms", "20".to_string()),
+        ] {
+            config.extra.insert(k.to_string(), v);
+        }
+        let settings = ReplicaSettings::from_config(&config);
+        let registry = Arc::new(Registry::open(disk, Arc::new(config), now_ms()).unwrap());
+        let m = Arc::new(ReplicaManager::new(
+            settings,
+            registry,
+            Arc::new(Isr(ctl.clone())),
+            Arc::new(net.clone()),
+        ));
+        m.join_network(&net);
+        ctl.nodes.lock().unwrap().push(Arc::downgrade(&m));
+        nodes.push(m);
+    }
+    let mut records: Vec<MetadataRecord> = (1..=3)
+        .map(|i| MetadataRecord::RegisterBroker(broker(i)))
+        .collect();
+    records.push(MetadataRecord::CreateTopic {
+        name: TOPIC.into(),
+        id: topic_id,
+        configs,
+        partitions: vec![PartitionRegistration {
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }],
+    });
+    ctl.commit(records);
+    Cluster { ctl, net, nodes }
+}
+
+impl Cluster {
+    fn part(&self, node: i32) -> Arc<Partition> {
+        self.nodes[(node - 1) as usize].get(TOPIC, 0).unwrap()
+    }
+
+    fn leo(&self, node: i32) -> i64 {
+        self.part(node)
+            .log
+            .with_log(|l| Ok(l.log_end_offset()))
+            .unwrap()
+    }
+
+    /// Every record below `upto` on `node`, as stored.
+    fn bytes(&self, node: i32, upto: i64) -> Vec<u8> {
+        self.part(node)
+            .log
+            .with_log(|l| {
+                Ok(l.read_below(0, upto, usize::MAX / 2, true)?
+                    .records
+                    .to_vec())
+            })
+            .unwrap()
+    }
+
+    async fn produce(&self, node: i32, n: usize, acks_all: bool) -> (i64, i32) {
+        let recs: Vec<SimpleRecord> = (0..n)
+            .map(|i| SimpleRecord {
+                value: Some(format!("v{i}").into_bytes()),
+                timestamp: 1000,
+                ..Default::default()
+            })
+            .collect();
+        let mut b = build_batch(&recs, BatchProducer::default());
+        let (info, epoch) = self
+            .part(node)
+            .append_as_leader(&mut b, acks_all, now_ms())
+            .unwrap();
+        (info.last_offset, epoch)
+    }
+
+    async fn wait_until(&self, what: &str, mut f: impl FnMut(&Cluster) -> bool) {
+        for _ in 0..400 {
+            if f(self) {
+                return;
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+#[tokio::test]
+async fn followers_replicate_and_acks_all_waits_for_the_isr() {
+    let c = start(BTreeMap::new());
+    let (last, epoch) = c.produce(1, 5, true).await;
+    assert_eq!(last, 4);
+    let leader = c.part(1);
+    assert!(leader.high_watermark() <= 5);
+    let code = leader
+        .wait_for_hw(last, epoch, Duration::from_secs(5))
+        .await;
+    assert_eq!(code, codes::NONE);
+    assert_eq!(leader.high_watermark(), 5);
+    c.wait_until("followers at the leader's LEO and HW", |c| {
+        (2..=3).all(|n| c.leo(n) == 5 && c.part(n).high_watermark() == 5)
+    })
+    .await;
+    for n in 2..=3 {
+        assert_eq!(c.bytes(n, 5), c.bytes(1, 5));
+        let entries = c
+            .part(n)
+            .log
+            .with_log(|l| Ok(l.epoch_entries().to_vec()))
+            .unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].epoch, entries[0].start_offset), (0, 0));
+    }
+    // Consumers read only below the HW; followers refuse consumers.
+    let (hw, _, recs) = leader.read_for_consumer(0, 0, 1 << 20, true).unwrap();
+    assert_eq!(hw, 5);
+    assert!(!recs.is_empty());
+    assert_eq!(
+        c.part(2)
+            .read_for_consumer(0, -1, 1 << 20, true)
+            .unwrap_err(),
+        codes::NOT_LEADER_OR_FOLLOWER
+    );
+    assert_eq!(
+        leader.read_for_consumer(0, 1, 1 << 20, true).unwrap_err(),
+        codes::UNKNOWN_LEADER_EPOCH
+    );
+}
+
+#[tokio::test]
+async fn a_lagging_follower_leaves_the_isr_and_rejoins() {
+    let c = start(BTreeMap::new());
+    c.produce(1, 3, false).await;
+    c.wait_until("replication", |c| c.leo(3) == 3).await;
+    c.net.cut(3);
+    c.wait_until("ISR shrink", |c| c.ctl.partition().isr == vec![1, 2])
+        .await;
+    // With 3 out, acks=all completes on the ISR {1, 2}.
+    let (last, epoch) = c.produce(1, 4, true).await;
+    let code = c
+        .part(1)
+        .wait_for_hw(last, epoch, Duration::from_secs(5))
+        .await;
+    assert_eq!(code, codes::NONE);
+    assert_eq!(c.leo(3), 3);
+    c.net.heal(3);
+    c.wait_until("ISR expand", |c| c.ctl.partition().isr == vec![1, 2, 3])
+        .await;
+    assert_eq!(c.leo(3), 7);
+    assert_eq!(c.bytes(3, 7), c.bytes(1, 7));
+}
+
+#[tokio::test]
+async fn leader_change_truncates_a_divergent_suffix() {
+    let c = start(BTreeMap::new());
+    c.produce(1, 4, true).await;
+    c.wait_until("replication", |c| c.leo(2) == 4 && c.leo(3) == 4)
+        .await;
+    // Followers cut off: the leader appends a suffix nobody else has.
+    c.net.cut(2);
+    c.net.cut(3);
+    sleep(Duration::from_millis(100)).await;
+    c.produce(1, 3, false).await;
+    assert_eq!(c.leo(1), 7);
+    // The controller moves leadership to 2 (epoch 1), which writes its own.
+    c.ctl.change(|p| {
+        p.leader = 2;
+        p.leader_epoch = 1;
+        p.isr = vec![2, 3];
+    });
+    assert!(c.part(2).is_leader());
+    c.net.heal(2);
+    c.net.heal(3);
+    let (last, epoch) = c.produce(2, 2, false).await;
+    assert_eq!((last, epoch), (5, 1));
+    c.wait_until("everyone at the new leader's log", |c| {
+        (1..=3).all(|n| c.leo(n) == 6) && c.part(2).high_watermark() == 6
+    })
+    .await;
+    let hw = c.part(2).high_watermark();
+    for n in [1, 3] {
+        assert_eq!(c.bytes(n, hw), c.bytes(2, hw), "node {n}");
+        let entries = c
+            .part(n)
+            .log
+            .with_log(|l| Ok(l.epoch_entries().to_vec()))
+            .unwrap();
+        let pairs: Vec<(i32, i64)> = entries.iter().map(|e| (e.epoch, e.start_offset)).collect();
+        assert_eq!(pairs, vec![(0, 0), (1, 4)], "node {n}");
+    }
+    // The old leader rejoins the ISR.
+    c.wait_until("ISR expand", |c| c.ctl.partition().isr == vec![1, 2, 3])
+        .await;
+    assert_eq!(c.part(1).snapshot().0, Role::Follower { leader: 2 });
+}
+
+#[tokio::test]
+async fn min_insync_replicas_rejects_and_fails_waiting_produces() {
+    let mut configs = BTreeMap::new();
+    configs.insert("min.insync.replicas".to_string(), "2".to_string());
+    let c = start(configs);
+    c.produce(1, 1, true).await;
+    c.net.cut(2);
+    c.net.cut(3);
+    // A produce waiting while the ISR shrinks below 2 fails after the append.
+    let (last, epoch) = c.produce(1, 1, true).await;
+    let code = c
+        .part(1)
+        .wait_for_hw(last, epoch, Duration::from_secs(5))
+        .await;
+    assert_eq!(code, codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+    assert_eq!(c.ctl.partition().isr, vec![1]);
+    // Now refused before the append.
+    let mut b = build_batch(&[SimpleRecord::default()], BatchProducer::default());
+    let err = c
+        .part(1)
+        .append_as_leader(&mut b, true, now_ms())
+        .unwrap_err();
+    assert_eq!(err.0, codes::NOT_ENOUGH_REPLICAS);
+    // acks=1 still works.
+    let mut b = build_batch(&[SimpleRecord::default()], BatchProducer::default());
+    assert!(c.part(1).append_as_leader(&mut b, false, now_ms()).is_ok());
+    // Timeouts: with the ISR {1, 2} back... cut again, a short wait times out.
+    c.net.heal(2);
+    c.wait_until("ISR expand", |c| c.ctl.partition().isr == vec![1, 2])
+        .await;
+    c.net.cut(2);
+    let (last, epoch) = c.produce(1, 1, true).await;
+    let code = c
+        .part(1)
+        .wait_for_hw(last, epoch, Duration::from_millis(30))
+        .await;
+    assert_eq!(code, codes::REQUEST_TIMED_OUT);
+    // Leadership lost while waiting.
+    let (last, epoch) = c.produce(1, 1, true).await;
+    let p1 = c.part(1);
+    let waiter =
+        tokio::spawn(async move { p1.wait_for_hw(last, epoch, Duration::from_secs(5)).await });
+    sleep(Duration::from_millis(10)).await;
+    c.ctl.change(|p| {
+        p.leader = NO_LEADER;
+        p.leader_epoch += 1;
+    });
+    assert_eq!(waiter.await.unwrap(), codes::NOT_LEADER_OR_FOLLOWER);
+}
