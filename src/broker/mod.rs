@@ -27,10 +27,14 @@ use crate::env::Disk;
 use producer_ids::ProducerIds;
 use registry::Registry;
 
+use crate::replica::{endpoint::TcpEndpoints, NoIsrChannel, ReplicaManager, ReplicaSettings};
+
 /// State shared by every connection.
 pub struct Broker {
     pub config: Arc<ServerConfig>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+    /// Replicated partitions (leader/follower, HW, ISR), driven by images.
+    pub replicas: Arc<ReplicaManager>,
     pub producer_ids: Mutex<ProducerIds>,
     /// The consumer group coordinator (every group maps to this broker).
     pub groups: GroupService,
@@ -56,7 +60,13 @@ impl Server {
     /// Open every log, bind the listener and start serving.
     pub async fn start(config: ServerConfig, disk: Arc<dyn Disk>) -> anyhow::Result<Server> {
         let config = Arc::new(config);
-        let registry = Registry::open(disk, config.clone(), now_ms())?;
+        let registry = Arc::new(Registry::open(disk, config.clone(), now_ms())?);
+        let replicas = Arc::new(ReplicaManager::new(
+            ReplicaSettings::from_config(&config),
+            registry.clone(),
+            Arc::new(NoIsrChannel),
+            Arc::new(TcpEndpoints::default()),
+        ));
         let producer_ids = ProducerIds::open(registry.store())?;
         let groups = GroupService::open(&registry, now_ms())?;
         let listener = TcpListener::bind(config.listen_addr()).await?;
@@ -66,6 +76,7 @@ impl Server {
         let broker = Arc::new(Broker {
             config: config.clone(),
             registry,
+            replicas,
             producer_ids: Mutex::new(producer_ids),
             groups,
             advertised_host,
@@ -102,6 +113,7 @@ impl Server {
         let _ = self.flush_task.await;
         let _ = self.maintenance_task.await;
         let _ = self.group_task.await;
+        self.broker.replicas.shutdown().await;
         self.broker.registry.close_all()?;
         tracing::info!(local_addr = %self.local_addr, "weir broker stopped");
         Ok(())

@@ -141,6 +141,11 @@ impl PartitionLog {
         self.epochs.latest_epoch()
     }
 
+    /// The leader epoch of the batch holding `offset`, per the cache.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.epochs.epoch_for_offset(offset)
+    }
+
     /// The epoch cache entries (tests, diagnostics).
     pub fn epoch_entries(&self) -> &[EpochEntry] {
         self.epochs.entries()

@@ -212,6 +212,21 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// The topic's name in the last applied image.
+    pub fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        let st = lock_or_recover(&self.inner.state);
+        st.image.topic_by_id(id).map(|t| t.name.clone())
+    }
+
+    /// The partition's leader and leader epoch in the last applied image,
+    /// if the image has the partition (hosted here or not).
+    pub fn image_leader(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        let st = lock_or_recover(&self.inner.state);
+        st.image
+            .partition(topic, partition)
+            .map(|p| (p.leader, p.leader_epoch))
+    }
+
     /// Every hosted replica, sorted by (topic, partition).
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         lock_or_recover(&self.inner.state)

@@ -707,6 +707,74 @@ impl Partition {
         code
     }
 
+    /// ListOffsets on the leader: LATEST = HW, EARLIEST = log start,
+    /// timestamps only below the HW. Returns (offset, timestamp, epoch).
+    pub fn list_offset(
+        &self,
+        timestamp: i64,
+        current_leader_epoch: i32,
+    ) -> Result<Option<(i64, i64, i32)>, Code> {
+        const LATEST: i64 = -1;
+        const EARLIEST: i64 = -2;
+        const MAX_TIMESTAMP: i64 = -3;
+        let st = self.lock();
+        Self::check_epoch(&st, current_leader_epoch)?;
+        if st.role != Role::Leader {
+            return Err(codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        let hw = st.high_watermark;
+        self.log
+            .with_log(|l| {
+                let epoch_of = |off: i64| l.epoch_for_offset(off).unwrap_or(-1);
+                Ok(match timestamp {
+                    LATEST => Some((hw, -1, l.latest_epoch().unwrap_or(-1))),
+                    EARLIEST => {
+                        let start = l.log_start_offset();
+                        Some((start, -1, epoch_of(start)))
+                    }
+                    MAX_TIMESTAMP => l
+                        .max_timestamp()
+                        .filter(|&(_, off)| off < hw)
+                        .map(|(ts, off)| (off, ts, epoch_of(off))),
+                    ts if ts >= 0 => l
+                        .offset_for_timestamp(ts)?
+                        .filter(|&(off, _)| off < hw)
+                        .map(|(off, ts)| (off, ts, epoch_of(off))),
+                    _ => None,
+                })
+            })
+            .map_err(log_code)
+    }
+
+    /// OffsetForLeaderEpoch on the leader: (epoch, end offset) as Kafka.
+    pub fn end_offset_for_epoch(
+        &self,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), Code> {
+        let st = self.lock();
+        Self::check_epoch(&st, current_leader_epoch)?;
+        if st.role != Role::Leader {
+            return Err(codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        self.log
+            .with_log(|l| Ok(l.end_offset_for_epoch(epoch)))
+            .map_err(log_code)
+    }
+
+    /// DeleteRecords on the leader, bounded by the HW. Returns the new log
+    /// start. (Followers move theirs when they next fetch.)
+    pub fn delete_records(&self, offset: i64) -> Result<i64, Code> {
+        let st = self.lock();
+        if st.role != Role::Leader {
+            return Err(codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        let hw = st.high_watermark;
+        self.log
+            .with_log(|l| l.delete_records_before(offset, hw))
+            .map_err(log_code)
+    }
+
     /// Wake every waiter (leadership lost: stopping or deleting the replica).
     pub fn stop(&self) {
         let mut st = self.lock();
