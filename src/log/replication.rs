@@ -184,3 +184,178 @@ fn cut_at(records: Bytes, max_offset: i64) -> Bytes {
     }
     records.slice(..end)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::super::batch::{build_batch, BatchProducer, SimpleRecord};
+    use super::super::epoch_cache::EPOCH_FILE;
+    use super::super::{LogConfig, LogError, PartitionLog};
+    use crate::env::sim_disk::{SimDisk, SimDiskOptions};
+    use crate::env::Disk;
+
+    fn batch(n: usize) -> Vec<u8> {
+        let recs: Vec<SimpleRecord> = (0..n)
+            .map(|i| SimpleRecord {
+                key: Some(vec![i as u8]),
+                value: Some(vec![7; 20]),
+                timestamp: 100 + i as i64,
+                ..Default::default()
+            })
+            .collect();
+        build_batch(&recs, BatchProducer::default())
+    }
+
+    fn setup() -> (Arc<SimDisk>, Arc<dyn Disk>, PathBuf) {
+        let sim = Arc::new(SimDisk::new(9, SimDiskOptions::default()));
+        let disk: Arc<dyn Disk> = sim.clone();
+        (sim, disk, PathBuf::from("/data/t-0"))
+    }
+
+    fn open(disk: &Arc<dyn Disk>, dir: &std::path::Path) -> PartitionLog {
+        PartitionLog::open(disk.clone(), dir.to_path_buf(), LogConfig::default(), 0).unwrap()
+    }
+
+    fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
+        log.epoch_entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
+    }
+
+    fn all_bytes(log: &PartitionLog) -> Vec<u8> {
+        log.read(log.log_start_offset(), usize::MAX / 2, true)
+            .unwrap()
+            .records
+            .to_vec()
+    }
+
+    #[test]
+    fn epoch_cache_follows_appends_truncation_and_start_moves() {
+        let (_, disk, dir) = setup();
+        let mut log = open(&disk, &dir);
+        log.append(&mut batch(3), 0, 0).unwrap();
+        log.append(&mut batch(2), 0, 0).unwrap();
+        log.append(&mut batch(2), 2, 0).unwrap();
+        assert_eq!(epochs(&log), vec![(0, 0), (2, 5)]);
+        assert_eq!(log.end_offset_for_epoch(0), (0, 5));
+        assert_eq!(log.end_offset_for_epoch(1), (0, 5));
+        assert_eq!(log.end_offset_for_epoch(2), (2, 7));
+        assert_eq!(log.end_offset_for_epoch(3), (-1, -1));
+        // A new leader records its epoch at its LEO before appending.
+        log.assign_epoch_start(3, 7).unwrap();
+        assert_eq!(log.end_offset_for_epoch(2), (2, 7));
+        log.truncate_to(5).unwrap();
+        assert_eq!(epochs(&log), vec![(0, 0)]);
+        assert_eq!(log.delete_records_before(2, 5).unwrap(), 2);
+        assert_eq!(epochs(&log), vec![(0, 2)]);
+        drop(log);
+        let log = open(&disk, &dir);
+        assert_eq!(epochs(&log), vec![(0, 2)]);
+    }
+
+    #[test]
+    fn crash_drops_epochs_beyond_the_recovered_log_end() {
+        let (sim, disk, dir) = setup();
+        let mut log = open(&disk, &dir);
+        log.append(&mut batch(3), 0, 0).unwrap();
+        log.flush().unwrap();
+        // Epoch 3's cache entry is durable, its batch is not.
+        log.append(&mut batch(2), 3, 0).unwrap();
+        assert_eq!(epochs(&log), vec![(0, 0), (3, 3)]);
+        drop(log);
+        sim.crash();
+        let log = open(&disk, &dir);
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(epochs(&log), vec![(0, 0)]);
+    }
+
+    #[test]
+    fn a_missing_cache_is_rebuilt_from_batch_headers() {
+        let (_, disk, dir) = setup();
+        let mut log = open(&disk, &dir);
+        log.append(&mut batch(3), 0, 0).unwrap();
+        log.append(&mut batch(1), 4, 0).unwrap();
+        log.append(&mut batch(1), 4, 0).unwrap();
+        log.close().unwrap();
+        disk.remove_file(&dir.join(EPOCH_FILE)).unwrap();
+        let log = open(&disk, &dir);
+        assert_eq!(epochs(&log), vec![(0, 0), (4, 3)]);
+    }
+
+    #[test]
+    fn follower_append_continues_exactly_at_the_log_end() {
+        let (_, disk, _) = setup();
+        let mut leader = open(&disk, &PathBuf::from("/l/t-0"));
+        let mut follower = open(&disk, &PathBuf::from("/f/t-0"));
+        leader.append(&mut batch(3), 1, 0).unwrap();
+        leader.append(&mut batch(2), 5, 0).unwrap();
+        let bytes = all_bytes(&leader);
+        let info = follower.append_as_follower(&bytes, 0).unwrap();
+        assert_eq!((info.first_offset, info.last_offset), (0, 4));
+        assert_eq!(all_bytes(&follower), bytes);
+        assert_eq!(epochs(&follower), vec![(1, 0), (5, 3)]);
+        // Again: the batches no longer continue the log end.
+        assert!(matches!(
+            follower.append_as_follower(&bytes, 0),
+            Err(LogError::InvalidRecord(_))
+        ));
+        // A corrupted batch is refused whole.
+        leader.append(&mut batch(1), 5, 0).unwrap();
+        let mut next = leader.read(5, 1 << 20, true).unwrap().records.to_vec();
+        let last = next.len() - 1;
+        next[last] ^= 0xff;
+        assert!(matches!(
+            follower.append_as_follower(&next, 0),
+            Err(LogError::CorruptMessage(_))
+        ));
+        assert_eq!(follower.log_end_offset(), 5);
+        // A follower restarts at a leader's later log start.
+        follower.truncate_fully_and_start_at(42).unwrap();
+        assert_eq!(
+            (follower.log_start_offset(), follower.log_end_offset()),
+            (42, 42)
+        );
+        assert!(epochs(&follower).is_empty());
+        drop(follower);
+        let follower = open(&disk, &PathBuf::from("/f/t-0"));
+        assert_eq!(
+            (follower.log_start_offset(), follower.log_end_offset()),
+            (42, 42)
+        );
+    }
+
+    #[test]
+    fn reads_below_the_high_watermark_stop_at_whole_batches() {
+        let (_, disk, dir) = setup();
+        let mut log = open(&disk, &dir);
+        for _ in 0..3 {
+            log.append(&mut batch(2), 0, 0).unwrap();
+        }
+        let two = log.read_below(0, 4, 1 << 20, true).unwrap().records;
+        assert_eq!(two.len(), all_bytes(&log).len() * 2 / 3);
+        // A HW inside a batch hides the whole batch.
+        let one = log.read_below(0, 3, 1 << 20, true).unwrap().records;
+        assert_eq!(one.len(), all_bytes(&log).len() / 3);
+        assert!(log
+            .read_below(4, 4, 1 << 20, true)
+            .unwrap()
+            .records
+            .is_empty());
+        assert!(log
+            .read_below(5, 4, 1 << 20, true)
+            .unwrap()
+            .records
+            .is_empty());
+        assert!(matches!(
+            log.read_below(7, 4, 1 << 20, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(
+            log.read_below(0, 6, 1 << 20, true).unwrap().records.len(),
+            all_bytes(&log).len()
+        );
+    }
+}
