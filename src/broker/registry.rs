@@ -669,11 +669,19 @@ impl Registry {
 
     /// Flush logs whose flush.ms has elapsed.
     pub fn maybe_flush_all(&self, now_ms: i64) {
+        let mut all: Vec<Arc<PartitionState>> = Vec::new();
         for topic in self.list() {
-            for p in &topic.partitions {
-                if let Err(e @ PartitionError::Log(_)) = p.with_log(|log| log.maybe_flush(now_ms)) {
-                    tracing::error!(topic = %topic.name, partition = p.index, error = %e, "periodic flush failed");
-                }
+            all.extend(topic.partitions.iter().cloned());
+        }
+        for p in self.hosted_list() {
+            // A hosted partition may be the single-node path's own.
+            if !all.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                all.push(p);
+            }
+        }
+        for p in &all {
+            if let Err(e @ PartitionError::Log(_)) = p.with_log(|log| log.maybe_flush(now_ms)) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "periodic flush failed");
             }
         }
     }

@@ -367,9 +367,12 @@ fn apply_image(inner: &Arc<Inner>, image: &MetadataImage, broker_epoch: i64) {
     }
     for (p, delete) in to_remove {
         p.stop();
-        lock_or_recover(&inner.state)
-            .partitions
-            .remove(&(p.topic.clone(), p.index));
+        {
+            let mut st = lock_or_recover(&inner.state);
+            let key = (p.topic.clone(), p.index);
+            st.partitions.remove(&key);
+            st.checkpointed.remove(&key);
+        }
         tracing::info!(topic = %p.topic, partition = p.index, "replica removed from this broker");
         if let Err(e) = inner.registry.close_hosted(&p.topic, p.index, delete) {
             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "removing a replica's log failed");
@@ -567,14 +570,16 @@ async fn tick_loop(inner: Arc<Inner>) {
 
 fn checkpoint_hws(inner: &Arc<Inner>) {
     let hws: BTreeMap<PartitionKey, i64> = {
-        let st = lock_or_recover(&inner.state);
-        let mut all = st.checkpointed.clone();
-        for (k, p) in &st.partitions {
-            all.insert(k.clone(), p.high_watermark());
-        }
-        // Entries of partitions no longer hosted are dropped.
-        all.retain(|k, _| st.partitions.contains_key(k));
-        all
+        let mut st = lock_or_recover(&inner.state);
+        // Entries of logs not opened yet (no image since the restart) are
+        // kept; removed replicas left `checkpointed` in apply_image.
+        let hosted: Vec<(PartitionKey, i64)> = st
+            .partitions
+            .iter()
+            .map(|(k, p)| (k.clone(), p.high_watermark()))
+            .collect();
+        st.checkpointed.extend(hosted);
+        st.checkpointed.clone()
     };
     if inner.registry.log_dir().is_offline() {
         return;
