@@ -3,107 +3,26 @@
 //! and feeds every node the new image. Runs on real tokio (short real
 //! waits) and under madsim (virtual time).
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+mod replica_support;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use replica_support::{FakeController, Isr, TOPIC};
 use uuid::Uuid;
 use weir::broker::registry::Registry;
 use weir::config::ServerConfig;
-use weir::controller::api::{ControllerRequest, ControllerResponse};
 use weir::env::sim_disk::{SimDisk, SimDiskOptions};
 use weir::env::time::{now_ms, sleep, Duration};
 use weir::env::Disk;
 use weir::log::batch::{build_batch, BatchProducer, SimpleRecord};
-use weir::metadata::{
-    BrokerRegistration, MetadataImage, MetadataRecord, PartitionRegistration, NO_LEADER,
-};
+use weir::metadata::NO_LEADER;
 use weir::replica::endpoint::InProcessNetwork;
 use weir::replica::partition::{Partition, Role};
-use weir::replica::{codes, IsrChannel, ReplicaManager, ReplicaSettings};
+use weir::replica::{codes, ReplicaManager, ReplicaSettings};
 
-const TOPIC: &str = "t";
 const LAG_MS: i64 = 400;
-
-/// The controller's half: the image, and who to tell about changes.
-struct FakeController {
-    image: Mutex<MetadataImage>,
-    nodes: Mutex<Vec<Weak<ReplicaManager>>>,
-    topic_id: Uuid,
-}
-
-impl FakeController {
-    fn commit(&self, records: Vec<MetadataRecord>) -> MetadataImage {
-        let img = {
-            let mut img = self.image.lock().unwrap();
-            let next = img.offset + 1;
-            img.apply_entry(next, &records);
-            img.clone()
-        };
-        let nodes: Vec<Arc<ReplicaManager>> = self
-            .nodes
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for n in nodes {
-            n.apply_image(&img, 1);
-        }
-        img
-    }
-
-    fn partition(&self) -> PartitionRegistration {
-        self.image
-            .lock()
-            .unwrap()
-            .partition(TOPIC, 0)
-            .unwrap()
-            .clone()
-    }
-
-    fn change(&self, f: impl FnOnce(&mut PartitionRegistration)) -> PartitionRegistration {
-        let mut p = self.partition();
-        f(&mut p);
-        p.partition_epoch += 1;
-        self.commit(vec![MetadataRecord::ChangePartition {
-            topic_id: self.topic_id,
-            partition: 0,
-            state: p.clone(),
-        }]);
-        p
-    }
-}
-
-struct Isr(Arc<FakeController>);
-
-impl IsrChannel for Isr {
-    fn alter_partition(
-        &self,
-        req: ControllerRequest,
-    ) -> Pin<Box<dyn Future<Output = Option<ControllerResponse>> + Send>> {
-        let ctl = self.0.clone();
-        Box::pin(async move {
-            let ControllerRequest::AlterPartition {
-                leader_epoch,
-                partition_epoch,
-                new_isr,
-                ..
-            } = req
-            else {
-                return None;
-            };
-            let cur = ctl.partition();
-            if cur.leader_epoch != leader_epoch || cur.partition_epoch != partition_epoch {
-                return Some(ControllerResponse::Error(Default::default()));
-            }
-            let p = ctl.change(|p| p.isr = new_isr);
-            Some(ControllerResponse::Partition(p))
-        })
-    }
-}
 
 struct Cluster {
     ctl: Arc<FakeController>,
@@ -111,26 +30,8 @@ struct Cluster {
     nodes: Vec<Arc<ReplicaManager>>,
 }
 
-fn broker(id: i32) -> BrokerRegistration {
-    BrokerRegistration {
-        id,
-        incarnation: Uuid::from_u128(id as u128),
-        epoch: 0,
-        host: "127.0.0.1".into(),
-        port: 9000 + id,
-        rack: None,
-        fenced: false,
-        in_controlled_shutdown: false,
-    }
-}
-
 fn start(configs: BTreeMap<String, String>) -> Cluster {
-    let topic_id = Uuid::from_u128(42);
-    let ctl = Arc::new(FakeController {
-        image: Mutex::new(MetadataImage::default()),
-        nodes: Mutex::new(Vec::new()),
-        topic_id,
-    });
+    let ctl = FakeController::new(Uuid::from_u128(42));
     let net = InProcessNetwork::new();
     let mut nodes = Vec::new();
     for id in 1..=3 {
@@ -157,22 +58,7 @@ fn start(configs: BTreeMap<String, String>) -> Cluster {
         ctl.nodes.lock().unwrap().push(Arc::downgrade(&m));
         nodes.push(m);
     }
-    let mut records: Vec<MetadataRecord> = (1..=3)
-        .map(|i| MetadataRecord::RegisterBroker(broker(i)))
-        .collect();
-    records.push(MetadataRecord::CreateTopic {
-        name: TOPIC.into(),
-        id: topic_id,
-        configs,
-        partitions: vec![PartitionRegistration {
-            replicas: vec![1, 2, 3],
-            isr: vec![1, 2, 3],
-            leader: 1,
-            leader_epoch: 0,
-            partition_epoch: 0,
-        }],
-    });
-    ctl.commit(records);
+    ctl.create(&[(1, 9001), (2, 9002), (3, 9003)], configs, vec![1, 2, 3]);
     Cluster { ctl, net, nodes }
 }
 
