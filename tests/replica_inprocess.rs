@@ -28,14 +28,36 @@ struct Cluster {
     ctl: Arc<FakeController>,
     net: InProcessNetwork,
     nodes: Vec<Arc<ReplicaManager>>,
+    registries: Vec<Arc<Registry>>,
+    disks: Vec<Arc<SimDisk>>,
 }
 
 fn start(configs: BTreeMap<String, String>) -> Cluster {
     let ctl = FakeController::new(Uuid::from_u128(42));
     let net = InProcessNetwork::new();
-    let mut nodes = Vec::new();
+    let mut c = Cluster {
+        ctl,
+        net,
+        nodes: Vec::new(),
+        registries: Vec::new(),
+        disks: Vec::new(),
+    };
     for id in 1..=3 {
-        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new(id as u64, SimDiskOptions::default()));
+        let disk = Arc::new(SimDisk::new(id as u64, SimDiskOptions::default()));
+        c.disks.push(disk.clone());
+        let (m, r) = c.boot(id);
+        c.nodes.push(m);
+        c.registries.push(r);
+    }
+    c.ctl
+        .create(&[(1, 9001), (2, 9002), (3, 9003)], configs, vec![1, 2, 3]);
+    c
+}
+
+impl Cluster {
+    /// Open node `id`'s registry and replica manager on its disk.
+    fn boot(&self, id: i32) -> (Arc<ReplicaManager>, Arc<Registry>) {
+        let disk: Arc<dyn Disk> = self.disks[(id - 1) as usize].clone();
         let mut config = ServerConfig::default_single_node();
         config.node_id = id;
         config.log_dirs = vec![PathBuf::from("/data")];
@@ -50,19 +72,32 @@ fn start(configs: BTreeMap<String, String>) -> Cluster {
         let registry = Arc::new(Registry::open(disk, Arc::new(config), now_ms()).unwrap());
         let m = Arc::new(ReplicaManager::new(
             settings,
-            registry,
-            Arc::new(Isr(ctl.clone())),
-            Arc::new(net.clone()),
+            registry.clone(),
+            Arc::new(Isr(self.ctl.clone())),
+            Arc::new(self.net.clone()),
         ));
-        m.join_network(&net);
-        ctl.nodes.lock().unwrap().push(Arc::downgrade(&m));
-        nodes.push(m);
+        m.join_network(&self.net);
+        self.ctl.nodes.lock().unwrap().push(Arc::downgrade(&m));
+        (m, registry)
     }
-    ctl.create(&[(1, 9001), (2, 9002), (3, 9003)], configs, vec![1, 2, 3]);
-    Cluster { ctl, net, nodes }
-}
 
-impl Cluster {
+    /// Stop node `id` (cleanly, or by a crash that loses unsynced writes)
+    /// and start it again with the current image.
+    async fn restart(&mut self, id: i32, crash: bool) {
+        let i = (id - 1) as usize;
+        self.nodes[i].shutdown().await;
+        if crash {
+            self.disks[i].crash();
+        } else {
+            self.registries[i].close_all().unwrap();
+        }
+        let (m, r) = self.boot(id);
+        self.nodes[i] = m;
+        self.registries[i] = r;
+        let img = self.ctl.image.lock().unwrap().clone();
+        self.nodes[i].apply_image(&img, 2);
+    }
+
     fn part(&self, node: i32) -> Arc<Partition> {
         self.nodes[(node - 1) as usize].get(TOPIC, 0).unwrap()
     }
@@ -270,4 +305,84 @@ async fn min_insync_replicas_rejects_and_fails_waiting_produces() {
         p.leader_epoch += 1;
     });
     assert_eq!(waiter.await.unwrap(), codes::NOT_LEADER_OR_FOLLOWER);
+}
+
+#[tokio::test]
+async fn restarts_keep_the_checkpointed_high_watermark_bounded_by_the_log() {
+    let mut c = start(BTreeMap::new());
+    let (last, epoch) = c.produce(1, 4, true).await;
+    assert_eq!(
+        c.part(1)
+            .wait_for_hw(last, epoch, Duration::from_secs(5))
+            .await,
+        codes::NONE
+    );
+    c.wait_until("followers know the HW", |c| {
+        (2..=3).all(|n| c.part(n).high_watermark() == 4)
+    })
+    .await;
+    // Clean restart of a cut-off follower: HW = checkpoint (its log has it all).
+    c.net.cut(2);
+    c.restart(2, false).await;
+    assert_eq!(c.leo(2), 4);
+    assert_eq!(c.part(2).high_watermark(), 4);
+    c.net.heal(2);
+    // A crash loses the follower's unsynced log: HW = min(checkpoint, LEO).
+    c.net.cut(3);
+    c.restart(3, true).await;
+    assert!(c.part(3).high_watermark() <= c.leo(3));
+    c.net.heal(3);
+    c.produce(1, 1, false).await;
+    c.wait_until("the crashed follower caught up", |c| {
+        c.leo(3) == 5 && c.part(3).high_watermark() == 5
+    })
+    .await;
+    assert_eq!(c.bytes(3, 5), c.bytes(1, 5));
+}
+
+#[tokio::test]
+async fn a_follower_behind_the_leaders_log_start_restarts_there() {
+    let c = start(BTreeMap::new());
+    c.produce(1, 3, true).await;
+    c.wait_until("replication", |c| c.leo(3) == 3).await;
+    c.net.cut(3);
+    c.wait_until("ISR shrink", |c| c.ctl.partition().isr == vec![1, 2])
+        .await;
+    let (last, epoch) = c.produce(1, 4, true).await;
+    assert_eq!(
+        c.part(1)
+            .wait_for_hw(last, epoch, Duration::from_secs(5))
+            .await,
+        codes::NONE
+    );
+    // DeleteRecords beyond the cut follower's log end.
+    assert_eq!(c.part(1).delete_records(5).unwrap(), 5);
+    assert_eq!(
+        c.part(1).delete_records(8).unwrap_err(),
+        codes::OFFSET_OUT_OF_RANGE
+    );
+    // The in-sync follower moves its log start on its next fetch.
+    c.produce(1, 1, false).await;
+    c.wait_until("follower log start", |c| {
+        c.part(2)
+            .log
+            .with_log(|l| Ok(l.log_start_offset()))
+            .unwrap()
+            == 5
+    })
+    .await;
+    c.net.heal(3);
+    c.wait_until(
+        "the lagging follower restarted at the leader's start",
+        |c| c.leo(3) == 8,
+    )
+    .await;
+    let start3 = c
+        .part(3)
+        .log
+        .with_log(|l| Ok(l.log_start_offset()))
+        .unwrap();
+    assert_eq!(start3, 5);
+    c.wait_until("ISR expand", |c| c.ctl.partition().isr == vec![1, 2, 3])
+        .await;
 }

@@ -24,6 +24,7 @@ use super::codes;
 use super::endpoint::{FetchPartition, FetchedPartition};
 use crate::broker::registry::{lock_or_recover, PartitionError, PartitionState};
 use crate::controller::api::{ControllerRequest, ControllerResponse};
+use crate::log::batch::BatchHeader;
 use crate::log::epoch_cache::UNDEFINED_OFFSET;
 use crate::log::{AppendInfo, LogError};
 use crate::metadata::{PartitionRegistration, NO_LEADER};
@@ -660,6 +661,19 @@ impl Partition {
             match r.error_code {
                 codes::NONE => {
                     if !r.records.is_empty() {
+                        // A leader log start inside a batch (DeleteRecords)
+                        // hands an empty follower that whole batch: start
+                        // over at its base, as Kafka does; the log start
+                        // moves up to the leader's just below.
+                        let leo = l.log_end_offset();
+                        if let Ok(first) = BatchHeader::parse(&r.records) {
+                            if leo == l.log_start_offset()
+                                && first.base_offset < leo
+                                && first.last_offset() >= leo
+                            {
+                                l.truncate_fully_and_start_at(first.base_offset)?;
+                            }
+                        }
                         l.append_as_follower(&r.records, now_ms)?;
                     }
                     if r.log_start_offset > l.log_start_offset() {
