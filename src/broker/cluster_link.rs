@@ -14,6 +14,8 @@
 //! newest one applied.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -25,6 +27,7 @@ use crate::env::time::{sleep, Duration};
 use crate::metadata::codec::decode_image;
 use crate::metadata::MetadataImage;
 use crate::protocol::error_codes as ec;
+use crate::replica::IsrChannel;
 
 /// How long one controller call may take, retries included, before the
 /// caller sees an error.
@@ -99,7 +102,7 @@ impl ClusterLink {
 
     /// The node id of the active controller as far as this broker knows.
     pub fn controller_id(&self) -> Option<i32> {
-        self.client.leader_hint()
+        self.client.active_hint()
     }
 
     /// Send a request to the active controller with the standard timeout.
@@ -296,5 +299,26 @@ impl ClusterLink {
                 return pred(&rx.borrow());
             }
         }
+    }
+}
+
+/// The replica manager's AlterPartition requests, sent to the active controller.
+pub struct IsrViaController(pub Arc<ClusterLink>);
+
+impl IsrChannel for IsrViaController {
+    fn alter_partition(
+        &self,
+        req: ControllerRequest,
+    ) -> Pin<Box<dyn Future<Output = Option<ControllerResponse>> + Send>> {
+        let link = self.0.clone();
+        Box::pin(async move {
+            match link.client.call(req, CONTROLLER_CALL_TIMEOUT).await {
+                Ok(resp) => Some(resp),
+                Err(e) => {
+                    tracing::debug!(error = %e, "AlterPartition got no answer");
+                    None
+                }
+            }
+        })
     }
 }

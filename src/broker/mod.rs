@@ -40,7 +40,7 @@ use crate::coordinator::group::{service::TICK_INTERVAL_MS, GroupService};
 use crate::env::rng::WeirRng;
 use crate::env::time::{now_ms, sleep, Duration};
 use crate::env::Disk;
-use crate::replica::ReplicaManager;
+use crate::replica::{endpoint::TcpEndpoints, ReplicaManager, ReplicaSettings};
 use cluster_link::{BrokerIdentity, ClusterLink};
 use producer_ids::ProducerIdBlock;
 use registry::Registry;
@@ -84,7 +84,8 @@ impl Server {
         let config = Arc::new(config);
         let mut rng = WeirRng::from_env();
         let controller = if config.is_controller() {
-            Some(Controller::start(config.clone(), disk.clone(), rng.fork()).await?)
+            let seed = rng.next_u64();
+            Some(Controller::start(config.clone(), disk.clone(), WeirRng::from_seed(seed)).await?)
         } else {
             None
         };
@@ -120,11 +121,12 @@ impl Server {
         };
         let cluster = Arc::new(ClusterLink::new(identity, incarnation, client));
         let replicas = Arc::new(ReplicaManager::new(
-            config.clone(),
+            ReplicaSettings::from_config(&config),
             registry.clone(),
             Arc::new(cluster_link::IsrViaController(cluster.clone())),
+            Arc::new(TcpEndpoints::default()),
         ));
-        let groups = GroupService::open(&registry, now_ms())?;
+        let groups = GroupService::open(&registry);
         let broker = Arc::new(Broker {
             config: config.clone(),
             registry,

@@ -51,27 +51,7 @@ const RPC_QUEUE_MAX: usize = 1024;
 /// node with none configured is the only voter of its own single-node
 /// quorum (and needs no listener).
 pub fn quorum_voters(config: &ServerConfig) -> anyhow::Result<Vec<(i32, String)>> {
-    let raw = config
-        .extra
-        .get("controller.quorum.voters")
-        .map(|s| s.trim())
-        .unwrap_or("");
-    if raw.is_empty() {
-        return Ok(vec![(config.node_id, String::new())]);
-    }
-    let mut voters = Vec::new();
-    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('@').with_context(|| {
-            format!("controller.quorum.voters entry {part:?}: expected id@host:port")
-        })?;
-        let id: i32 = id
-            .trim()
-            .parse()
-            .with_context(|| format!("controller.quorum.voters entry {part:?}: bad node id"))?;
-        anyhow::ensure!(id >= 0, "controller.quorum.voters: negative node id {id}");
-        voters.push((id, addr.trim().to_string()));
-    }
-    Ok(voters)
+    Ok(config.voters())
 }
 
 /// This voter's election timeout in ticks.
@@ -92,12 +72,7 @@ pub fn election_tick(voters: &[(i32, String)], node_id: i32, rng: &mut WeirRng) 
 
 /// broker.session.timeout.ms (default 9000).
 pub fn session_timeout(config: &ServerConfig) -> Duration {
-    let ms = config
-        .extra
-        .get("broker.session.timeout.ms")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(9000);
-    Duration::from_millis(ms)
+    Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64)
 }
 
 /// One controller: the raft member, the controller listener (when there

@@ -95,10 +95,7 @@ impl ControlConfig {
         ControlConfig {
             num_partitions: server.num_partitions,
             default_replication_factor: server.default_replication_factor,
-            unclean_leader_election_enable: server
-                .extra
-                .get(UNCLEAN_KEY)
-                .is_some_and(|v| v.trim() == "true"),
+            unclean_leader_election_enable: server.unclean_leader_election_enable,
             server,
         }
     }

@@ -28,6 +28,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -245,6 +246,11 @@ pub async fn dispatch(
         ApiKey::OffsetDelete => {
             let req = decode(&mut body, version)?;
             let resp = offset_delete::handle(broker, req);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req = decode(&mut body, version)?;
+            let resp = offset_for_leader_epoch::handle(broker, req);
             respond(out, correlation_id, version, &resp)?;
         }
         other => {

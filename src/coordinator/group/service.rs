@@ -18,7 +18,7 @@
 //! and their members find the new coordinator (NOT_COORDINATOR).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
@@ -29,7 +29,7 @@ use super::state::{
     CommittedOffset, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState,
     JoinRequest, JoinResult, LeavingMember, Reply, SyncRequest, SyncResult, Waiter,
 };
-use crate::broker::registry::{lock_or_recover, PartitionState, Registry, TopicState};
+use crate::broker::registry::{lock_or_recover, PartitionState, Registry};
 use crate::metadata::MetadataImage;
 use crate::config::ServerConfig;
 use crate::env::rng::WeirRng;

@@ -308,7 +308,7 @@ fn unclean_election_follows_topic_config_then_broker_default() {
     // Broker default on, no override.
     let mut c = Cluster::new();
     let mut server = ServerConfig::default();
-    server.extra.insert(UNCLEAN_KEY.into(), "true".into());
+    server.unclean_leader_election_enable = true;
     c.cfg = ControlConfig::from_server(Arc::new(server));
     c.brokers(2);
     c.create("t", 1, 2);
