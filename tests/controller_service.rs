@@ -22,10 +22,10 @@ fn config(node_id: i32, voters: Option<&str>) -> Arc<ServerConfig> {
     let mut c = ServerConfig::default();
     c.node_id = node_id;
     c.log_dirs = vec![format!("/node{node_id}").into()];
-    c.extra
-        .insert("broker.session.timeout.ms".into(), SESSION_MS.to_string());
+    c.set("broker.session.timeout.ms", &SESSION_MS.to_string())
+        .unwrap();
     if let Some(v) = voters {
-        c.extra.insert("controller.quorum.voters".into(), v.into());
+        c.set("controller.quorum.voters", v).unwrap();
     }
     Arc::new(c)
 }

@@ -66,7 +66,7 @@ impl Cluster {
             ("replica.fetch.wait.max.ms", "50".to_string()),
             ("replica.fetch.backoff.ms", "20".to_string()),
         ] {
-            config.extra.insert(k.to_string(), v);
+            config.set(k, &v).unwrap();
         }
         let settings = ReplicaSettings::from_config(&config);
         let registry = Arc::new(Registry::open(disk, Arc::new(config), now_ms()).unwrap());

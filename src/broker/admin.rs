@@ -112,7 +112,10 @@ pub async fn create_partitions_via_controller(
         broker
             .cluster
             .wait_for_image(
-                |img| img.topic(topic).is_some_and(|t| t.partitions.len() as i32 >= count),
+                |img| {
+                    img.topic(topic)
+                        .is_some_and(|t| t.partitions.len() as i32 >= count)
+                },
                 CONTROLLER_CALL_TIMEOUT,
             )
             .await;

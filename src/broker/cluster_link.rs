@@ -13,9 +13,9 @@
 //! Handlers read the image through `image()`: a cheap `Arc` clone of the
 //! newest one applied.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -133,7 +133,11 @@ impl ClusterLink {
             match self.call(req).await {
                 Ok(ControllerResponse::Registered { epoch }) => {
                     self.epoch.store(epoch, Ordering::Release);
-                    tracing::info!(node_id = self.identity.node_id, epoch, "registered with the controller");
+                    tracing::info!(
+                        node_id = self.identity.node_id,
+                        epoch,
+                        "registered with the controller"
+                    );
                     return Some(epoch);
                 }
                 Ok(other) => {
@@ -211,7 +215,9 @@ impl ClusterLink {
             match self.heartbeat(false).await {
                 Ok(_) => {}
                 Err(e) if e.error_code == ec::STALE_BROKER_EPOCH => {
-                    tracing::warn!("the controller lost this broker's registration; registering again");
+                    tracing::warn!(
+                        "the controller lost this broker's registration; registering again"
+                    );
                     if self.register(&shutdown).await.is_none() {
                         return;
                     }
@@ -268,7 +274,10 @@ impl ClusterLink {
         while crate::env::time::now() < give_up {
             match self.heartbeat(true).await {
                 Ok(true) => {
-                    tracing::info!(node_id = self.identity.node_id, "controlled shutdown complete");
+                    tracing::info!(
+                        node_id = self.identity.node_id,
+                        "controlled shutdown complete"
+                    );
                     return;
                 }
                 Ok(false) => {}
@@ -284,7 +293,11 @@ impl ClusterLink {
 
     /// Wait until the image has reached `offset` (e.g. after the controller
     /// committed a topic creation), at most `wait`.
-    pub async fn wait_for_image(&self, pred: impl Fn(&MetadataImage) -> bool, wait: Duration) -> bool {
+    pub async fn wait_for_image(
+        &self,
+        pred: impl Fn(&MetadataImage) -> bool,
+        wait: Duration,
+    ) -> bool {
         let mut rx = self.subscribe();
         let until = crate::env::time::now() + wait;
         loop {

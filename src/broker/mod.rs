@@ -108,9 +108,7 @@ impl Server {
         let listener = TcpListener::bind(config.listen_addr()).await?;
         let local_addr = listener.local_addr()?;
         let (advertised_host, advertised_port) = advertised(&config, local_addr);
-        let local_controller = controller
-            .as_ref()
-            .map(|c| (config.node_id, c.service()));
+        let local_controller = controller.as_ref().map(|c| (config.node_id, c.service()));
         let client = ControllerClient::new(config.voters(), local_controller);
         let incarnation = Uuid::from_u64_pair(rng.next_u64(), rng.next_u64());
         let identity = BrokerIdentity {
@@ -229,13 +227,18 @@ async fn run_cluster_link(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) 
         return;
     }
     let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms.max(1) as u64);
-    let heartbeats = tokio::spawn(cluster.clone().run_heartbeat_loop(interval, shutdown.clone()));
+    let heartbeats = tokio::spawn(
+        cluster
+            .clone()
+            .run_heartbeat_loop(interval, shutdown.clone()),
+    );
     let b = broker.clone();
     cluster
         .run_image_loop(
             move |image, epoch| {
                 b.replicas.apply_image(image, epoch);
-                b.groups.on_image(&b.registry, image, b.config.node_id, now_ms());
+                b.groups
+                    .on_image(&b.registry, image, b.config.node_id, now_ms());
             },
             shutdown,
         )
@@ -270,6 +273,25 @@ async fn accept_loop(
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Like Kafka's broker, take no client request before the controller has
+    // unfenced this broker: until then it has no image, leads nothing and
+    // would answer with errors. Connections wait in the listen backlog.
+    let me = broker.config.node_id;
+    let mut images = broker.cluster.subscribe();
+    loop {
+        if images
+            .borrow_and_update()
+            .brokers
+            .get(&me)
+            .is_some_and(|b| !b.fenced)
+        {
+            break;
+        }
+        tokio::select! {
+            changed = images.changed() => if changed.is_err() { return },
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
+        }
+    }
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
     loop {
         if *shutdown.borrow() {

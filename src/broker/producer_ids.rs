@@ -49,7 +49,10 @@ mod tests {
         let mut b = ProducerIdBlock::default();
         assert_eq!(b.take(), None);
         b.refill(1000, 2);
-        assert_eq!((b.take(), b.take(), b.take()), (Some(1000), Some(1001), None));
+        assert_eq!(
+            (b.take(), b.take(), b.take()),
+            (Some(1000), Some(1001), None)
+        );
         b.refill(3000, 1);
         assert_eq!(b.take(), Some(3000));
     }

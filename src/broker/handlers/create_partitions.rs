@@ -13,7 +13,7 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
     let mut results = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        if t.assignments.is_some() {
+        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
             results.push(
                 result
                     .with_error_code(ec::INVALID_REPLICA_ASSIGNMENT)

@@ -13,9 +13,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::describe_configs::{topic_config_entries, ConfigEntry};
 use super::str_bytes;
+use crate::broker::admin::create_topics_via_controller;
 use crate::broker::registry::TopicError;
 use crate::broker::Broker;
-use crate::broker::admin::create_topics_via_controller;
 use crate::controller::api::CreateTopicSpec;
 use crate::protocol::error_codes as ec;
 
@@ -50,10 +50,9 @@ pub async fn handle(
             Err(e) => results.push(Some(e)),
         }
     }
-    let mut decided =
-        create_topics_via_controller(broker, specs, request.validate_only)
-            .await
-            .into_iter();
+    let mut decided = create_topics_via_controller(broker, specs, request.validate_only)
+        .await
+        .into_iter();
     let image = broker.cluster.image();
     let topics = request
         .topics
@@ -67,7 +66,9 @@ pub async fn handle(
             let outcome = match refused {
                 Some(e) => e,
                 None => {
-                    let (_, r) = decided.next().expect("one controller result per forwarded topic");
+                    let (_, r) = decided
+                        .next()
+                        .expect("one controller result per forwarded topic");
                     TopicError::new(r.error_code, r.message.unwrap_or_default())
                 }
             };
@@ -77,7 +78,31 @@ pub async fn handle(
                     .with_error_message(Some(str_bytes(outcome.message)));
             }
             let Some(created) = image.topic(t.name.0.as_str()) else {
-                // validate_only, or not yet in this broker's image.
+                // validate_only: report what would be created.
+                if request.validate_only && version >= DETAILS_VERSION {
+                    let (partitions, rf) = if t.assignments.is_empty() {
+                        (
+                            if t.num_partitions == -1 {
+                                broker.config.num_partitions
+                            } else {
+                                t.num_partitions
+                            },
+                            if t.replication_factor == -1 {
+                                broker.config.default_replication_factor
+                            } else {
+                                t.replication_factor
+                            },
+                        )
+                    } else {
+                        (
+                            t.assignments.len() as i32,
+                            t.assignments[0].broker_ids.len() as i16,
+                        )
+                    };
+                    return result
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(rf);
+                }
                 return result;
             };
             let mut r = result.with_topic_id(created.id);
@@ -119,7 +144,10 @@ fn spec(t: &CreatableTopic) -> Result<CreateTopicSpec, TopicError> {
         }
         let mut by_index: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for a in &t.assignments {
-            by_index.insert(a.partition_index, a.broker_ids.iter().map(|b| b.0).collect());
+            by_index.insert(
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            );
         }
         if by_index.len() != t.assignments.len()
             || by_index.keys().enumerate().any(|(i, &p)| p != i as i32)

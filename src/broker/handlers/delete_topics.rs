@@ -39,7 +39,9 @@ pub async fn handle(
         })
         .collect();
     let names: Vec<String> = resolved.iter().flatten().cloned().collect();
-    let mut decided = delete_topics_via_controller(broker, names).await.into_iter();
+    let mut decided = delete_topics_via_controller(broker, names)
+        .await
+        .into_iter();
     let responses = wanted
         .into_iter()
         .zip(resolved)
@@ -52,7 +54,9 @@ pub async fn handle(
                     .with_error_code(ec::UNKNOWN_TOPIC_ID)
                     .with_error_message(Some(str_bytes("unknown topic id")));
             };
-            let (_, r) = decided.next().expect("one controller result per resolved topic");
+            let (_, r) = decided
+                .next()
+                .expect("one controller result per resolved topic");
             if r.error_code != ec::NONE {
                 return result
                     .with_error_code(r.error_code)

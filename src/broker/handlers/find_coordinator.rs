@@ -31,7 +31,11 @@ pub async fn handle(
     version: i16,
 ) -> FindCoordinatorResponse {
     let keys: Vec<String> = if version >= BATCHED_VERSION {
-        request.coordinator_keys.iter().map(|k| k.to_string()).collect()
+        request
+            .coordinator_keys
+            .iter()
+            .map(|k| k.to_string())
+            .collect()
     } else {
         vec![request.key.to_string()]
     };
@@ -68,7 +72,11 @@ pub async fn handle(
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        match located.into_iter().next().unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE)) {
+        match located
+            .into_iter()
+            .next()
+            .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+        {
             Ok((node, host, port)) => FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(node))
                 .with_host(str_bytes(host))
@@ -112,7 +120,9 @@ async fn ensure_offsets_topic(broker: &Broker) {
         configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
     };
     for (_, r) in create_topics_via_controller(broker, vec![spec], false).await {
-        if r.error_code != ec::NONE && r.error_code != crate::protocol::error_codes::TOPIC_ALREADY_EXISTS {
+        if r.error_code != ec::NONE
+            && r.error_code != crate::protocol::error_codes::TOPIC_ALREADY_EXISTS
+        {
             tracing::warn!(code = r.error_code, message = ?r.message, "cannot create {OFFSETS_TOPIC}");
         }
     }

@@ -31,13 +31,15 @@ pub async fn handle(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let outcome = match r.resource_type {
-                RESOURCE_TOPIC => alter_topic(
-                    broker,
-                    r.resource_name.as_str(),
-                    &r.configs,
-                    request.validate_only,
-                )
-                .await,
+                RESOURCE_TOPIC => {
+                    alter_topic(
+                        broker,
+                        r.resource_name.as_str(),
+                        &r.configs,
+                        request.validate_only,
+                    )
+                    .await
+                }
                 RESOURCE_BROKER => Err(TopicError::new(
                     ec::INVALID_REQUEST,
                     "dynamic broker configs are not supported; set them in server.properties",

@@ -129,7 +129,11 @@ fn by_id(broker: &Broker, image: &MetadataImage, id: Uuid) -> MetadataResponseTo
     }
 }
 
-fn topic_entry(broker: &Broker, image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+fn topic_entry(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &TopicImage,
+) -> MetadataResponseTopic {
     let me = broker.config.node_id;
     let ids = |v: &[i32]| v.iter().map(|&b| BrokerId(b)).collect::<Vec<_>>();
     let partitions = topic

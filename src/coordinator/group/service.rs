@@ -30,10 +30,10 @@ use super::state::{
     JoinRequest, JoinResult, LeavingMember, Reply, SyncRequest, SyncResult, Waiter,
 };
 use crate::broker::registry::{lock_or_recover, PartitionState, Registry};
-use crate::metadata::MetadataImage;
 use crate::config::ServerConfig;
 use crate::env::rng::WeirRng;
 use crate::log::batch::{build_batch, split_batches, BatchProducer, SimpleRecord};
+use crate::metadata::MetadataImage;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -176,10 +176,16 @@ impl GroupService {
                 };
                 match load(&partition, &mut inner.machine, now_ms) {
                     Ok(n) => {
-                        tracing::info!(partition = index, records = n, "loaded {OFFSETS_TOPIC} partition");
+                        tracing::info!(
+                            partition = index,
+                            records = n,
+                            "loaded {OFFSETS_TOPIC} partition"
+                        );
                         inner.loaded.insert(index);
                     }
-                    Err(e) => tracing::error!(partition = index, error = %e, "loading {OFFSETS_TOPIC} failed; its groups stay unavailable"),
+                    Err(e) => {
+                        tracing::error!(partition = index, error = %e, "loading {OFFSETS_TOPIC} failed; its groups stay unavailable")
+                    }
                 }
             } else if !leads && inner.loaded.remove(&index) {
                 let gone: Vec<String> = inner
@@ -192,7 +198,11 @@ impl GroupService {
                 for g in &gone {
                     inner.machine.remove_group(g);
                 }
-                tracing::info!(partition = index, groups = gone.len(), "no longer coordinator for {OFFSETS_TOPIC} partition");
+                tracing::info!(
+                    partition = index,
+                    groups = gone.len(),
+                    "no longer coordinator for {OFFSETS_TOPIC} partition"
+                );
             }
         }
         inner.machine.check_invariants();
