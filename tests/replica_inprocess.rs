@@ -386,3 +386,46 @@ async fn a_follower_behind_the_leaders_log_start_restarts_there() {
     c.wait_until("ISR expand", |c| c.ctl.partition().isr == vec![1, 2, 3])
         .await;
 }
+
+#[tokio::test]
+async fn a_leader_that_never_wrote_in_its_epoch_follows_the_next_one() {
+    let c = start(BTreeMap::new());
+    c.produce(1, 4, true).await;
+    c.wait_until("replication", |c| c.leo(2) == 4 && c.leo(3) == 4)
+        .await;
+    // Only 2 keeps fetching: it gets a suffix 3 never sees.
+    c.net.cut(3);
+    c.produce(1, 2, false).await;
+    c.wait_until("2 has the suffix", |c| c.leo(2) == 6).await;
+    c.net.cut(2);
+    // 3 leads epoch 1 and writes nothing; then 2 leads epoch 2.
+    c.ctl.change(|p| {
+        p.leader = 3;
+        p.leader_epoch = 1;
+        p.isr = vec![3];
+    });
+    c.ctl.change(|p| {
+        p.leader = 2;
+        p.leader_epoch = 2;
+        p.isr = vec![2];
+    });
+    c.net.heal(2);
+    c.net.heal(3);
+    c.produce(2, 1, false).await;
+    c.wait_until("everyone at the new leader's log", |c| {
+        (1..=3).all(|n| c.leo(n) == 7)
+    })
+    .await;
+    for n in [1, 3] {
+        assert_eq!(c.bytes(n, 7), c.bytes(2, 7), "node {n}");
+        let pairs: Vec<(i32, i64)> = c
+            .part(n)
+            .log
+            .with_log(|l| Ok(l.epoch_entries().to_vec()))
+            .unwrap()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect();
+        assert_eq!(pairs, vec![(0, 0), (2, 6)], "node {n}");
+    }
+}

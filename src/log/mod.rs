@@ -828,7 +828,11 @@ impl PartitionLog {
         let start = self.log_start_offset();
         let end = self.log_end_offset();
         if offset >= end {
-            return Ok(());
+            // Nothing to cut, but an epoch this replica recorded when it
+            // became leader and never wrote in may sit at the end: drop it,
+            // or the follower keeps presenting it to the new leader.
+            let r = self.epochs.truncate_from_end(self.disk.as_ref(), offset);
+            return self.note_io(r);
         }
         if offset < start {
             return Err(LogError::OffsetOutOfRange { offset, start, end });

@@ -15,11 +15,14 @@ use super::{AppendInfo, FetchSlice, LogError, PartitionLog};
 
 impl PartitionLog {
     /// Append batches exactly as the leader stored them (offsets, leader
-    /// epochs, timestamps and compression untouched). They must continue at
-    /// the log end with contiguous offsets; each batch's header and CRC are
-    /// checked. Producer state follows the batches without sequence checks
+    /// epochs, timestamps and compression untouched). Offsets must continue
+    /// from the log end and strictly increase; a gap (the leader's cleaner
+    /// removed whole batches of a compacted topic) is allowed and marks the
+    /// active segment as one that may hold gaps, as a cleaned segment is, so
+    /// recovery accepts it. Each batch's header and CRC are checked. Producer state follows the batches without sequence checks
     /// (the leader made them), and each new, larger leader epoch is recorded
-    /// in the epoch cache at its first batch.
+    /// in the epoch cache at its first batch (a batch of an older epoch than
+    /// the cache's latest is stored but changes nothing there, as in Kafka).
     pub fn append_as_follower(
         &mut self,
         batches: &[u8],
@@ -34,25 +37,17 @@ impl PartitionLog {
         let mut headers: Vec<(std::ops::Range<usize>, BatchHeader)> =
             Vec::with_capacity(split.len());
         let mut records = 0u64;
+        let mut gaps = false;
         for (range, h) in split {
             let checked = batch::validate_batch(&batches[range.clone()])?;
             checked.validate_fields()?;
-            if checked.base_offset != next {
+            if checked.base_offset < next {
                 return Err(LogError::InvalidRecord(format!(
-                    "follower append at {} does not continue the log end {next}",
+                    "follower append at {} is below the log end {next}",
                     checked.base_offset
                 )));
             }
-            if let Some(latest) = self.epochs.latest_epoch() {
-                let prev = headers.last().map(|(_, p)| p.partition_leader_epoch);
-                if checked.partition_leader_epoch < prev.unwrap_or(latest) {
-                    return Err(LogError::InvalidRecord(format!(
-                        "follower append with leader epoch {} below {}",
-                        checked.partition_leader_epoch,
-                        prev.unwrap_or(latest)
-                    )));
-                }
-            }
+            gaps |= checked.base_offset > next;
             next = h.next_offset();
             records += h.record_count as u64;
             headers.push((range, checked));
@@ -61,6 +56,16 @@ impl PartitionLog {
         let last_offset = next - 1;
         if self.should_roll(batches.len() as u64, headers.len(), last_offset, now_ms) {
             let r = self.roll(now_ms);
+            self.note_io(r)?;
+        }
+        let active_base = self.active().base_offset();
+        if gaps && !self.cleaner_state.may_have_gaps(active_base) {
+            // Durable before the gapped batches are, so recovery never
+            // cuts the segment at a gap.
+            self.cleaner_state
+                .first_cleaned_ms
+                .insert(active_base, now_ms);
+            let r = self.cleaner_state.write(self.disk.as_ref(), &self.dir);
             self.note_io(r)?;
         }
         for (_, h) in &headers {
@@ -247,6 +252,9 @@ mod tests {
         // A new leader records its epoch at its LEO before appending.
         log.assign_epoch_start(3, 7).unwrap();
         assert_eq!(log.end_offset_for_epoch(2), (2, 7));
+        // A truncation at the log end still drops an epoch that never wrote.
+        log.truncate_to(7).unwrap();
+        assert_eq!(epochs(&log), vec![(0, 0), (2, 5)]);
         log.truncate_to(5).unwrap();
         assert_eq!(epochs(&log), vec![(0, 0)]);
         assert_eq!(log.delete_records_before(2, 5).unwrap(), 2);
@@ -324,6 +332,36 @@ mod tests {
         assert_eq!(
             (follower.log_start_offset(), follower.log_end_offset()),
             (42, 42)
+        );
+    }
+
+    #[test]
+    fn follower_append_accepts_gaps_of_a_compacted_leader_and_recovers_them() {
+        let (sim, disk, dir) = setup();
+        let mut follower = open(&disk, &dir);
+        let mut leader = open(&disk, &PathBuf::from("/l/t-0"));
+        // A cleaned leader's view: batches 0..2 and 5..7 left (2..5 cleaned).
+        leader.append(&mut batch(2), 0, 0).unwrap();
+        leader.append(&mut batch(3), 0, 0).unwrap();
+        leader.append(&mut batch(2), 0, 0).unwrap();
+        let first = leader.read(0, 1, true).unwrap().records.to_vec();
+        let mut gapped = leader.read(5, 1 << 20, true).unwrap().records.to_vec();
+        follower.append_as_follower(&first, 0).unwrap();
+        assert!(matches!(
+            follower.append_as_follower(&first, 0),
+            Err(LogError::InvalidRecord(_))
+        ));
+        follower.append_as_follower(&gapped, 0).unwrap();
+        assert_eq!(follower.log_end_offset(), 7);
+        // Flush, crash, reopen (full recovery scan): the gap is accepted.
+        follower.flush().unwrap();
+        drop(follower);
+        sim.crash();
+        let follower = open(&disk, &dir);
+        assert_eq!(follower.log_end_offset(), 7);
+        assert_eq!(
+            follower.read(3, 1 << 20, true).unwrap().records.to_vec(),
+            std::mem::take(&mut gapped)
         );
     }
 

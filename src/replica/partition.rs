@@ -164,8 +164,9 @@ impl Partition {
         self.log.notify_appended();
     }
 
-    /// Apply the image's registration. Returns Some(leader) when this
-    /// replica must (re)start fetching from `leader`.
+    /// Apply the image's registration: become leader or follower when the
+    /// leader or its epoch changed, else take a newer ISR / replica set.
+    /// Every change wakes produce waiters and long-polling fetches.
     pub fn apply_registration(
         &self,
         reg: &PartitionRegistration,
