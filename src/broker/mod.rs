@@ -124,7 +124,7 @@ impl Server {
             Arc::new(cluster_link::IsrViaController(cluster.clone())),
             Arc::new(TcpEndpoints::default()),
         ));
-        let groups = GroupService::open(&registry);
+        let groups = GroupService::open(&config, replicas.clone());
         let broker = Arc::new(Broker {
             config: config.clone(),
             registry,
@@ -237,8 +237,7 @@ async fn run_cluster_link(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) 
         .run_image_loop(
             move |image, epoch| {
                 b.replicas.apply_image(image, epoch);
-                b.groups
-                    .on_image(&b.registry, image, b.config.node_id, now_ms());
+                b.groups.on_image(image, b.config.node_id, now_ms());
             },
             shutdown,
         )
@@ -339,7 +338,7 @@ async fn group_timer_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<boo
             return;
         }
         tokio::select! {
-            _ = sleep(every) => broker.groups.tick(&broker.registry, now_ms()),
+            _ = sleep(every) => broker.groups.tick(now_ms()),
             changed = shutdown.changed() => if changed.is_err() { return },
         }
     }

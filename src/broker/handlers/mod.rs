@@ -216,7 +216,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &offset_commit::handle(broker, req),
+                &offset_commit::handle(broker, req).await,
             )?;
         }
         ApiKey::OffsetFetch => {

@@ -18,7 +18,7 @@
 //! and their members find the new coordinator (NOT_COORDINATOR).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
@@ -29,11 +29,13 @@ use super::state::{
     CommittedOffset, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState,
     JoinRequest, JoinResult, LeavingMember, Reply, SyncRequest, SyncResult, Waiter,
 };
-use crate::broker::registry::{lock_or_recover, PartitionState, Registry};
+use crate::broker::registry::{lock_or_recover, PartitionState};
 use crate::config::ServerConfig;
 use crate::env::rng::WeirRng;
 use crate::log::batch::{build_batch, split_batches, BatchProducer, SimpleRecord};
 use crate::metadata::MetadataImage;
+use crate::replica::partition::Partition;
+use crate::replica::ReplicaManager;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -118,6 +120,9 @@ struct Inner {
 pub struct GroupService {
     inner: Mutex<Inner>,
     config: CoordinatorConfig,
+    /// The `__consumer_offsets` replicas: loaded where this broker leads,
+    /// appended to as their leader.
+    replicas: Arc<ReplicaManager>,
 }
 
 /// Who commits: the group and, for group commits, the member and its
@@ -140,8 +145,8 @@ pub struct OffsetToCommit {
 
 impl GroupService {
     /// Build the coordinator; partitions load as the image assigns them.
-    pub fn open(registry: &Registry) -> GroupService {
-        let config = CoordinatorConfig::from_server(registry.config());
+    pub fn open(server: &ServerConfig, replicas: Arc<ReplicaManager>) -> GroupService {
+        let config = CoordinatorConfig::from_server(server);
         let machine = GroupCoordinator::new(config.group.clone());
         GroupService {
             inner: Mutex::new(Inner {
@@ -153,28 +158,27 @@ impl GroupService {
                 rng: WeirRng::from_env(),
             }),
             config,
+            replicas,
         }
     }
 
     /// Load the `__consumer_offsets` partitions this broker now leads and
     /// drop the groups of those it no longer leads.
-    pub fn on_image(&self, registry: &Registry, image: &MetadataImage, me: i32, now_ms: i64) {
+    pub fn on_image(&self, image: &MetadataImage, me: i32, now_ms: i64) {
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
             return;
         };
         let count = topic.partitions.len() as i32;
-        let local = registry.get(OFFSETS_TOPIC);
         let mut inner = lock_or_recover(&self.inner);
         inner.offsets_partitions = count;
         for (index, p) in topic.partitions.iter().enumerate() {
             let index = index as i32;
             let leads = p.leader == me;
             if leads && !inner.loaded.contains(&index) {
-                let Some(partition) = local.as_ref().and_then(|t| t.partition(index).cloned())
-                else {
+                let Some(partition) = self.replicas.get(OFFSETS_TOPIC, index) else {
                     continue;
                 };
-                match load(&partition, &mut inner.machine, now_ms) {
+                match load(&partition.log, &mut inner.machine, now_ms) {
                     Ok(n) => {
                         tracing::info!(
                             partition = index,
@@ -219,7 +223,6 @@ impl GroupService {
 
     pub async fn join(
         &self,
-        registry: &Registry,
         shutdown: &watch::Receiver<bool>,
         now_ms: i64,
         mut req: JoinRequest,
@@ -246,7 +249,7 @@ impl GroupService {
                 uuid::Uuid::from_u64_pair(a, b).hyphenated()
             );
             let fx = inner.machine.join(now_ms, waiter, req);
-            self.finish(&mut inner, registry, now_ms, fx);
+            self.finish(&mut inner, now_ms, fx);
             rx
         };
         match wait(rx, shutdown).await {
@@ -265,7 +268,6 @@ impl GroupService {
 
     pub async fn sync(
         &self,
-        registry: &Registry,
         shutdown: &watch::Receiver<bool>,
         now_ms: i64,
         req: SyncRequest,
@@ -282,7 +284,7 @@ impl GroupService {
             }
             let (waiter, rx) = inner.register();
             let fx = inner.machine.sync(now_ms, waiter, req);
-            self.finish(&mut inner, registry, now_ms, fx);
+            self.finish(&mut inner, now_ms, fx);
             rx
         };
         match wait(rx, shutdown).await {
@@ -317,28 +319,22 @@ impl GroupService {
         code
     }
 
-    pub fn leave(
-        &self,
-        registry: &Registry,
-        now_ms: i64,
-        group: &str,
-        members: &[LeavingMember],
-    ) -> Vec<i16> {
+    pub fn leave(&self, now_ms: i64, group: &str, members: &[LeavingMember]) -> Vec<i16> {
         let mut inner = lock_or_recover(&self.inner);
         if !inner.owns(group) {
             return vec![ec::NOT_COORDINATOR; members.len().max(1)];
         }
         let (codes, fx) = inner.machine.leave(now_ms, group, members);
         tracing::debug!(group, ?members, ?codes, "leave");
-        self.finish(&mut inner, registry, now_ms, fx);
+        self.finish(&mut inner, now_ms, fx);
         codes
     }
 
     /// Run the timers.
-    pub fn tick(&self, registry: &Registry, now_ms: i64) {
+    pub fn tick(&self, now_ms: i64) {
         let mut inner = lock_or_recover(&self.inner);
         let fx = inner.machine.tick(now_ms);
-        self.finish(&mut inner, registry, now_ms, fx);
+        self.finish(&mut inner, now_ms, fx);
     }
 
     /// OffsetCommit: group-level check, persist, apply. Returns the group
@@ -346,11 +342,10 @@ impl GroupService {
     /// OFFSET_METADATA_TOO_LARGE, the rest are written).
     pub fn commit(
         &self,
-        registry: &Registry,
         now_ms: i64,
         who: &Committer<'_>,
         offsets: Vec<OffsetToCommit>,
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<(Vec<i16>, Vec<Durable>), i16> {
         let group = who.group;
         let mut inner = lock_or_recover(&self.inner);
         if !inner.owns(group) {
@@ -379,14 +374,15 @@ impl GroupService {
             });
             accepted.push((o.topic, o.partition, o.offset));
         }
-        if !records.is_empty() {
-            if let Err(e) = self.persist(registry, now_ms, &records) {
+        let durable = match self.persist(&inner, now_ms, &records) {
+            Ok(d) => d,
+            Err(e) => {
                 tracing::warn!(group, error = %e, "offset commit not persisted");
                 return Err(e.code);
             }
-        }
+        };
         inner.machine.apply_offsets(now_ms, group, accepted);
-        Ok(codes)
+        Ok((codes, durable))
     }
 
     /// Committed offsets of the given partitions (None = every partition).
@@ -420,7 +416,7 @@ impl GroupService {
     }
 
     /// DeleteGroups for one group.
-    pub fn delete_group(&self, registry: &Registry, now_ms: i64, group: &str) -> i16 {
+    pub fn delete_group(&self, now_ms: i64, group: &str) -> i16 {
         let mut inner = lock_or_recover(&self.inner);
         if !inner.owns(group) {
             return ec::NOT_COORDINATOR;
@@ -430,7 +426,7 @@ impl GroupService {
             return code;
         }
         let records = inner.machine.delete_records(group);
-        if let Err(e) = self.persist(registry, now_ms, &records) {
+        if let Err(e) = self.persist(&inner, now_ms, &records) {
             return e.code;
         }
         inner.machine.remove_group(group);
@@ -440,7 +436,6 @@ impl GroupService {
     /// OffsetDelete: per-partition codes, or a group-level error.
     pub fn delete_offsets(
         &self,
-        registry: &Registry,
         now_ms: i64,
         group: &str,
         partitions: &[(String, i32)],
@@ -453,16 +448,16 @@ impl GroupService {
             inner
                 .machine
                 .delete_offsets(group, partitions, subscription_names_topic)?;
-        if let Err(e) = self.persist(registry, now_ms, &fx.records) {
+        if let Err(e) = self.persist(&inner, now_ms, &fx.records) {
             return Err(e.code);
         }
         Ok(codes)
     }
 
     /// Deliver replies and persist records a step produced.
-    fn finish(&self, inner: &mut Inner, registry: &Registry, now_ms: i64, fx: Effects) {
+    fn finish(&self, inner: &mut Inner, now_ms: i64, fx: Effects) {
         if !fx.records.is_empty() {
-            if let Err(e) = self.persist(registry, now_ms, &fx.records) {
+            if let Err(e) = self.persist(&inner, now_ms, &fx.records) {
                 tracing::error!(error = %e, "group metadata not persisted");
             }
         }
@@ -474,21 +469,26 @@ impl GroupService {
         }
     }
 
-    /// Append records to their groups' partitions of `__consumer_offsets`.
+    /// Append records to their groups' partitions of `__consumer_offsets`
+    /// as their leader. Returns what to wait on for the records to be
+    /// committed (in the ISR) rather than only written here.
     fn persist(
         &self,
-        registry: &Registry,
+        inner: &Inner,
         now_ms: i64,
         records: &[GroupRecord],
-    ) -> Result<(), PersistError> {
+    ) -> Result<Vec<Durable>, PersistError> {
+        let mut durable = Vec::new();
         if records.is_empty() {
-            return Ok(());
+            return Ok(durable);
         }
-        let topic = registry.get(OFFSETS_TOPIC).ok_or_else(|| PersistError {
-            code: ec::NOT_COORDINATOR,
-            message: format!("{OFFSETS_TOPIC} is not hosted here"),
-        })?;
-        let partitions = topic.partitions.len() as i32;
+        let partitions = inner.offsets_partitions;
+        if partitions <= 0 {
+            return Err(PersistError {
+                code: ec::NOT_COORDINATOR,
+                message: format!("{OFFSETS_TOPIC} is not hosted here"),
+            });
+        }
         let mut by_partition: BTreeMap<i32, Vec<SimpleRecord>> = BTreeMap::new();
         for r in records {
             by_partition
@@ -502,20 +502,55 @@ impl GroupService {
                 });
         }
         for (p, recs) in by_partition {
-            let partition = topic.partition(p).ok_or_else(|| PersistError {
-                code: ec::COORDINATOR_NOT_AVAILABLE,
-                message: format!("partition {p} missing"),
-            })?;
-            let mut batch = build_batch(&recs, BatchProducer::default());
-            partition
-                .with_log(|log| log.append(&mut batch, 0, now_ms))
-                .map_err(|e| PersistError {
-                    code: ec::COORDINATOR_NOT_AVAILABLE,
-                    message: e.to_string(),
+            let partition = self
+                .replicas
+                .get(OFFSETS_TOPIC, p)
+                .ok_or_else(|| PersistError {
+                    code: ec::NOT_COORDINATOR,
+                    message: format!("{OFFSETS_TOPIC}-{p} is not hosted here"),
                 })?;
-            partition.notify_appended();
+            let mut batch = build_batch(&recs, BatchProducer::default());
+            let (info, epoch) = partition
+                .append_as_leader(&mut batch, true, now_ms)
+                .map_err(|(code, message)| PersistError {
+                    code: match code {
+                        // The client looks the coordinator up again.
+                        ec::NOT_LEADER_OR_FOLLOWER => ec::NOT_COORDINATOR,
+                        _ => ec::COORDINATOR_NOT_AVAILABLE,
+                    },
+                    message,
+                })?;
+            durable.push(Durable {
+                partition,
+                last_offset: info.last_offset,
+                epoch,
+            });
         }
-        Ok(())
+        Ok(durable)
+    }
+}
+
+/// Records appended to `__consumer_offsets` whose commit (HW past them) an
+/// OffsetCommit answer waits for, as Kafka's offsets.commit.required.acks=-1.
+pub struct Durable {
+    partition: Arc<Partition>,
+    last_offset: i64,
+    epoch: i32,
+}
+
+impl Durable {
+    /// NONE once in the ISR; otherwise the error the committer should see.
+    pub async fn wait(self, timeout: crate::env::time::Duration) -> i16 {
+        match self
+            .partition
+            .wait_for_hw(self.last_offset, self.epoch, timeout)
+            .await
+        {
+            ec::NONE => ec::NONE,
+            ec::NOT_LEADER_OR_FOLLOWER => ec::NOT_COORDINATOR,
+            ec::REQUEST_TIMED_OUT => ec::REQUEST_TIMED_OUT,
+            _ => ec::COORDINATOR_NOT_AVAILABLE,
+        }
     }
 }
 
