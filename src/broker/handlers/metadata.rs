@@ -153,8 +153,7 @@ fn topic_entry(
             let local_dir_failed = p.replicas.contains(&me)
                 && broker
                     .registry
-                    .get(&topic.name)
-                    .and_then(|t| t.partition(index).cloned())
+                    .hosted(&topic.name, index)
                     .is_some_and(|s| s.is_offline());
             if local_dir_failed && !offline.contains(&me) {
                 offline.push(me);
