@@ -19,9 +19,11 @@ const CALL: Duration = Duration::from_secs(10);
 const SESSION_MS: u64 = 600;
 
 fn config(node_id: i32, voters: Option<&str>) -> Arc<ServerConfig> {
-    let mut c = ServerConfig::default();
-    c.node_id = node_id;
-    c.log_dirs = vec![format!("/node{node_id}").into()];
+    let mut c = ServerConfig {
+        node_id,
+        log_dirs: vec![format!("/node{node_id}").into()],
+        ..ServerConfig::default()
+    };
     c.extra
         .insert("broker.session.timeout.ms".into(), SESSION_MS.to_string());
     if let Some(v) = voters {
