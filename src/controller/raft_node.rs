@@ -118,6 +118,8 @@ struct Shared {
     inputs: mpsc::Sender<Input>,
     /// raft id of the known leader, 0 for none.
     leader: AtomicU64,
+    /// The current raft term.
+    term: AtomicU64,
     is_leader: AtomicBool,
     applied: watch::Receiver<u64>,
     stop: watch::Sender<bool>,
@@ -217,6 +219,7 @@ impl RaftNode {
             raft_id,
             inputs: inputs_tx.clone(),
             leader: AtomicU64::new(0),
+            term: AtomicU64::new(0),
             is_leader: AtomicBool::new(false),
             applied: applied_rx,
             stop: stop_tx,
@@ -277,6 +280,12 @@ impl RaftNode {
     /// Kafka node id of the known leader.
     pub fn leader(&self) -> Option<i32> {
         to_node_id(self.shared.leader.load(Ordering::Acquire))
+    }
+
+    /// The current raft term (an addition to the cluster.md interface: a
+    /// leader's term orders its decisions, and tests record elections).
+    pub fn term(&self) -> u64 {
+        self.shared.term.load(Ordering::Acquire)
     }
 
     /// Whether this node is the raft leader now.
@@ -436,6 +445,7 @@ impl<S: StateMachine> Driver<S> {
         self.shared
             .leader
             .store(self.raw.raft.leader_id, Ordering::Release);
+        self.shared.term.store(now.1, Ordering::Release);
         self.shared
             .is_leader
             .store(now.0 == StateRole::Leader, Ordering::Release);
@@ -595,7 +605,8 @@ async fn peer_sender(
                 let payload = m.write_to_bytes().expect("protobuf encode to memory");
                 bytes.extend_from_slice(&encode_frame(FRAME_KIND_RAFT, &payload));
             }
-            let ok = stream.write_all(&bytes).await.is_ok();
+            // Flush: a simulated stream sends only on flush.
+            let ok = stream.write_all(&bytes).await.is_ok() && stream.flush().await.is_ok();
             for m in &batch {
                 report(m, ok);
             }

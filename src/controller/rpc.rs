@@ -164,7 +164,8 @@ impl RpcClient {
                 tokio::select! {
                     frame = req_rx.recv() => {
                         let Some(frame) = frame else { break };
-                        if write.write_all(&frame).await.is_err() {
+                        // Flush: a simulated stream sends only on flush.
+                        if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
                             break;
                         }
                     }
