@@ -92,6 +92,8 @@ pub trait Quorum: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<u64, NotLeader>> + Send + '_>>;
     fn leader(&self) -> Option<i32>;
     fn is_leader(&self) -> bool;
+    /// The current raft term: a new leadership has a new term.
+    fn term(&self) -> u64;
     /// The last applied raft index.
     fn applied(&self) -> watch::Receiver<u64>;
 }
@@ -99,11 +101,11 @@ pub trait Quorum: Send + Sync + 'static {
 /// State only the decision path touches (under the async mutex).
 struct Decider {
     rng: WeirRng,
-    /// The quorum applied everything committed before this leadership: set
-    /// after a barrier entry of our own applies, cleared when we lose the
-    /// lead. Deciding on an image missing a previous leader's last entries
-    /// could, say, create a topic twice.
-    caught_up: bool,
+    /// The term in which a barrier entry of our own applied: from then on
+    /// the image holds everything committed before this leadership.
+    /// Deciding on an image missing a previous leader's last entries could,
+    /// say, create a topic twice.
+    caught_up_term: Option<u64>,
 }
 
 /// Liveness bookkeeping (in memory, active controller only).
@@ -111,8 +113,8 @@ struct Decider {
 struct Sessions {
     /// Last heartbeat per broker id, with the epoch it came with.
     last: BTreeMap<i32, (i64, Instant)>,
-    /// When this node last became the active controller.
-    leader_since: Option<Instant>,
+    /// When this node became the active controller, and in which term.
+    leader_since: Option<(u64, Instant)>,
 }
 
 pub struct ControllerService {
@@ -160,7 +162,7 @@ impl ControllerService {
             session_timeout,
             decider: tokio::sync::Mutex::new(Decider {
                 rng,
-                caught_up: false,
+                caught_up_term: None,
             }),
             sessions: Mutex::new(Sessions::default()),
         }
@@ -283,11 +285,14 @@ impl ControllerService {
     /// Propose a barrier once per leadership so the image holds everything
     /// committed before it.
     async fn catch_up(&self, decider: &mut Decider) -> Result<(), ControllerResponse> {
-        if decider.caught_up {
+        // Read the term before the barrier: if leadership changes meanwhile
+        // the barrier fails or the next decision barriers again.
+        let term = self.quorum.term();
+        if decider.caught_up_term == Some(term) {
             return Ok(());
         }
         self.propose(decider, &[]).await?;
-        decider.caught_up = true;
+        decider.caught_up_term = Some(term);
         Ok(())
     }
 
@@ -299,7 +304,7 @@ impl ControllerService {
         match self.quorum.propose(encode_records(records)).await {
             Ok(index) => Ok(index),
             Err(NotLeader { leader }) => {
-                decider.caught_up = false;
+                decider.caught_up_term = None;
                 Err(ControllerResponse::NotController {
                     leader: leader.filter(|&l| l != self.node_id),
                 })
@@ -414,7 +419,18 @@ impl ControllerService {
             return;
         }
         let t = now();
-        let leader_since = *lock(&self.sessions).leader_since.get_or_insert(t);
+        let term = self.quorum.term();
+        let leader_since = {
+            let mut sessions = lock(&self.sessions);
+            match sessions.leader_since {
+                Some((since_term, since)) if since_term == term => since,
+                _ => {
+                    // A new leadership: every broker gets a full session.
+                    sessions.leader_since = Some((term, t));
+                    t
+                }
+            }
+        };
         let mut decider = self.decider.lock().await;
         if self.catch_up(&mut decider).await.is_err() {
             return;
@@ -492,6 +508,9 @@ impl Quorum for RaftNode {
     fn is_leader(&self) -> bool {
         RaftNode::is_leader(self)
     }
+    fn term(&self) -> u64 {
+        RaftNode::term(self)
+    }
     fn applied(&self) -> watch::Receiver<u64> {
         RaftNode::applied(self)
     }
@@ -506,6 +525,7 @@ pub struct LocalQuorum {
     applied_tx: watch::Sender<u64>,
     applied_rx: watch::Receiver<u64>,
     leader: std::sync::atomic::AtomicBool,
+    term: Mutex<u64>,
 }
 
 impl LocalQuorum {
@@ -519,11 +539,15 @@ impl LocalQuorum {
             applied_tx,
             applied_rx,
             leader: std::sync::atomic::AtomicBool::new(true),
+            term: Mutex::new(1),
         }
     }
 
     /// Pretend to lose (or regain) the lead.
     pub fn set_leader(&self, leader: bool) {
+        if leader && !self.is_leader() {
+            *lock(&self.term) += 1;
+        }
         self.leader
             .store(leader, std::sync::atomic::Ordering::SeqCst);
     }
@@ -556,6 +580,10 @@ impl Quorum for LocalQuorum {
 
     fn is_leader(&self) -> bool {
         self.leader.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn term(&self) -> u64 {
+        *lock(&self.term)
     }
 
     fn applied(&self) -> watch::Receiver<u64> {
