@@ -95,6 +95,8 @@ async fn active_controller_crash_loses_nothing_committed() {
                         .await
                         .expect("controller starts");
                     *lock(&slot) = Some(c);
+                    // The node's main task: when it returns, madsim ends the node.
+                    std::future::pending::<()>().await
                 }
             })
             .build();
