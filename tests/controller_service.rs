@@ -24,10 +24,12 @@ fn config(node_id: i32, voters: Option<&str>) -> Arc<ServerConfig> {
         log_dirs: vec![format!("/node{node_id}").into()],
         ..ServerConfig::default()
     };
-    c.extra
-        .insert("broker.session.timeout.ms".into(), SESSION_MS.to_string());
+    // `set`, not the fields: the cluster keys are typed on main, and
+    // `set` routes them wherever the config keeps them.
+    c.set("broker.session.timeout.ms", &SESSION_MS.to_string())
+        .unwrap();
     if let Some(v) = voters {
-        c.extra.insert("controller.quorum.voters".into(), v.into());
+        c.set("controller.quorum.voters", v).unwrap();
     }
     Arc::new(c)
 }
@@ -307,6 +309,46 @@ async fn single_voter_controller_lifecycle() {
             ControllerResponse::ProducerIds { first: 1000, .. }
         )
     ));
+
+    // validate_only decides but commits nothing; partitions grow; delete.
+    let offset = fetch_image(&client).await.offset;
+    let req = ControllerRequest::CreateTopics {
+        topics: vec![topic("dry", 1, 1)],
+        validate_only: true,
+    };
+    assert!(
+        matches!(call(&client, req).await, ControllerResponse::Items(i) if i[0].error_code == 0)
+    );
+    // (rf 3 no longer fits: one broker has shut down.)
+    let req = ControllerRequest::CreatePartitions {
+        topic: "t".into(),
+        count: 5,
+        validate_only: false,
+    };
+    assert!(matches!(call(&client, req).await, ControllerResponse::Error(e) if e.error_code == 38));
+    assert_eq!(create(&client, topic("g", 1, 2)).await, 0);
+    let req = ControllerRequest::CreatePartitions {
+        topic: "g".into(),
+        count: 3,
+        validate_only: false,
+    };
+    assert!(matches!(
+        call(&client, req).await,
+        ControllerResponse::Items(_)
+    ));
+    let req = ControllerRequest::DeleteTopics {
+        names: vec!["t".into(), "nope".into()],
+    };
+    match call(&client, req).await {
+        ControllerResponse::Items(i) => {
+            assert_eq!((i[0].error_code, i[1].error_code), (0, 3));
+        }
+        other => panic!("{other:?}"),
+    }
+    let img = fetch_image(&client).await;
+    assert!(img.offset >= offset + 3);
+    assert!(img.topic("dry").is_none() && img.topic("t").is_none());
+    assert_eq!(img.topic("g").unwrap().partitions.len(), 3);
 
     // Restart the controller from its disk: the same image.
     for f in alive.values() {

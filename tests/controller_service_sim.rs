@@ -78,10 +78,8 @@ async fn active_controller_crash_loses_nothing_committed() {
             log_dirs: vec![format!("/node{id}").into()],
             ..ServerConfig::default()
         };
-        cfg.extra
-            .insert("controller.quorum.voters".into(), voters_str.clone());
-        cfg.extra
-            .insert("broker.session.timeout.ms".into(), "1000".into());
+        cfg.set("controller.quorum.voters", &voters_str).unwrap();
+        cfg.set("broker.session.timeout.ms", "1000").unwrap();
         let cfg = Arc::new(cfg);
         let s = slot.clone();
         let node = handle
