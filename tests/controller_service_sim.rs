@@ -149,8 +149,8 @@ async fn active_controller_crash_loses_nothing_committed() {
                 .iter()
                 .position(|s| lock(s).as_ref().is_some_and(|c| c.service().is_active()))
                 .expect("an active controller");
-            drop(lock(&slots[active]).take());
             Handle::current().kill(node_ids[active]);
+            drop(lock(&slots[active]).take());
 
             assert_eq!(create(&client, "after").await, 0);
             let img = image(&client).await;

@@ -473,7 +473,12 @@ impl ControllerService {
             }
             tokio::select! {
                 _ = sleep(TIMER_INTERVAL) => self.tick().await,
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    // The sender is gone: the controller was dropped.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
