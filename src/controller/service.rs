@@ -244,9 +244,10 @@ impl ControllerService {
         if let Err(resp) = self.catch_up(&mut decider).await {
             return resp;
         }
+        // Decisions are synchronous: decide under the image lock, no copy.
         let decided = {
-            let img = lock(&self.sm).image.clone();
-            self.decide_on(&img, &mut decider.rng, req)
+            let sm = lock(&self.sm);
+            self.decide_on(&sm.image, &mut decider.rng, req)
         };
         let (records, answer) = match decided {
             Ok(d) => d,
@@ -260,7 +261,6 @@ impl ControllerService {
                 Err(resp) => return resp,
             }
         };
-        let img = lock(&self.sm).image.clone();
         match answer {
             Answer::Now(resp) => resp,
             Answer::Registered => match index {
@@ -273,7 +273,8 @@ impl ControllerService {
                 }),
             },
             Answer::Heartbeat { id, want_shutdown } => {
-                let (fenced, shutdown_ready) = control::heartbeat_state(&img, id, want_shutdown);
+                let (fenced, shutdown_ready) =
+                    control::heartbeat_state(&lock(&self.sm).image, id, want_shutdown);
                 ControllerResponse::Heartbeat {
                     fenced,
                     shutdown_ready,
@@ -435,31 +436,43 @@ impl ControllerService {
         if self.catch_up(&mut decider).await.is_err() {
             return;
         }
-        let img = lock(&self.sm).image.clone();
-        let mut records = Vec::new();
-        let mut work = img.clone();
-        {
-            let sessions = lock(&self.sessions);
-            for b in img.brokers.values().filter(|b| !b.fenced) {
-                let heard = match sessions.last.get(&b.id) {
-                    Some(&(epoch, at)) if epoch == b.epoch => at.max(leader_since),
-                    _ => leader_since,
-                };
-                if t.saturating_duration_since(heard) > self.session_timeout {
-                    tracing::info!(
-                        broker = b.id,
-                        epoch = b.epoch,
-                        "fencing broker: session expired"
-                    );
-                    let recs = control::fence_broker(&work, &self.cfg, b.id, b.epoch);
+        let records = {
+            // Decide under the image lock, without copying the image unless
+            // a broker is to be fenced.
+            let sm = lock(&self.sm);
+            let img = &sm.image;
+            let expired: Vec<(i32, i64)> = {
+                let sessions = lock(&self.sessions);
+                img.brokers
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .filter(|b| {
+                        let heard = match sessions.last.get(&b.id) {
+                            Some(&(epoch, at)) if epoch == b.epoch => at.max(leader_since),
+                            _ => leader_since,
+                        };
+                        t.saturating_duration_since(heard) > self.session_timeout
+                    })
+                    .map(|b| (b.id, b.epoch))
+                    .collect()
+            };
+            if expired.is_empty() {
+                control::elect_leaders(img, &self.cfg)
+            } else {
+                let mut work = img.clone();
+                let mut records = Vec::new();
+                for (id, epoch) in expired {
+                    tracing::info!(broker = id, epoch, "fencing broker: session expired");
+                    let recs = control::fence_broker(&work, &self.cfg, id, epoch);
                     // Later decisions in this round see this one.
                     let index = work.offset + 1;
                     work.apply_entry(index, &recs);
                     records.extend(recs);
                 }
+                records.extend(control::elect_leaders(&work, &self.cfg));
+                records
             }
-        }
-        records.extend(control::elect_leaders(&work, &self.cfg));
+        };
         if !records.is_empty() {
             let _ = self.propose(&mut decider, &records).await;
         }
