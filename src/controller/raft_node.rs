@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::raft_storage::{RaftStorage, RaftStorageError};
-use super::transport::{encode_frame, FRAME_KIND_RAFT};
+use super::transport::{encode_frame, FRAME_BYTES_MAX, FRAME_KIND_RAFT};
 use crate::env::disk::Disk;
 use crate::env::time::{sleep, timeout, Duration};
 
@@ -67,7 +67,9 @@ pub struct RaftConfig {
     /// Kafka node id of this member.
     pub node_id: i32,
     /// Kafka node id and "host:port" of each voter's controller listener,
-    /// this node included.
+    /// this node included (its own address is never dialled, so a single
+    /// voter may leave it empty). Only a fresh log takes its configuration
+    /// from here; a restarted node keeps the one in its raft state.
     pub voters: Vec<(i32, String)>,
     /// `<first log dir>/__cluster_metadata-0`.
     pub dir: PathBuf,
@@ -601,10 +603,23 @@ async fn peer_sender(
                 }
             }
             let mut bytes = Vec::new();
-            for m in &batch {
+            batch.retain(|m| {
                 let payload = m.write_to_bytes().expect("protobuf encode to memory");
+                if payload.len() >= FRAME_BYTES_MAX {
+                    // Only a snapshot can grow this big; the peer cannot
+                    // take it, so it stays behind (loudly) rather than the
+                    // sender failing.
+                    tracing::error!(
+                        peer = ?to_node_id(peer),
+                        bytes = payload.len(),
+                        "raft message over the frame limit: dropped"
+                    );
+                    report(m, false);
+                    return false;
+                }
                 bytes.extend_from_slice(&encode_frame(FRAME_KIND_RAFT, &payload));
-            }
+                true
+            });
             // Flush: a simulated stream sends only on flush.
             let ok = stream.write_all(&bytes).await.is_ok() && stream.flush().await.is_ok();
             for m in &batch {
