@@ -48,6 +48,8 @@ const INFLIGHT_MSGS_MAX: usize = 256;
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A write to a peer taking longer than this drops the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The replicated state: raft entries are applied to it in order.
 pub trait StateMachine: Send + 'static {
@@ -620,8 +622,14 @@ async fn peer_sender(
                 bytes.extend_from_slice(&encode_frame(FRAME_KIND_RAFT, &payload));
                 true
             });
-            // Flush: a simulated stream sends only on flush.
-            let ok = stream.write_all(&bytes).await.is_ok() && stream.flush().await.is_ok();
+            // Flush: a simulated stream sends only on flush. A write that
+            // hangs (a peer gone without a reset) counts as a failure, so a
+            // half-open connection is replaced instead of blocking forever.
+            let write = async {
+                stream.write_all(&bytes).await?;
+                stream.flush().await
+            };
+            let ok = matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())));
             for m in &batch {
                 report(m, ok);
             }
