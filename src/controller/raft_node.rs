@@ -366,7 +366,11 @@ impl<S: StateMachine> Driver<S> {
             if *stop.borrow() {
                 break;
             }
+            // Biased: a fixed branch order keeps runs reproducible, and a
+            // tick (due once per tick_ms) is never starved by a busy queue.
             tokio::select! {
+                biased;
+                _ = stop.changed() => {}
                 _ = ticker.tick() => {
                     self.raw.tick();
                 }
@@ -382,11 +386,16 @@ impl<S: StateMachine> Driver<S> {
                         }
                     }
                 }
-                _ = stop.changed() => {}
             }
         }
+        // Stopped (or failed): this member leads nothing any more.
         self.shared.is_leader.store(false, Ordering::Release);
-        let leader = self.leader_hint();
+        let leader = self
+            .leader_hint()
+            .filter(|l| to_raft_id(*l) != self.shared.raft_id);
+        self.shared
+            .leader
+            .store(leader.map_or(0, to_raft_id), Ordering::Release);
         self.fail_pending(leader);
         inputs.close();
         while let Ok(input) = inputs.try_recv() {
