@@ -265,3 +265,42 @@ fn the_same_seed_gives_the_same_history() {
         );
     }
 }
+
+#[tokio::test]
+async fn rpc_calls_cross_simulated_nodes_and_survive_a_clog() {
+    let handle = Handle::current();
+    let c = SimCluster::start(handle.seed());
+    c.wait_started().await;
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip("10.0.2.1".parse().unwrap())
+        .build();
+    let server = c.nodes[0].id();
+    client_node
+        .spawn(async move {
+            let client = weir::controller::rpc::RpcClient::default();
+            let addr = format!("{}:{PORT}", ip(0));
+            let r = client
+                .call(&addr, b"hello".to_vec(), Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(r, b"olleh");
+            // A clogged server: the call times out, and the same client
+            // works again once the network heals.
+            NetSim::current().clog_node(server);
+            let err = client
+                .call(&addr, b"x".to_vec(), Duration::from_secs(2))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+            NetSim::current().unclog_node(server);
+            let r = client
+                .call(&addr, b"ab".to_vec(), Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(r, b"ba");
+        })
+        .await
+        .unwrap();
+}

@@ -91,7 +91,7 @@ pub fn new_disk(seed: u64) -> SimDisk {
 
 impl TestNode {
     /// Start a member on an already bound listener.
-    pub fn start(listener: TcpListener, cfg: RaftConfig, disk: SimDisk) -> TestNode {
+    pub fn start(listener: TcpListener, cfg: RaftConfig, disk: impl Disk) -> TestNode {
         let addr = listener.local_addr().unwrap();
         let sm = Arc::new(Mutex::new(LogSm::default()));
         let id = cfg.node_id;
