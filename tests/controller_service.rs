@@ -410,6 +410,17 @@ async fn three_voters_survive_losing_the_active_controller() {
         assert!(c.local_addr().is_some());
         ctrls.push(Some(c));
     }
+    // Garbage on the RPC path gets an error answer, not a crash or a hang.
+    let rpc = weir::controller::rpc::RpcClient::default();
+    let resp = rpc
+        .call(&voters[0].1, vec![1, 0xff, 0xff], Duration::from_secs(5))
+        .await
+        .unwrap();
+    match weir::controller::codec::decode_response(&resp).unwrap() {
+        ControllerResponse::Error(e) => assert_eq!(e.error_code, 42),
+        other => panic!("{other:?}"),
+    }
+
     // A broker-side client (no local controller).
     let client = ControllerClient::new(voters.clone(), None);
     let e = register(&client, 7, 7).await;
