@@ -239,6 +239,55 @@ async fn single_voter_leads_at_once() {
 }
 
 #[tokio::test]
+async fn a_failed_fsync_stops_the_member_and_a_restart_recovers() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let voters = vec![(3, String::new())];
+    let disk = new_disk(3);
+    let n = TestNode::start(l, config(3, &voters, TICK_MS, 1000), disk.clone());
+    for i in 0..5 {
+        n.raft.propose(format!("p{i}").into_bytes()).await.unwrap();
+    }
+    let healthy = disk.options();
+    disk.set_options(weir::env::sim_disk::SimDiskOptions {
+        sync_error_probability: 1.0,
+        ..healthy.clone()
+    });
+    assert_eq!(
+        n.raft.propose(b"never".to_vec()).await,
+        Err(ProposeError::NotLeader { leader: None })
+    );
+    assert!(!n.raft.is_leader());
+    n.shutdown().await;
+
+    disk.set_options(healthy);
+    disk.crash();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let n = TestNode::start(l, config(3, &voters, TICK_MS, 1000), disk);
+    n.raft.propose(b"p5".to_vec()).await.unwrap();
+    assert_eq!(n.payloads(), expected(6));
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_real_disk_keeps_the_log_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let voters = vec![(0, String::new())];
+    let mut cfg = config(0, &voters, TICK_MS, 4);
+    cfg.dir = tmp.path().join("__cluster_metadata-0");
+    let n = TestNode::start(l, cfg.clone(), weir::env::RealDisk::new());
+    for i in 0..10 {
+        n.raft.propose(format!("p{i}").into_bytes()).await.unwrap();
+    }
+    n.shutdown().await;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let n = TestNode::start(l, cfg, weir::env::RealDisk::new());
+    n.raft.propose(b"p10".to_vec()).await.unwrap();
+    assert_eq!(n.payloads(), expected(11));
+    n.shutdown().await;
+}
+
+#[tokio::test]
 async fn rpc_round_trips_and_bad_frames_close_only_their_connection() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();

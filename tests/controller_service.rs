@@ -19,9 +19,13 @@ const CALL: Duration = Duration::from_secs(10);
 const SESSION_MS: u64 = 600;
 
 fn config(node_id: i32, voters: Option<&str>) -> Arc<ServerConfig> {
-    let mut c = ServerConfig::default();
-    c.node_id = node_id;
-    c.log_dirs = vec![format!("/node{node_id}").into()];
+    let mut c = ServerConfig {
+        node_id,
+        log_dirs: vec![format!("/node{node_id}").into()],
+        ..ServerConfig::default()
+    };
+    // `set`, not the fields: the cluster keys are typed on main, and
+    // `set` routes them wherever the config keeps them.
     c.set("broker.session.timeout.ms", &SESSION_MS.to_string())
         .unwrap();
     if let Some(v) = voters {
@@ -306,6 +310,46 @@ async fn single_voter_controller_lifecycle() {
         )
     ));
 
+    // validate_only decides but commits nothing; partitions grow; delete.
+    let offset = fetch_image(&client).await.offset;
+    let req = ControllerRequest::CreateTopics {
+        topics: vec![topic("dry", 1, 1)],
+        validate_only: true,
+    };
+    assert!(
+        matches!(call(&client, req).await, ControllerResponse::Items(i) if i[0].error_code == 0)
+    );
+    // (rf 3 no longer fits: one broker has shut down.)
+    let req = ControllerRequest::CreatePartitions {
+        topic: "t".into(),
+        count: 5,
+        validate_only: false,
+    };
+    assert!(matches!(call(&client, req).await, ControllerResponse::Error(e) if e.error_code == 38));
+    assert_eq!(create(&client, topic("g", 1, 2)).await, 0);
+    let req = ControllerRequest::CreatePartitions {
+        topic: "g".into(),
+        count: 3,
+        validate_only: false,
+    };
+    assert!(matches!(
+        call(&client, req).await,
+        ControllerResponse::Items(_)
+    ));
+    let req = ControllerRequest::DeleteTopics {
+        names: vec!["t".into(), "nope".into()],
+    };
+    match call(&client, req).await {
+        ControllerResponse::Items(i) => {
+            assert_eq!((i[0].error_code, i[1].error_code), (0, 3));
+        }
+        other => panic!("{other:?}"),
+    }
+    let img = fetch_image(&client).await;
+    assert!(img.offset >= offset + 3);
+    assert!(img.topic("dry").is_none() && img.topic("t").is_none());
+    assert_eq!(img.topic("g").unwrap().partitions.len(), 3);
+
     // Restart the controller from its disk: the same image.
     for f in alive.values() {
         f.store(false, Ordering::SeqCst);
@@ -366,6 +410,17 @@ async fn three_voters_survive_losing_the_active_controller() {
         assert!(c.local_addr().is_some());
         ctrls.push(Some(c));
     }
+    // Garbage on the RPC path gets an error answer, not a crash or a hang.
+    let rpc = weir::controller::rpc::RpcClient::default();
+    let resp = rpc
+        .call(&voters[0].1, vec![1, 0xff, 0xff], Duration::from_secs(5))
+        .await
+        .unwrap();
+    match weir::controller::codec::decode_response(&resp).unwrap() {
+        ControllerResponse::Error(e) => assert_eq!(e.error_code, 42),
+        other => panic!("{other:?}"),
+    }
+
     // A broker-side client (no local controller).
     let client = ControllerClient::new(voters.clone(), None);
     let e = register(&client, 7, 7).await;

@@ -194,12 +194,21 @@ impl Controller {
         )
     }
 
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.raft.shutdown().await;
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             t.abort();
         }
+    }
+}
+
+impl Drop for Controller {
+    /// Dropped without `shutdown` (a killed simulated node, a failed
+    /// start): the listener and the timer still stop, rather than watch a
+    /// stop channel whose sender is gone.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }
 

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::raft_storage::{RaftStorage, RaftStorageError};
-use super::transport::{encode_frame, FRAME_KIND_RAFT};
+use super::transport::{encode_frame, FRAME_BYTES_MAX, FRAME_KIND_RAFT};
 use crate::env::disk::Disk;
 use crate::env::time::{sleep, timeout, Duration};
 
@@ -48,6 +48,8 @@ const INFLIGHT_MSGS_MAX: usize = 256;
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A write to a peer taking longer than this drops the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The replicated state: raft entries are applied to it in order.
 pub trait StateMachine: Send + 'static {
@@ -67,7 +69,9 @@ pub struct RaftConfig {
     /// Kafka node id of this member.
     pub node_id: i32,
     /// Kafka node id and "host:port" of each voter's controller listener,
-    /// this node included.
+    /// this node included (its own address is never dialled, so a single
+    /// voter may leave it empty). Only a fresh log takes its configuration
+    /// from here; a restarted node keeps the one in its raft state.
     pub voters: Vec<(i32, String)>,
     /// `<first log dir>/__cluster_metadata-0`.
     pub dir: PathBuf,
@@ -118,6 +122,8 @@ struct Shared {
     inputs: mpsc::Sender<Input>,
     /// raft id of the known leader, 0 for none.
     leader: AtomicU64,
+    /// The current raft term.
+    term: AtomicU64,
     is_leader: AtomicBool,
     applied: watch::Receiver<u64>,
     stop: watch::Sender<bool>,
@@ -217,6 +223,7 @@ impl RaftNode {
             raft_id,
             inputs: inputs_tx.clone(),
             leader: AtomicU64::new(0),
+            term: AtomicU64::new(0),
             is_leader: AtomicBool::new(false),
             applied: applied_rx,
             stop: stop_tx,
@@ -277,6 +284,12 @@ impl RaftNode {
     /// Kafka node id of the known leader.
     pub fn leader(&self) -> Option<i32> {
         to_node_id(self.shared.leader.load(Ordering::Acquire))
+    }
+
+    /// The current raft term (an addition to the cluster.md interface: a
+    /// leader's term orders its decisions, and tests record elections).
+    pub fn term(&self) -> u64 {
+        self.shared.term.load(Ordering::Acquire)
     }
 
     /// Whether this node is the raft leader now.
@@ -353,7 +366,11 @@ impl<S: StateMachine> Driver<S> {
             if *stop.borrow() {
                 break;
             }
+            // Biased: a fixed branch order keeps runs reproducible, and a
+            // tick (due once per tick_ms) is never starved by a busy queue.
             tokio::select! {
+                biased;
+                _ = stop.changed() => {}
                 _ = ticker.tick() => {
                     self.raw.tick();
                 }
@@ -369,11 +386,16 @@ impl<S: StateMachine> Driver<S> {
                         }
                     }
                 }
-                _ = stop.changed() => {}
             }
         }
+        // Stopped (or failed): this member leads nothing any more.
         self.shared.is_leader.store(false, Ordering::Release);
-        let leader = self.leader_hint();
+        let leader = self
+            .leader_hint()
+            .filter(|l| to_raft_id(*l) != self.shared.raft_id);
+        self.shared
+            .leader
+            .store(leader.map_or(0, to_raft_id), Ordering::Release);
         self.fail_pending(leader);
         inputs.close();
         while let Ok(input) = inputs.try_recv() {
@@ -436,6 +458,7 @@ impl<S: StateMachine> Driver<S> {
         self.shared
             .leader
             .store(self.raw.raft.leader_id, Ordering::Release);
+        self.shared.term.store(now.1, Ordering::Release);
         self.shared
             .is_leader
             .store(now.0 == StateRole::Leader, Ordering::Release);
@@ -591,11 +614,31 @@ async fn peer_sender(
                 }
             }
             let mut bytes = Vec::new();
-            for m in &batch {
+            batch.retain(|m| {
                 let payload = m.write_to_bytes().expect("protobuf encode to memory");
+                if payload.len() >= FRAME_BYTES_MAX {
+                    // Only a snapshot can grow this big; the peer cannot
+                    // take it, so it stays behind (loudly) rather than the
+                    // sender failing.
+                    tracing::error!(
+                        peer = ?to_node_id(peer),
+                        bytes = payload.len(),
+                        "raft message over the frame limit: dropped"
+                    );
+                    report(m, false);
+                    return false;
+                }
                 bytes.extend_from_slice(&encode_frame(FRAME_KIND_RAFT, &payload));
-            }
-            let ok = stream.write_all(&bytes).await.is_ok();
+                true
+            });
+            // Flush: a simulated stream sends only on flush. A write that
+            // hangs (a peer gone without a reset) counts as a failure, so a
+            // half-open connection is replaced instead of blocking forever.
+            let write = async {
+                stream.write_all(&bytes).await?;
+                stream.flush().await
+            };
+            let ok = matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())));
             for m in &batch {
                 report(m, ok);
             }

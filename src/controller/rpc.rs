@@ -4,8 +4,9 @@
 //!
 //! A connection that fails (connect, write, read, a bad frame) is dropped
 //! from the cache and every call waiting on it fails; the next call
-//! reconnects. A call that times out leaves the connection in place (the
-//! response, if it ever comes, is discarded).
+//! reconnects. A call that times out also retires its connection (calls in
+//! flight on it go on), so a half-open connection to a vanished controller
+//! is never reused; a late response is discarded.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -70,17 +71,29 @@ impl RpcClient {
                 "controller request over the frame limit",
             ));
         }
-        match timeout(timeout_after, self.call_inner(addr, request)).await {
+        let used: Mutex<Option<Arc<Conn>>> = Mutex::new(None);
+        match timeout(timeout_after, self.call_inner(addr, request, &used)).await {
             Ok(r) => r,
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("controller rpc to {addr} timed out"),
-            )),
+            Err(_) => {
+                if let Some(conn) = lock(&used).take() {
+                    self.forget(addr, &conn);
+                }
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("controller rpc to {addr} timed out"),
+                ))
+            }
         }
     }
 
-    async fn call_inner(&self, addr: &str, request: Vec<u8>) -> io::Result<Vec<u8>> {
+    async fn call_inner(
+        &self,
+        addr: &str,
+        request: Vec<u8>,
+        used: &Mutex<Option<Arc<Conn>>>,
+    ) -> io::Result<Vec<u8>> {
         let conn = self.connection(addr).await?;
+        *lock(used) = Some(conn.clone());
         let corr = conn.next_correlation.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&conn.waiters).insert(corr, tx);
@@ -140,7 +153,8 @@ impl RpcClient {
         // channel stops the writer and takes the connection out of use.
         let (reader_done_tx, mut reader_done) = oneshot::channel::<()>();
         let reader_closed = closed.clone();
-        tokio::spawn(async move {
+        let reader_waiters = waiters.clone();
+        let reader = tokio::spawn(async move {
             loop {
                 let Ok(Some((kind, payload))) = read_frame(&mut read).await else {
                     break;
@@ -151,12 +165,12 @@ impl RpcClient {
                 let Ok((corr, body)) = decode_rpc_payload(&payload) else {
                     break;
                 };
-                if let Some(tx) = lock(&waiters).remove(&corr) {
+                if let Some(tx) = lock(&reader_waiters).remove(&corr) {
                     let _ = tx.send(body.to_vec());
                 }
             }
             reader_closed.store(true, Ordering::SeqCst);
-            lock(&waiters).clear();
+            lock(&reader_waiters).clear();
             let _ = reader_done_tx.send(());
         });
         tokio::spawn(async move {
@@ -164,15 +178,19 @@ impl RpcClient {
                 tokio::select! {
                     frame = req_rx.recv() => {
                         let Some(frame) = frame else { break };
-                        if write.write_all(&frame).await.is_err() {
+                        // Flush: a simulated stream sends only on flush.
+                        if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
                             break;
                         }
                     }
                     _ = &mut reader_done => break,
                 }
             }
-            // Closing the write half ends the server's side, which ends the reader.
+            // The connection is done for: fail the calls still waiting and
+            // stop the reader (a half-open peer would never end it).
             closed.store(true, Ordering::SeqCst);
+            lock(&waiters).clear();
+            reader.abort();
             let _ = write.shutdown().await;
         });
         let mut conns = lock(&self.conns);

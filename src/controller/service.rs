@@ -92,6 +92,8 @@ pub trait Quorum: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<u64, NotLeader>> + Send + '_>>;
     fn leader(&self) -> Option<i32>;
     fn is_leader(&self) -> bool;
+    /// The current raft term: a new leadership has a new term.
+    fn term(&self) -> u64;
     /// The last applied raft index.
     fn applied(&self) -> watch::Receiver<u64>;
 }
@@ -99,11 +101,11 @@ pub trait Quorum: Send + Sync + 'static {
 /// State only the decision path touches (under the async mutex).
 struct Decider {
     rng: WeirRng,
-    /// The quorum applied everything committed before this leadership: set
-    /// after a barrier entry of our own applies, cleared when we lose the
-    /// lead. Deciding on an image missing a previous leader's last entries
-    /// could, say, create a topic twice.
-    caught_up: bool,
+    /// The term in which a barrier entry of our own applied: from then on
+    /// the image holds everything committed before this leadership.
+    /// Deciding on an image missing a previous leader's last entries could,
+    /// say, create a topic twice.
+    caught_up_term: Option<u64>,
 }
 
 /// Liveness bookkeeping (in memory, active controller only).
@@ -111,8 +113,8 @@ struct Decider {
 struct Sessions {
     /// Last heartbeat per broker id, with the epoch it came with.
     last: BTreeMap<i32, (i64, Instant)>,
-    /// When this node last became the active controller.
-    leader_since: Option<Instant>,
+    /// When this node became the active controller, and in which term.
+    leader_since: Option<(u64, Instant)>,
 }
 
 pub struct ControllerService {
@@ -160,7 +162,7 @@ impl ControllerService {
             session_timeout,
             decider: tokio::sync::Mutex::new(Decider {
                 rng,
-                caught_up: false,
+                caught_up_term: None,
             }),
             sessions: Mutex::new(Sessions::default()),
         }
@@ -242,9 +244,10 @@ impl ControllerService {
         if let Err(resp) = self.catch_up(&mut decider).await {
             return resp;
         }
+        // Decisions are synchronous: decide under the image lock, no copy.
         let decided = {
-            let img = lock(&self.sm).image.clone();
-            self.decide_on(&img, &mut decider.rng, req)
+            let sm = lock(&self.sm);
+            self.decide_on(&sm.image, &mut decider.rng, req)
         };
         let (records, answer) = match decided {
             Ok(d) => d,
@@ -258,7 +261,6 @@ impl ControllerService {
                 Err(resp) => return resp,
             }
         };
-        let img = lock(&self.sm).image.clone();
         match answer {
             Answer::Now(resp) => resp,
             Answer::Registered => match index {
@@ -271,7 +273,8 @@ impl ControllerService {
                 }),
             },
             Answer::Heartbeat { id, want_shutdown } => {
-                let (fenced, shutdown_ready) = control::heartbeat_state(&img, id, want_shutdown);
+                let (fenced, shutdown_ready) =
+                    control::heartbeat_state(&lock(&self.sm).image, id, want_shutdown);
                 ControllerResponse::Heartbeat {
                     fenced,
                     shutdown_ready,
@@ -283,11 +286,14 @@ impl ControllerService {
     /// Propose a barrier once per leadership so the image holds everything
     /// committed before it.
     async fn catch_up(&self, decider: &mut Decider) -> Result<(), ControllerResponse> {
-        if decider.caught_up {
+        // Read the term before the barrier: if leadership changes meanwhile
+        // the barrier fails or the next decision barriers again.
+        let term = self.quorum.term();
+        if decider.caught_up_term == Some(term) {
             return Ok(());
         }
         self.propose(decider, &[]).await?;
-        decider.caught_up = true;
+        decider.caught_up_term = Some(term);
         Ok(())
     }
 
@@ -299,7 +305,7 @@ impl ControllerService {
         match self.quorum.propose(encode_records(records)).await {
             Ok(index) => Ok(index),
             Err(NotLeader { leader }) => {
-                decider.caught_up = false;
+                decider.caught_up_term = None;
                 Err(ControllerResponse::NotController {
                     leader: leader.filter(|&l| l != self.node_id),
                 })
@@ -414,36 +420,59 @@ impl ControllerService {
             return;
         }
         let t = now();
-        let leader_since = *lock(&self.sessions).leader_since.get_or_insert(t);
+        let term = self.quorum.term();
+        let leader_since = {
+            let mut sessions = lock(&self.sessions);
+            match sessions.leader_since {
+                Some((since_term, since)) if since_term == term => since,
+                _ => {
+                    // A new leadership: every broker gets a full session.
+                    sessions.leader_since = Some((term, t));
+                    t
+                }
+            }
+        };
         let mut decider = self.decider.lock().await;
         if self.catch_up(&mut decider).await.is_err() {
             return;
         }
-        let img = lock(&self.sm).image.clone();
-        let mut records = Vec::new();
-        let mut work = img.clone();
-        {
-            let sessions = lock(&self.sessions);
-            for b in img.brokers.values().filter(|b| !b.fenced) {
-                let heard = match sessions.last.get(&b.id) {
-                    Some(&(epoch, at)) if epoch == b.epoch => at.max(leader_since),
-                    _ => leader_since,
-                };
-                if t.saturating_duration_since(heard) > self.session_timeout {
-                    tracing::info!(
-                        broker = b.id,
-                        epoch = b.epoch,
-                        "fencing broker: session expired"
-                    );
-                    let recs = control::fence_broker(&work, &self.cfg, b.id, b.epoch);
+        let records = {
+            // Decide under the image lock, without copying the image unless
+            // a broker is to be fenced.
+            let sm = lock(&self.sm);
+            let img = &sm.image;
+            let expired: Vec<(i32, i64)> = {
+                let sessions = lock(&self.sessions);
+                img.brokers
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .filter(|b| {
+                        let heard = match sessions.last.get(&b.id) {
+                            Some(&(epoch, at)) if epoch == b.epoch => at.max(leader_since),
+                            _ => leader_since,
+                        };
+                        t.saturating_duration_since(heard) > self.session_timeout
+                    })
+                    .map(|b| (b.id, b.epoch))
+                    .collect()
+            };
+            if expired.is_empty() {
+                control::elect_leaders(img, &self.cfg)
+            } else {
+                let mut work = img.clone();
+                let mut records = Vec::new();
+                for (id, epoch) in expired {
+                    tracing::info!(broker = id, epoch, "fencing broker: session expired");
+                    let recs = control::fence_broker(&work, &self.cfg, id, epoch);
                     // Later decisions in this round see this one.
                     let index = work.offset + 1;
                     work.apply_entry(index, &recs);
                     records.extend(recs);
                 }
+                records.extend(control::elect_leaders(&work, &self.cfg));
+                records
             }
-        }
-        records.extend(control::elect_leaders(&work, &self.cfg));
+        };
         if !records.is_empty() {
             let _ = self.propose(&mut decider, &records).await;
         }
@@ -457,7 +486,12 @@ impl ControllerService {
             }
             tokio::select! {
                 _ = sleep(TIMER_INTERVAL) => self.tick().await,
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    // The sender is gone: the controller was dropped.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -492,6 +526,9 @@ impl Quorum for RaftNode {
     fn is_leader(&self) -> bool {
         RaftNode::is_leader(self)
     }
+    fn term(&self) -> u64 {
+        RaftNode::term(self)
+    }
     fn applied(&self) -> watch::Receiver<u64> {
         RaftNode::applied(self)
     }
@@ -506,6 +543,7 @@ pub struct LocalQuorum {
     applied_tx: watch::Sender<u64>,
     applied_rx: watch::Receiver<u64>,
     leader: std::sync::atomic::AtomicBool,
+    term: Mutex<u64>,
 }
 
 impl LocalQuorum {
@@ -519,11 +557,15 @@ impl LocalQuorum {
             applied_tx,
             applied_rx,
             leader: std::sync::atomic::AtomicBool::new(true),
+            term: Mutex::new(1),
         }
     }
 
     /// Pretend to lose (or regain) the lead.
     pub fn set_leader(&self, leader: bool) {
+        if leader && !self.is_leader() {
+            *lock(&self.term) += 1;
+        }
         self.leader
             .store(leader, std::sync::atomic::Ordering::SeqCst);
     }
@@ -556,6 +598,10 @@ impl Quorum for LocalQuorum {
 
     fn is_leader(&self) -> bool {
         self.leader.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn term(&self) -> u64 {
+        *lock(&self.term)
     }
 
     fn applied(&self) -> watch::Receiver<u64> {

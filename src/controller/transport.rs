@@ -137,7 +137,8 @@ async fn serve_connection(
     let (resp_tx, mut resp_rx) = mpsc::channel::<Vec<u8>>(RESPONSE_QUEUE_MAX);
     let writer = tokio::spawn(async move {
         while let Some(frame) = resp_rx.recv().await {
-            if write.write_all(&frame).await.is_err() {
+            // Flush: a simulated stream sends only on flush.
+            if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
                 return;
             }
         }

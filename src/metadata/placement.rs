@@ -266,6 +266,40 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_layout_is_valid_and_balanced(
+            racks in proptest::collection::vec(proptest::option::of(0u8..3), 1..9),
+            rf in 1i16..4,
+            count in 1i32..40,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let c: Vec<Candidate> = racks
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Candidate { id: i as i32 * 2 + 1, rack: r.map(|r| r.to_string()) })
+                .collect();
+            let res = assign(&c, 0, count, rf, &mut WeirRng::from_seed(seed));
+            if rf as usize > c.len() {
+                proptest::prop_assert!(res.is_err());
+                return Ok(());
+            }
+            let a = res.unwrap();
+            proptest::prop_assert_eq!(a.len(), count as usize);
+            let mut leaders: BTreeMap<i32, usize> = c.iter().map(|b| (b.id, 0)).collect();
+            for r in &a {
+                proptest::prop_assert_eq!(r.len(), rf as usize);
+                proptest::prop_assert_eq!(r.iter().collect::<BTreeSet<_>>().len(), r.len());
+                proptest::prop_assert!(r.iter().all(|b| c.iter().any(|x| x.id == *b)));
+                *leaders.get_mut(&r[0]).unwrap() += 1;
+            }
+            // Leaders go round-robin: counts differ by at most one.
+            let max = leaders.values().max().unwrap();
+            let min = leaders.values().min().unwrap();
+            proptest::prop_assert!(max - min <= 1, "{:?}", leaders);
+        }
+    }
+
     #[test]
     fn explicit_assignments_are_checked() {
         let reg = BTreeSet::from([1, 2, 3]);

@@ -61,12 +61,13 @@ impl StateMachine for LogSm {
 }
 
 /// One running member: raft, its listener and an echo RPC service.
+#[derive(Clone)]
 pub struct TestNode {
     pub id: i32,
     pub raft: RaftNode,
     pub sm: Arc<Mutex<LogSm>>,
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
 }
 
 pub fn config(id: i32, voters: &[(i32, String)], tick_ms: u64, snapshot_every: u64) -> RaftConfig {
@@ -90,7 +91,7 @@ pub fn new_disk(seed: u64) -> SimDisk {
 
 impl TestNode {
     /// Start a member on an already bound listener.
-    pub fn start(listener: TcpListener, cfg: RaftConfig, disk: SimDisk) -> TestNode {
+    pub fn start(listener: TcpListener, cfg: RaftConfig, disk: impl Disk) -> TestNode {
         let addr = listener.local_addr().unwrap();
         let sm = Arc::new(Mutex::new(LogSm::default()));
         let id = cfg.node_id;
@@ -116,7 +117,7 @@ impl TestNode {
             raft,
             sm,
             addr,
-            stop,
+            stop: Arc::new(stop),
         }
     }
 
@@ -157,7 +158,12 @@ pub async fn wait_leader(nodes: &[&TestNode], within: Duration) -> i32 {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no agreed leader within {within:?}: {leaders:?}"
+            "no agreed leader within {within:?}: {leaders:?}, terms {:?}, applied {:?}",
+            nodes.iter().map(|n| n.raft.term()).collect::<Vec<_>>(),
+            nodes
+                .iter()
+                .map(|n| *n.raft.applied().borrow())
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
