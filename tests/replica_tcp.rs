@@ -25,10 +25,12 @@ use replica_support::{FakeController, Isr, TOPIC};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uuid::Uuid;
-use weir::broker::producer_ids::ProducerIds;
+use weir::broker::cluster_link::{BrokerIdentity, ClusterLink};
+use weir::broker::producer_ids::ProducerIdBlock;
 use weir::broker::registry::Registry;
 use weir::broker::{connection, Broker};
 use weir::config::ServerConfig;
+use weir::controller::client::ControllerClient;
 use weir::coordinator::group::GroupService;
 use weir::env::sim_disk::{SimDisk, SimDiskOptions};
 use weir::env::time::{now_ms, sleep, Duration};
@@ -53,7 +55,7 @@ async fn node(id: i32, ctl: &Arc<FakeController>) -> Node {
         ("replica.fetch.wait.max.ms", "100"),
         ("replica.fetch.backoff.ms", "20"),
     ] {
-        config.extra.insert(k.into(), v.into());
+        config.set(k, v).unwrap();
     }
     let config = Arc::new(config);
     let registry = Arc::new(Registry::open(disk, config.clone(), now_ms()).unwrap());
@@ -65,10 +67,23 @@ async fn node(id: i32, ctl: &Arc<FakeController>) -> Node {
     ));
     ctl.nodes.lock().unwrap().push(Arc::downgrade(&replicas));
     let (tx, rx) = watch::channel(false);
+    // The fake controller feeds images to the replica managers directly;
+    // this link to a controller that does not exist is never called.
+    let cluster = Arc::new(ClusterLink::new(
+        BrokerIdentity {
+            node_id: id,
+            host: "127.0.0.1".into(),
+            port: addr.port() as i32,
+            rack: None,
+        },
+        Uuid::from_u128(id as u128),
+        ControllerClient::new(Vec::new(), None),
+    ));
     let broker = Arc::new(Broker {
         config: config.clone(),
-        producer_ids: Mutex::new(ProducerIds::open(registry.store()).unwrap()),
-        groups: GroupService::open(&registry, now_ms()).unwrap(),
+        producer_ids: Mutex::new(ProducerIdBlock::default()),
+        groups: GroupService::open(&config, replicas.clone()),
+        cluster,
         registry,
         replicas,
         advertised_host: "127.0.0.1".into(),

@@ -214,7 +214,10 @@ impl ClusterLink {
             images.borrow_and_update();
             match self.heartbeat(false).await {
                 Ok(_) => {}
-                Err(e) if e.error_code == ec::STALE_BROKER_EPOCH => {
+                Err(e)
+                    if e.error_code == ec::STALE_BROKER_EPOCH
+                        || e.error_code == ec::BROKER_ID_NOT_REGISTERED =>
+                {
                     tracing::warn!(
                         "the controller lost this broker's registration; registering again"
                     );
