@@ -154,8 +154,10 @@ impl Server {
             shutdown_tx,
             tasks,
         };
-        if config.controller_quorum_voters.is_empty() {
-            if !server.wait_until_serving(SINGLE_NODE_READY_TIMEOUT).await {
+        if config.controller_quorum_voters.is_empty()
+            && !server.wait_until_serving(SINGLE_NODE_READY_TIMEOUT).await
+        {
+            {
                 server.shutdown().await?;
                 anyhow::bail!("the single-node controller did not accept this broker within {SINGLE_NODE_READY_TIMEOUT:?}");
             }

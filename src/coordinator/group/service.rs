@@ -457,7 +457,7 @@ impl GroupService {
     /// Deliver replies and persist records a step produced.
     fn finish(&self, inner: &mut Inner, now_ms: i64, fx: Effects) {
         if !fx.records.is_empty() {
-            if let Err(e) = self.persist(&inner, now_ms, &fx.records) {
+            if let Err(e) = self.persist(inner, now_ms, &fx.records) {
                 tracing::error!(error = %e, "group metadata not persisted");
             }
         }

@@ -307,8 +307,10 @@ fn unclean_election_follows_topic_config_then_broker_default() {
 
     // Broker default on, no override.
     let mut c = Cluster::new();
-    let mut server = ServerConfig::default();
-    server.unclean_leader_election_enable = true;
+    let server = ServerConfig {
+        unclean_leader_election_enable: true,
+        ..ServerConfig::default()
+    };
     c.cfg = ControlConfig::from_server(Arc::new(server));
     c.brokers(2);
     c.create("t", 1, 2);
