@@ -185,7 +185,7 @@ async fn three_members_split_partitions_with_every_assignor() {
         // read twice across the members.
         cfg.set("enable.auto.commit", "true").unwrap();
         let mut members = Vec::new();
-        let mut got = vec![Vec::new(), Vec::new(), Vec::new()];
+        let mut got = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..3 {
             members.push(member(&b, cfg.clone(), "t", Box::new(Recorder::default())).await);
             let n = members.len();
@@ -236,8 +236,10 @@ async fn cooperative_sticky_revokes_only_moved_partitions_and_keeps_the_rest_flo
         let stop = stop.clone();
         let bootstrap = b.bootstrap.clone();
         tokio::spawn(async move {
-            let mut cfg = ProducerConfig::default();
-            cfg.linger = weir::env::time::Duration::from_millis(0);
+            let cfg = ProducerConfig {
+                linger: weir::env::time::Duration::from_millis(0),
+                ..ProducerConfig::default()
+            };
             let producer = Producer::connect(&bootstrap, cfg).await.unwrap();
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -252,9 +254,13 @@ async fn cooperative_sticky_revokes_only_moved_partitions_and_keeps_the_rest_flo
             producer.close().await;
         })
     };
-    let listeners = [Recorder::default(), Recorder::default(), Recorder::default()];
+    let listeners = [
+        Recorder::default(),
+        Recorder::default(),
+        Recorder::default(),
+    ];
     let mut members = Vec::new();
-    let mut got = vec![Vec::new(), Vec::new(), Vec::new()];
+    let mut got = [Vec::new(), Vec::new(), Vec::new()];
     // Records a member got from partitions it kept, while it was rejoining.
     let mut flowed_during_rebalance = 0usize;
     for (i, listener) in listeners.iter().enumerate() {
@@ -291,7 +297,10 @@ async fn cooperative_sticky_revokes_only_moved_partitions_and_keeps_the_rest_flo
                 stable_rounds = 0;
             }
         }
-        assert_eq!(members[0].rebalance_protocol(), weir::client::assignor::RebalanceProtocol::Cooperative);
+        assert_eq!(
+            members[0].rebalance_protocol(),
+            weir::client::assignor::RebalanceProtocol::Cooperative
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     trickle.await.unwrap();
@@ -306,7 +315,10 @@ async fn cooperative_sticky_revokes_only_moved_partitions_and_keeps_the_rest_flo
             match e {
                 Event::Assigned(ps) => {
                     for tp in ps {
-                        assert!(owned.insert(tp.clone()), "member {i}: {tp:?} assigned twice");
+                        assert!(
+                            owned.insert(tp.clone()),
+                            "member {i}: {tp:?} assigned twice"
+                        );
                     }
                 }
                 Event::Revoked(ps) => {
@@ -321,7 +333,10 @@ async fn cooperative_sticky_revokes_only_moved_partitions_and_keeps_the_rest_flo
                 Event::Lost(ps) => panic!("member {i} lost {ps:?}"),
             }
         }
-        assert_eq!(owned, finally, "member {i}: listener agrees with assignment");
+        assert_eq!(
+            owned, finally,
+            "member {i}: listener agrees with assignment"
+        );
     }
     // The first member gave up exactly what the others took: 6 -> 3 -> 2.
     let revoked: usize = listeners[0]
@@ -391,7 +406,11 @@ async fn auto_commit_resumes_without_rereading_more_than_an_interval() {
         }
     }
     c2.close().await.unwrap();
-    let admin = GroupAdmin::new(Cluster::connect(ClientConfig::new(&b.bootstrap)).await.unwrap());
+    let admin = GroupAdmin::new(
+        Cluster::connect(ClientConfig::new(&b.bootstrap))
+            .await
+            .unwrap(),
+    );
     assert_eq!(admin.committed("auto", None).await.unwrap()[&tp], 200);
     b.server.shutdown().await.unwrap();
 }
@@ -427,7 +446,10 @@ async fn offset_reset_none_errors_and_latest_skips_old_records() {
     }
     let mut offsets: Vec<(i32, i64)> = got.iter().map(|r| (r.partition, r.offset)).collect();
     offsets.sort();
-    assert_eq!(offsets, vec![(0, 5), (0, 6), (0, 7), (1, 5), (1, 6), (1, 7)]);
+    assert_eq!(
+        offsets,
+        vec![(0, 5), (0, 6), (0, 7), (1, 5), (1, 6), (1, 7)]
+    );
     c.close().await.unwrap();
     b.server.shutdown().await.unwrap();
 }
@@ -437,9 +459,19 @@ async fn async_commits_land_in_order() {
     let b = broker().await;
     create(&b, "o", 1).await;
     produce(&b, "o", 1, 1).await;
-    let mut c = member(&b, config("ordered", "range"), "o", Box::new(Recorder::default())).await;
+    let mut c = member(
+        &b,
+        config("ordered", "range"),
+        "o",
+        Box::new(Recorder::default()),
+    )
+    .await;
     c.poll_until_joined(Duration::from_secs(10)).await.unwrap();
-    let admin = GroupAdmin::new(Cluster::connect(ClientConfig::new(&b.bootstrap)).await.unwrap());
+    let admin = GroupAdmin::new(
+        Cluster::connect(ClientConfig::new(&b.bootstrap))
+            .await
+            .unwrap(),
+    );
     let tp = ("o".to_string(), 0);
     let mut handles = Vec::new();
     for offset in 1..=50 {

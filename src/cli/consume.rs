@@ -181,7 +181,13 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
         let cluster = crate::client::Cluster::connect(cc).await?;
         let member =
             GroupConsumer::subscribe(cluster, config, std::slice::from_ref(&topic)).await?;
-        return print_loop(Source::Group(member), &format, max_messages, idle_timeout).await;
+        return print_loop(
+            Source::Group(Box::new(member)),
+            &format,
+            max_messages,
+            idle_timeout,
+        )
+        .await;
     }
     let mut config = ConsumerConfig::default();
     for (k, v) in p.pairs("consumer-property")? {
@@ -251,7 +257,7 @@ fn group_config(p: &super::args::Parsed, group: &str) -> Result<GroupConfig, Cli
 /// Where records come from: a self-assigned consumer or a group member.
 enum Source {
     Plain(Consumer),
-    Group(GroupConsumer),
+    Group(Box<GroupConsumer>),
 }
 
 impl Source {

@@ -184,7 +184,11 @@ mod tests {
             let got = decode_subscription(&b.freeze()).unwrap();
             assert_eq!(got.topics, vec!["t".to_string()]);
             assert_eq!(got.generation, -1);
-            let owned = if version >= 1 { vec![tp("t", 3)] } else { vec![] };
+            let owned = if version >= 1 {
+                vec![tp("t", 3)]
+            } else {
+                vec![]
+            };
             assert_eq!(got.owned_partitions, owned);
         }
     }

@@ -167,7 +167,9 @@ fn previous_owners(
             (&s.owned_partitions, s.generation)
         };
         for tp in owned {
-            let exists = partitions.get(&tp.0).is_some_and(|&n| tp.1 >= 0 && tp.1 < n);
+            let exists = partitions
+                .get(&tp.0)
+                .is_some_and(|&n| tp.1 >= 0 && tp.1 < n);
             if !exists || !s.topics.contains(&tp.0) {
                 continue;
             }
@@ -213,7 +215,10 @@ fn sticky_assign(
         .iter()
         .filter(|tp| !taken.contains(tp))
         .map(|tp| {
-            let candidates = members.values().filter(|s| s.topics.contains(&tp.0)).count();
+            let candidates = members
+                .values()
+                .filter(|s| s.topics.contains(&tp.0))
+                .count();
             (candidates, tp.clone())
         })
         .collect();
@@ -289,7 +294,10 @@ fn balance_by_moves(
         let Some((from, to, tp)) = moved else {
             return;
         };
-        assigned.get_mut(&from).expect("member").retain(|x| x != &tp);
+        assigned
+            .get_mut(&from)
+            .expect("member")
+            .retain(|x| x != &tp);
         assigned.get_mut(&to).expect("member").push(tp);
     }
 }
@@ -310,7 +318,11 @@ mod tests {
         let one = subs(&[("a", &["t"]), ("b", &["t"])]);
         let first = StickyAssignor.assign(&p, &one);
         assert_eq!(sizes(&first), vec![3, 3]);
-        let two = with_owned(subs(&[("a", &["t"]), ("b", &["t"]), ("c", &["t"])]), &first, 1);
+        let two = with_owned(
+            subs(&[("a", &["t"]), ("b", &["t"]), ("c", &["t"])]),
+            &first,
+            1,
+        );
         let second = StickyAssignor.assign(&p, &two);
         assert_eq!(sizes(&second), vec![2, 2, 2]);
         for m in ["a", "b"] {
@@ -346,8 +358,14 @@ mod tests {
         let owned = tps(&[("a", 1), ("a", 4), ("b", 0)]);
         let b = encode_user_data(&owned, 9);
         assert_eq!(decode_user_data(&b), Some((owned.clone(), 9)));
-        assert_eq!(decode_user_data(&Bytes::from_static(b"\x00\x00\x00\x05")), None);
-        assert_eq!(decode_user_data(&Bytes::from_static(b"\xff\xff\xff\xff")), None);
+        assert_eq!(
+            decode_user_data(&Bytes::from_static(b"\x00\x00\x00\x05")),
+            None
+        );
+        assert_eq!(
+            decode_user_data(&Bytes::from_static(b"\xff\xff\xff\xff")),
+            None
+        );
         let p = counts(&[("a", 5), ("b", 1)]);
         let mut members = subs(&[("x", &["a", "b"]), ("y", &["a", "b"])]);
         members.get_mut("x").unwrap().user_data = Some(b);
@@ -380,7 +398,10 @@ mod tests {
         let seen = check_valid(&p, &members, &got);
         assert_eq!(seen, all_subscribed(&p, &members));
         let s = sizes(&got);
-        assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1, "{s:?}");
+        assert!(
+            s.iter().max().unwrap() - s.iter().min().unwrap() <= 1,
+            "{s:?}"
+        );
     }
 
     /// A group: member count, topics with partition counts, and per round
@@ -448,19 +469,34 @@ mod tests {
                 got = assignor.assign(topics, &members);
             }
             let seen = check_valid(topics, &members, &got);
-            prop_assert_eq!(&seen, &all_subscribed(topics, &members), "every partition once");
+            prop_assert_eq!(
+                &seen,
+                &all_subscribed(topics, &members),
+                "every partition once"
+            );
             let s = sizes(&got);
-            prop_assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1, "balanced: {:?}", s);
+            prop_assert!(
+                s.iter().max().unwrap() - s.iter().min().unwrap() <= 1,
+                "balanced: {:?}",
+                s
+            );
             // Stickiness: each member keeps at least min(previous, quota).
             let total = seen.len();
             let min_quota = total / ids.len();
             for (m, a) in &got {
                 if let Some(prev) = before.get(m) {
-                    let kept = a.partitions.iter().filter(|tp| prev.partitions.contains(tp)).count();
+                    let kept = a
+                        .partitions
+                        .iter()
+                        .filter(|tp| prev.partitions.contains(tp))
+                        .count();
                     prop_assert!(
                         kept >= prev.partitions.len().min(min_quota),
                         "{} kept {} of {:?}, quota {}",
-                        m, kept, prev.partitions, min_quota
+                        m,
+                        kept,
+                        prev.partitions,
+                        min_quota
                     );
                 }
             }

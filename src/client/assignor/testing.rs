@@ -52,9 +52,14 @@ pub fn check_valid(
     let mut seen = BTreeSet::new();
     for (m, a) in got {
         for tp in &a.partitions {
-            assert!(members[m].topics.contains(&tp.0), "{m} not subscribed to {tp:?}");
             assert!(
-                partitions.get(&tp.0).is_some_and(|&n| tp.1 >= 0 && tp.1 < n),
+                members[m].topics.contains(&tp.0),
+                "{m} not subscribed to {tp:?}"
+            );
+            assert!(
+                partitions
+                    .get(&tp.0)
+                    .is_some_and(|&n| tp.1 >= 0 && tp.1 < n),
                 "{tp:?} does not exist"
             );
             assert!(seen.insert(tp.clone()), "{tp:?} assigned twice");

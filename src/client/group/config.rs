@@ -111,9 +111,12 @@ impl GroupConfig {
     /// Apply one Kafka-named property.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ClientError> {
         let ms = |v: &str| -> Result<Duration, ClientError> {
-            v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
-                ClientError::Config(format!("{key} must be a non-negative integer, got '{v}'"))
-            })
+            v.trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| {
+                    ClientError::Config(format!("{key} must be a non-negative integer, got '{v}'"))
+                })
         };
         match key {
             "group.id" => self.group_id = value.to_string(),

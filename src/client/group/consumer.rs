@@ -111,7 +111,9 @@ impl GroupConsumer {
             return Err(ClientError::Config("group.id is empty".to_string()));
         }
         if topics.is_empty() {
-            return Err(ClientError::Config("subscribe to at least one topic".into()));
+            return Err(ClientError::Config(
+                "subscribe to at least one topic".into(),
+            ));
         }
         if config.assignors.is_empty() {
             return Err(ClientError::Config(
@@ -130,8 +132,7 @@ impl GroupConsumer {
             group: config.group_id.clone(),
             instance_id: config.group_instance_id.clone(),
             session_timeout_ms: config.session_timeout.as_millis().min(i32::MAX as u128) as i32,
-            rebalance_timeout_ms: config.rebalance_timeout.as_millis().min(i32::MAX as u128)
-                as i32,
+            rebalance_timeout_ms: config.rebalance_timeout.as_millis().min(i32::MAX as u128) as i32,
             assignors: config.assignors.clone(),
             rebalance: config.rebalance_protocol(),
             topics,
@@ -238,9 +239,8 @@ impl GroupConsumer {
                 records = self.consumer.poll(remaining) => return records,
             };
             self.join = None;
-            let joined = finished.unwrap_or_else(|e| {
-                Err(ClientError::Protocol(format!("join task failed: {e}")))
-            });
+            let joined = finished
+                .unwrap_or_else(|e| Err(ClientError::Protocol(format!("join task failed: {e}"))));
             self.finish_join(joined).await?;
             if deadline.saturating_duration_since(now()).is_zero() {
                 return Ok(Vec::new());
@@ -317,7 +317,10 @@ impl GroupConsumer {
         }));
     }
 
-    async fn finish_join(&mut self, joined: Result<Joined, ClientError>) -> Result<(), ClientError> {
+    async fn finish_join(
+        &mut self,
+        joined: Result<Joined, ClientError>,
+    ) -> Result<(), ClientError> {
         let joined = match joined {
             Ok(j) => j,
             Err(e) if membership::is_fenced(&e) => {
@@ -467,7 +470,9 @@ impl GroupConsumer {
         }
         match self.commit_async(&offsets).await {
             Ok(h) => self.commits_in_flight.push(h),
-            Err(e) => tracing::warn!(group = %self.config.group_id, error = %e, "auto-commit failed"),
+            Err(e) => {
+                tracing::warn!(group = %self.config.group_id, error = %e, "auto-commit failed")
+            }
         }
     }
 
@@ -542,12 +547,8 @@ impl GroupConsumer {
         // Commits on the old connection finish first, so none lands after
         // a later one sent on the new connection.
         self.flush_commits().await;
-        self.coordinator = Self::connect_coordinator(
-            &self.admin,
-            self.consumer.cluster(),
-            &self.config,
-        )
-        .await?;
+        self.coordinator =
+            Self::connect_coordinator(&self.admin, self.consumer.cluster(), &self.config).await?;
         Ok(())
     }
 
@@ -615,7 +616,8 @@ impl GroupConsumer {
         if self.member_id.is_empty() {
             return;
         }
-        let mut leave = LeaveGroupRequest::default().with_group_id(GroupId(s(&self.config.group_id)));
+        let mut leave =
+            LeaveGroupRequest::default().with_group_id(GroupId(s(&self.config.group_id)));
         if self
             .coordinator
             .version_for(ApiKey::LeaveGroup)

@@ -14,8 +14,8 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -67,7 +67,9 @@ pub fn is_coordinator_error(e: &ClientError) -> bool {
         )
     ) || matches!(
         e,
-        ClientError::Connect { .. } | ClientError::Disconnected { .. } | ClientError::Timeout { .. }
+        ClientError::Connect { .. }
+            | ClientError::Disconnected { .. }
+            | ClientError::Timeout { .. }
     )
 }
 
@@ -114,7 +116,11 @@ impl Member {
             .iter()
             .map(|a| {
                 protocol::encode_subscription(&Subscription {
-                    owned_partitions: if cooperative { owned.clone() } else { Vec::new() },
+                    owned_partitions: if cooperative {
+                        owned.clone()
+                    } else {
+                        Vec::new()
+                    },
                     generation,
                     user_data: a.subscription_user_data(&owned, generation),
                     ..Subscription::new(&self.topics)
@@ -379,7 +385,10 @@ pub async fn fetch_committed(
         for p in t.partitions {
             ClientError::check(p.error_code)?;
             if p.committed_offset >= 0 {
-                out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    p.committed_offset,
+                );
             }
         }
     }
