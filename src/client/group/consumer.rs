@@ -366,6 +366,9 @@ impl GroupConsumer {
         }
         self.consumer.assign(&joined.assignment);
         self.previous = joined.assignment;
+        // Whatever a commit reported during the join is about the old
+        // generation.
+        self.signal.store(membership::SIGNAL_NONE, Ordering::SeqCst);
         self.start_heartbeat();
         let positioned = self.position_new(&added).await;
         self.listener.on_partitions_assigned(&added);
@@ -476,7 +479,8 @@ impl GroupConsumer {
         }
     }
 
-    /// Forget finished async commits (logging failures of auto-commits).
+    /// Forget finished async commits (their results went to whoever held
+    /// the handle; auto-commit results are best effort).
     fn reap_commits(&mut self) {
         self.commits_in_flight.retain(|h| !h.is_finished());
     }
@@ -507,6 +511,11 @@ impl GroupConsumer {
     ) -> Result<CommitHandle, ClientError> {
         if offsets.is_empty() {
             return Ok(CommitHandle(tokio::spawn(async { Ok(()) })));
+        }
+        if self.generation < 0 {
+            // Not in the group yet (or fenced): a commit now would be a
+            // generation -1 "simple" commit, which is not what the caller means.
+            return Err(ClientError::kafka(membership::codes::UNKNOWN_MEMBER_ID));
         }
         let req = membership::commit_request(
             &self.config.group_id,
@@ -575,7 +584,8 @@ impl GroupConsumer {
 
     /// Leave the group: commit the positions (auto-commit), revoke every
     /// partition through the listener, and send LeaveGroup so the
-    /// partitions move at once.
+    /// partitions move at once (a static member stays until its session
+    /// expires, as in Kafka).
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.stop_heartbeat();
         if let Some(join) = self.join.take() {
@@ -596,7 +606,11 @@ impl GroupConsumer {
             self.listener.on_partitions_revoked(&owned);
         }
         self.consumer.assign(&[]);
-        self.send_leave().await;
+        // A static member does not leave: restarting within the session
+        // timeout gets its partitions back without a rebalance (KIP-345).
+        if self.config.group_instance_id.is_none() {
+            self.send_leave().await;
+        }
         committed
     }
 
