@@ -5,17 +5,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::client::cluster::Cluster;
 use crate::client::connection::Connection;
@@ -53,22 +52,21 @@ pub struct GroupDescription {
     pub members: Vec<GroupMember>,
 }
 
-/// Decode a ConsumerProtocolAssignment (version prefix + body); garbage
-/// (another protocol type) decodes to nothing.
+/// Decode a ConsumerProtocolAssignment (version prefix + body) into
+/// (topic, partitions) pairs; garbage (another protocol type) decodes to
+/// nothing.
 pub fn decode_assignment(bytes: &Bytes) -> Vec<(String, Vec<i32>)> {
-    let mut b = bytes.clone();
-    if b.remaining() < 2 {
+    let Some(a) = crate::client::assignor::protocol::decode_assignment(bytes) else {
         return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<i32>)> = Vec::new();
+    for (topic, partition) in a.partitions {
+        match out.last_mut() {
+            Some((t, ps)) if *t == topic => ps.push(partition),
+            _ => out.push((topic, vec![partition])),
+        }
     }
-    let version = b.get_i16().clamp(0, 3);
-    ConsumerProtocolAssignment::decode(&mut b, version)
-        .map(|a| {
-            a.assigned_partitions
-                .into_iter()
-                .map(|tp| (tp.topic.0.to_string(), tp.partitions))
-                .collect()
-        })
-        .unwrap_or_default()
+    out
 }
 
 /// Group operations against a cluster.
@@ -243,7 +241,7 @@ impl GroupAdmin {
 mod tests {
     use super::*;
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
-
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::protocol::Encodable;
 
     #[test]
