@@ -218,9 +218,76 @@ async fn three_members_split_partitions_with_every_assignor() {
             seen.values().all(|&n| n == 1),
             "{assignor}: a record read twice: {seen:?}"
         );
+        if assignor.contains("sticky") {
+            // A member leaves: the others keep what they had.
+            let gone = members.pop().unwrap();
+            gone.close().await.unwrap();
+            let kept: Vec<Vec<Tp>> = members.iter().map(|m| m.assignment()).collect();
+            let mut more = [Vec::new(), Vec::new()];
+            drive_until_settled(&mut members, "t", 6, &mut more).await;
+            for (m, before) in members.iter().zip(&kept) {
+                let now = m.assignment();
+                assert_eq!(now.len(), 3, "{assignor}: {now:?}");
+                assert!(
+                    before.iter().all(|tp| now.contains(tp)),
+                    "{assignor}: {before:?} not kept in {now:?}"
+                );
+            }
+        }
         for m in members {
             m.close().await.unwrap();
         }
+    }
+    b.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_member_that_stops_polling_leaves_and_finds_its_partitions_lost() {
+    let b = broker().await;
+    create(&b, "l", 4).await;
+    let (la, lb) = (Recorder::default(), Recorder::default());
+    let mut stuck = config("lost", "cooperative-sticky");
+    stuck.set("max.poll.interval.ms", "1000").unwrap();
+    let mut members = vec![
+        member(&b, stuck, "l", Box::new(la.clone())).await,
+        member(
+            &b,
+            config("lost", "cooperative-sticky"),
+            "l",
+            Box::new(lb.clone()),
+        )
+        .await,
+    ];
+    let mut got = [Vec::new(), Vec::new()];
+    drive_until_settled(&mut members, "l", 4, &mut got).await;
+    let a_had = members[0].assignment();
+    assert_eq!(a_had.len(), 2);
+    let a_seen = la.events().len();
+    // Only the second member polls: the first one's heartbeat task leaves
+    // once max.poll.interval.ms passes, and the second takes everything.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while members[1].assignment().len() < 4 || members[1].is_rebalancing() {
+        assert!(
+            Instant::now() < deadline,
+            "the idle member was never removed"
+        );
+        members[1].poll(Duration::from_millis(50)).await.unwrap();
+    }
+    // Back to polling: its partitions are reported lost, not revoked, and
+    // it rejoins.
+    drive_until_settled(&mut members, "l", 4, &mut got).await;
+    let events = la.events().split_off(a_seen);
+    assert_eq!(events[0], Event::Lost(a_had.clone()), "{events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Revoked(_))),
+        "{events:?}"
+    );
+    assert!(
+        !lb.events().iter().any(|e| matches!(e, Event::Lost(_))),
+        "the member that kept polling lost nothing"
+    );
+    for m in members {
+        m.close().await.unwrap();
     }
     b.server.shutdown().await.unwrap();
 }

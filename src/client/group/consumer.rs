@@ -26,8 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::{ApiKey, GroupId, HeartbeatRequest, LeaveGroupRequest};
+use kafka_protocol::messages::{GroupId, HeartbeatRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinHandle;
 
@@ -67,6 +66,23 @@ impl CommitHandle {
     }
 }
 
+/// Marks the consumer as inside poll until dropped (also when the poll
+/// future is cancelled), then stamps the time poll returned.
+struct PollMark(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl PollMark {
+    fn enter(last_poll: Arc<std::sync::Mutex<Option<Instant>>>) -> PollMark {
+        *last_poll.lock().expect("last poll lock") = None;
+        PollMark(last_poll)
+    }
+}
+
+impl Drop for PollMark {
+    fn drop(&mut self) {
+        *self.0.lock().expect("last poll lock") = Some(now());
+    }
+}
+
 pub struct GroupConsumer {
     config: GroupConfig,
     member: Arc<Member>,
@@ -88,6 +104,9 @@ pub struct GroupConsumer {
     next_auto_commit: Instant,
     /// Async commits not yet known to be finished.
     commits_in_flight: Vec<CommitHandle>,
+    /// When the last poll returned; `None` while inside poll (the
+    /// heartbeat task enforces max.poll.interval.ms with it).
+    last_poll: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl GroupConsumer {
@@ -155,6 +174,7 @@ impl GroupConsumer {
             join: None,
             join_failures: 0,
             commits_in_flight: Vec::new(),
+            last_poll: Arc::new(std::sync::Mutex::new(Some(now()))),
         };
         gc.start_join();
         Ok(gc)
@@ -223,6 +243,8 @@ impl GroupConsumer {
     /// joins, calls the listener and auto-commits.
     pub async fn poll(&mut self, wait: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         let deadline = now() + wait;
+        // Inside poll the member is not idle, however long it waits.
+        let _polling = PollMark::enter(self.last_poll.clone());
         self.reap_commits();
         self.handle_signal().await;
         self.maybe_auto_commit().await;
@@ -563,16 +585,30 @@ impl GroupConsumer {
 
     fn start_heartbeat(&mut self) {
         self.stop_heartbeat();
+        let instance_id = self.config.group_instance_id.as_deref();
         let req = HeartbeatRequest::default()
             .with_group_id(GroupId(s(&self.config.group_id)))
             .with_member_id(s(&self.member_id))
-            .with_group_instance_id(self.config.group_instance_id.as_deref().map(s))
+            .with_group_instance_id(instance_id.map(s))
             .with_generation_id(self.generation);
+        let leave = instance_id.is_none().then(|| {
+            membership::leave_request(
+                &self.coordinator,
+                &self.config.group_id,
+                &self.member_id,
+                None,
+            )
+        });
         self.heartbeat = Some(tokio::spawn(membership::heartbeat_loop(
-            self.coordinator.clone(),
-            req,
-            self.config.heartbeat_interval,
-            self.signal.clone(),
+            membership::Heartbeat {
+                conn: self.coordinator.clone(),
+                req,
+                every: self.config.heartbeat_interval,
+                last_poll: self.last_poll.clone(),
+                poll_interval_max: self.config.rebalance_timeout,
+                leave,
+                signal: self.signal.clone(),
+            },
         )));
     }
 
@@ -630,19 +666,12 @@ impl GroupConsumer {
         if self.member_id.is_empty() {
             return;
         }
-        let mut leave =
-            LeaveGroupRequest::default().with_group_id(GroupId(s(&self.config.group_id)));
-        if self
-            .coordinator
-            .version_for(ApiKey::LeaveGroup)
-            .is_ok_and(|v| v >= 3)
-        {
-            leave = leave.with_members(vec![MemberIdentity::default()
-                .with_member_id(s(&self.member_id))
-                .with_group_instance_id(self.config.group_instance_id.as_deref().map(s))]);
-        } else {
-            leave = leave.with_member_id(s(&self.member_id));
-        }
+        let leave = membership::leave_request(
+            &self.coordinator,
+            &self.config.group_id,
+            &self.member_id,
+            self.config.group_instance_id.as_deref(),
+        );
         if let Err(e) = self.coordinator.send(&leave).await {
             tracing::info!(group = %self.config.group_id, error = %e, "LeaveGroup failed");
         }

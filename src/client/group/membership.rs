@@ -5,17 +5,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -26,7 +27,7 @@ use crate::client::cluster::Cluster;
 use crate::client::connection::Connection;
 use crate::client::error::ClientError;
 use crate::client::offsets::TopicPartition;
-use crate::env::time::{sleep, Duration};
+use crate::env::time::{now, sleep, Duration, Instant};
 
 /// Kafka error codes of the group protocol.
 pub mod codes {
@@ -269,39 +270,82 @@ pub const SIGNAL_FENCED: u8 = 2;
 /// under its member id.
 pub const SIGNAL_STALE: u8 = 3;
 
-/// Heartbeat every `every` until the coordinator says otherwise; the
-/// reason to stop lands in `signal`.
-pub async fn heartbeat_loop(
-    conn: Arc<Connection>,
-    req: HeartbeatRequest,
-    every: Duration,
-    signal: Arc<AtomicU8>,
-) {
+/// Everything the heartbeat task needs.
+pub struct Heartbeat {
+    pub conn: Arc<Connection>,
+    pub req: HeartbeatRequest,
+    pub every: Duration,
+    /// When the application's last poll returned (`None`: polling now).
+    pub last_poll: Arc<Mutex<Option<Instant>>>,
+    /// max.poll.interval.ms: a member not polled for this long leaves.
+    pub poll_interval_max: Duration,
+    /// Sent when the poll interval is exceeded (None: a static member,
+    /// which stays until its session expires).
+    pub leave: Option<LeaveGroupRequest>,
+    pub signal: Arc<AtomicU8>,
+}
+
+/// Heartbeat every `every` until the coordinator says otherwise, or until
+/// the application stops polling for longer than max.poll.interval.ms (a
+/// stuck consumer must not hold its partitions: it leaves, and its next
+/// poll finds them lost). The reason to stop lands in `signal`.
+pub async fn heartbeat_loop(hb: Heartbeat) {
     loop {
-        sleep(every).await;
-        let code = match conn.send(&req).await {
+        sleep(hb.every).await;
+        let last_poll = *hb.last_poll.lock().expect("last poll lock");
+        let idle = last_poll.map_or(Duration::ZERO, |at| now().saturating_duration_since(at));
+        if idle > hb.poll_interval_max {
+            tracing::warn!(
+                idle_ms = idle.as_millis() as u64,
+                "poll not called within max.poll.interval.ms; leaving the group"
+            );
+            if let Some(leave) = &hb.leave {
+                let _ = hb.conn.send(leave).await;
+            }
+            hb.signal.store(SIGNAL_FENCED, Ordering::SeqCst);
+            return;
+        }
+        let code = match hb.conn.send(&hb.req).await {
             Ok(r) => r.error_code,
             Err(e) => {
                 tracing::debug!(error = %e, "heartbeat failed");
-                signal.store(SIGNAL_REJOIN, Ordering::SeqCst);
+                hb.signal.store(SIGNAL_REJOIN, Ordering::SeqCst);
                 return;
             }
         };
         match code {
             0 => {}
             codes::UNKNOWN_MEMBER_ID | codes::FENCED_INSTANCE_ID => {
-                signal.store(SIGNAL_FENCED, Ordering::SeqCst);
+                hb.signal.store(SIGNAL_FENCED, Ordering::SeqCst);
                 return;
             }
             codes::ILLEGAL_GENERATION => {
-                signal.store(SIGNAL_STALE, Ordering::SeqCst);
+                hb.signal.store(SIGNAL_STALE, Ordering::SeqCst);
                 return;
             }
             _ => {
-                signal.store(SIGNAL_REJOIN, Ordering::SeqCst);
+                hb.signal.store(SIGNAL_REJOIN, Ordering::SeqCst);
                 return;
             }
         }
+    }
+}
+
+/// A LeaveGroup for one member, in the form the connection's version takes.
+pub fn leave_request(
+    conn: &Connection,
+    group: &str,
+    member_id: &str,
+    instance_id: Option<&str>,
+) -> LeaveGroupRequest {
+    let leave = LeaveGroupRequest::default().with_group_id(GroupId(s(group)));
+    // v3 moved the member into a batch.
+    if conn.version_for(ApiKey::LeaveGroup).is_ok_and(|v| v >= 3) {
+        leave.with_members(vec![MemberIdentity::default()
+            .with_member_id(s(member_id))
+            .with_group_instance_id(instance_id.map(s))])
+    } else {
+        leave.with_member_id(s(member_id))
     }
 }
 
