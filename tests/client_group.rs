@@ -558,3 +558,40 @@ async fn async_commits_land_in_order() {
     c.close().await.unwrap();
     b.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_static_member_restarts_without_a_rebalance() {
+    let b = broker().await;
+    create(&b, "s", 4).await;
+    let mut fixed = config("static", "range");
+    fixed.set("group.instance.id", "instance-a").unwrap();
+    let lb = Recorder::default();
+    let mut members = vec![
+        member(&b, fixed.clone(), "s", Box::new(Recorder::default())).await,
+        member(&b, config("static", "range"), "s", Box::new(lb.clone())).await,
+    ];
+    let mut got = [Vec::new(), Vec::new()];
+    drive_until_settled(&mut members, "s", 4, &mut got).await;
+    let had = members[0].assignment();
+    let generation = members[1].generation();
+    let b_events = lb.events().len();
+    // Close without LeaveGroup (static), then restart with the same id.
+    let old = members.remove(0);
+    old.close().await.unwrap();
+    let mut again = member(&b, fixed, "s", Box::new(Recorder::default())).await;
+    again
+        .poll_until_joined(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(again.assignment(), had, "the same partitions come back");
+    assert_eq!(again.generation(), generation, "no new generation");
+    // The other member saw nothing happen.
+    for _ in 0..10 {
+        members[0].poll(Duration::from_millis(50)).await.unwrap();
+    }
+    assert_eq!(members[0].generation(), generation);
+    assert_eq!(lb.events().len(), b_events, "{:?}", lb.events());
+    again.close().await.unwrap();
+    members.remove(0).close().await.unwrap();
+    b.server.shutdown().await.unwrap();
+}

@@ -116,13 +116,16 @@ impl Member {
             .assignors
             .iter()
             .map(|a| {
+                // Eager subscriptions carry no generation either, so a
+                // static member restarting sends the very same metadata and
+                // gets its assignment back without a rebalance (KIP-345).
                 protocol::encode_subscription(&Subscription {
                     owned_partitions: if cooperative {
                         owned.clone()
                     } else {
                         Vec::new()
                     },
-                    generation,
+                    generation: if cooperative { generation } else { -1 },
                     user_data: a.subscription_user_data(&owned, generation),
                     ..Subscription::new(&self.topics)
                 })
