@@ -370,7 +370,13 @@ impl GroupConsumer {
                 self.start_join();
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Reported now; the next poll tries again (and reports
+                // again if nothing changed), as Kafka's consumer does.
+                self.signal
+                    .store(membership::SIGNAL_REJOIN, Ordering::SeqCst);
+                return Err(e);
+            }
         };
         self.join_failures = 0;
         self.member_id = joined.member_id;
