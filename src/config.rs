@@ -89,6 +89,31 @@ pub struct ServerConfig {
     pub min_insync_replicas: i32,
     /// socket.request.max.bytes: a larger request frame closes the connection
     pub socket_request_max_bytes: usize,
+    /// process.roles: `broker`, `controller` or both (the default)
+    pub process_roles: ProcessRoles,
+    /// controller.quorum.voters: `id@host:port,...`, the controller listener
+    /// of every voter; empty = single-node mode (this node is the only voter)
+    pub controller_quorum_voters: Vec<(i32, String)>,
+    /// controller.listener.names: the listener (in `listeners`) controllers serve on
+    pub controller_listener_names: String,
+    /// broker.rack: spreads a partition's replicas over racks
+    pub broker_rack: Option<String>,
+    /// broker.session.timeout.ms: a broker silent this long is fenced
+    pub broker_session_timeout_ms: i64,
+    /// broker.heartbeat.interval.ms
+    pub broker_heartbeat_interval_ms: i64,
+    /// replica.lag.time.max.ms: a follower not caught up for this long leaves the ISR
+    pub replica_lag_time_max_ms: i64,
+    /// replica.fetch.wait.max.ms: how long a follower's fetch waits for data
+    pub replica_fetch_wait_max_ms: i64,
+    /// replica.fetch.max.bytes: bytes per partition per follower fetch
+    pub replica_fetch_max_bytes: i32,
+    /// replica.socket.timeout.ms: a follower's fetch gives up after this long
+    pub replica_socket_timeout_ms: i64,
+    /// unclean.leader.election.enable (topic: the same key)
+    pub unclean_leader_election_enable: bool,
+    /// offsets.topic.replication.factor (capped at the live brokers)
+    pub offsets_topic_replication_factor: i16,
     /// Keys this struct does not model, kept verbatim (a warning is logged).
     pub extra: BTreeMap<String, String>,
     /// Keys set explicitly (file or `set`), so DescribeConfigs can tell a
@@ -137,6 +162,18 @@ impl ServerConfig {
             compression_type: "producer".to_string(),
             min_insync_replicas: 1,
             socket_request_max_bytes: 104_857_600,
+            process_roles: ProcessRoles::BOTH,
+            controller_quorum_voters: Vec::new(),
+            controller_listener_names: "CONTROLLER".to_string(),
+            broker_rack: None,
+            broker_session_timeout_ms: 9000,
+            broker_heartbeat_interval_ms: 2000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_socket_timeout_ms: 30_000,
+            unclean_leader_election_enable: false,
+            offsets_topic_replication_factor: 3,
             extra: BTreeMap::new(),
             explicit: BTreeSet::new(),
         }
@@ -169,10 +206,42 @@ impl ServerConfig {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let v = value.trim();
         match key {
-            "node.id" | "broker.id" => self.node_id = parse(key, v)?,
+            "node.id" | "broker.id" => self.node_id = parse_min(key, v, 0)?,
             "listeners" => {
-                listener_host_port(v).ok_or_else(|| invalid(key, v, "expected host:port"))?;
+                for l in v.split(',').filter(|l| !l.trim().is_empty()) {
+                    listener_host_port(l)
+                        .ok_or_else(|| invalid(key, v, "expected [NAME://]host:port,..."))?;
+                }
                 self.listeners = v.to_string();
+            }
+            "process.roles" => {
+                self.process_roles = ProcessRoles::parse(v).ok_or_else(|| {
+                    invalid(key, v, "expected broker, controller or broker,controller")
+                })?
+            }
+            "controller.quorum.voters" => {
+                self.controller_quorum_voters =
+                    parse_voters(v).map_err(|why| invalid(key, v, why))?
+            }
+            "controller.listener.names" => self.controller_listener_names = v.to_string(),
+            "broker.rack" => self.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty()),
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_min(key, v, 1)?,
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = parse_min(key, v, 1)?
+            }
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_min(key, v, 1)?,
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse_min(key, v, 0)?,
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_min(key, v, 1)?,
+            "replica.socket.timeout.ms" => self.replica_socket_timeout_ms = parse_min(key, v, 1)?,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = parse_bool(key, v)?
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = parse_min(key, v, 1)?
+            }
+            // Kafka keys that name listeners' protocols: every Weir listener is PLAINTEXT.
+            "listener.security.protocol.map" | "inter.broker.listener.name" => {
+                self.extra.insert(key.to_string(), v.to_string());
             }
             "advertised.listeners" => {
                 listener_host_port(v).ok_or_else(|| invalid(key, v, "expected host:port"))?;
@@ -264,9 +333,60 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// The address to bind, e.g. "127.0.0.1:9092" (from the first listener).
+    /// The address the broker binds for clients, e.g. "127.0.0.1:9092": the
+    /// first listener that is not a controller listener.
     pub fn listen_addr(&self) -> String {
-        listener_host_port(&self.listeners).unwrap_or_else(|| "127.0.0.1:9092".to_string())
+        self.listener_entries()
+            .into_iter()
+            .find(|(name, _)| !self.is_controller_listener(name))
+            .map(|(_, hp)| hp)
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string())
+    }
+
+    /// The controller listener's `host:port` from `listeners`, if there is one.
+    pub fn controller_listen_addr(&self) -> Option<String> {
+        self.listener_entries()
+            .into_iter()
+            .find(|(name, _)| self.is_controller_listener(name))
+            .map(|(_, hp)| hp)
+    }
+
+    /// `listeners` as (name, host:port); an unnamed entry is PLAINTEXT.
+    fn listener_entries(&self) -> Vec<(String, String)> {
+        self.listeners
+            .split(',')
+            .filter_map(|l| {
+                let l = l.trim();
+                let name = l.split_once("://").map_or("PLAINTEXT", |(n, _)| n);
+                Some((name.to_string(), listener_host_port(l)?))
+            })
+            .collect()
+    }
+
+    fn is_controller_listener(&self, name: &str) -> bool {
+        self.controller_listener_names
+            .split(',')
+            .any(|n| n.trim().eq_ignore_ascii_case(name))
+    }
+
+    /// The controller quorum: every voter's node id and controller address;
+    /// in single-node mode this node alone, with no address (it never dials).
+    pub fn voters(&self) -> Vec<(i32, String)> {
+        if self.controller_quorum_voters.is_empty() {
+            vec![(self.node_id, String::new())]
+        } else {
+            self.controller_quorum_voters.clone()
+        }
+    }
+
+    /// Whether this node is a voter of the controller quorum.
+    pub fn is_controller(&self) -> bool {
+        self.process_roles.controller
+    }
+
+    /// Whether this node hosts partitions and serves clients.
+    pub fn is_broker(&self) -> bool {
+        self.process_roles.broker
     }
 
     /// The advertised `host:port`, if configured.
@@ -384,6 +504,55 @@ impl ServerConfig {
                 "socket.request.max.bytes".into(),
                 self.socket_request_max_bytes.to_string(),
             ),
+            ("process.roles".into(), self.process_roles.to_string()),
+            (
+                "controller.quorum.voters".into(),
+                self.controller_quorum_voters
+                    .iter()
+                    .map(|(id, hp)| format!("{id}@{hp}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "controller.listener.names".into(),
+                self.controller_listener_names.clone(),
+            ),
+            (
+                "broker.rack".into(),
+                self.broker_rack.clone().unwrap_or_default(),
+            ),
+            (
+                "broker.session.timeout.ms".into(),
+                self.broker_session_timeout_ms.to_string(),
+            ),
+            (
+                "broker.heartbeat.interval.ms".into(),
+                self.broker_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "replica.lag.time.max.ms".into(),
+                self.replica_lag_time_max_ms.to_string(),
+            ),
+            (
+                "replica.fetch.wait.max.ms".into(),
+                self.replica_fetch_wait_max_ms.to_string(),
+            ),
+            (
+                "replica.fetch.max.bytes".into(),
+                self.replica_fetch_max_bytes.to_string(),
+            ),
+            (
+                "replica.socket.timeout.ms".into(),
+                self.replica_socket_timeout_ms.to_string(),
+            ),
+            (
+                "unclean.leader.election.enable".into(),
+                self.unclean_leader_election_enable.to_string(),
+            ),
+            (
+                "offsets.topic.replication.factor".into(),
+                self.offsets_topic_replication_factor.to_string(),
+            ),
         ];
         for (k, v) in &self.extra {
             out.push((k.clone(), v.clone()));
@@ -479,6 +648,11 @@ impl ServerConfig {
                 "log.index.size.max.bytes",
             ),
             ("segment.ms", self.log_roll_ms.to_string(), "log.roll.ms"),
+            (
+                "unclean.leader.election.enable",
+                self.unclean_leader_election_enable.to_string(),
+                "unclean.leader.election.enable",
+            ),
         ];
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
@@ -526,6 +700,63 @@ impl ServerConfig {
     }
 }
 
+/// Which parts of Weir a node runs (process.roles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl ProcessRoles {
+    pub const BOTH: ProcessRoles = ProcessRoles {
+        broker: true,
+        controller: true,
+    };
+
+    fn parse(v: &str) -> Option<ProcessRoles> {
+        let mut roles = ProcessRoles {
+            broker: false,
+            controller: false,
+        };
+        for r in v.split(',').map(str::trim) {
+            match r {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                _ => return None,
+            }
+        }
+        (roles.broker || roles.controller).then_some(roles)
+    }
+}
+
+/// `1@host:9093,2@host:9093`: distinct node ids, each with a host:port.
+fn parse_voters(v: &str) -> Result<Vec<(i32, String)>, &'static str> {
+    let mut voters: Vec<(i32, String)> = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, hp) = entry.split_once('@').ok_or("expected id@host:port")?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .map_err(|_| "a voter id is not a number")?;
+        if id < 0 {
+            return Err("voter ids are non-negative");
+        }
+        let (host, port) = hp.rsplit_once(':').ok_or("expected id@host:port")?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err("expected id@host:port");
+        }
+        if voters.iter().any(|(v, _)| *v == id) {
+            return Err("a voter id appears twice");
+        }
+        voters.push((id, hp.to_string()));
+    }
+    if voters.is_empty() {
+        return Err("no voters");
+    }
+    voters.sort();
+    Ok(voters)
+}
+
 /// Apply one topic-level key to a LogConfig; keys the log does not use yet
 /// (retention, cleanup policy, min.insync.replicas) are validated only.
 fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -555,12 +786,26 @@ fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<
         "min.insync.replicas" => {
             let _: i32 = parse_min(key, v, 1)?;
         }
+        // Read by the controller (elections), not the log.
+        "unclean.leader.election.enable" => {
+            parse_bool(key, v)?;
+        }
         _ => return Err(ConfigError::UnknownTopicConfig(key.to_string())),
     }
     Ok(())
 }
 
 /// `PLAINTEXT://host:port`, `host:port` or a comma list of them -> the first `host:port`.
+impl std::fmt::Display for ProcessRoles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.broker, self.controller) {
+            (true, true) => f.write_str("broker,controller"),
+            (true, false) => f.write_str("broker"),
+            _ => f.write_str("controller"),
+        }
+    }
+}
+
 fn listener_host_port(v: &str) -> Option<String> {
     let first = v.split(',').next()?.trim();
     let hp = match first.find("://") {
@@ -705,5 +950,61 @@ mod tests {
         assert!(c.validate_topic_config("nope", "1").is_err());
         assert!(c.validate_topic_config("retention.ms", "abc").is_err());
         assert!(c.validate_topic_config("retention.ms", "1000").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    #[test]
+    fn a_three_node_cluster_file() {
+        let c = ServerConfig::parse_properties(
+            "process.roles=broker,controller\n\
+             node.id=2\n\
+             listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\n\
+             controller.listener.names=CONTROLLER\n\
+             controller.quorum.voters=3@127.0.0.1:29093,1@127.0.0.1:9093,2@127.0.0.1:19093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             broker.rack=r1\n\
+             unclean.leader.election.enable=true\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen_addr(), "127.0.0.1:19092");
+        assert_eq!(
+            c.controller_listen_addr().as_deref(),
+            Some("127.0.0.1:19093")
+        );
+        assert_eq!(
+            c.voters(),
+            vec![
+                (1, "127.0.0.1:9093".to_string()),
+                (2, "127.0.0.1:19093".to_string()),
+                (3, "127.0.0.1:29093".to_string())
+            ]
+        );
+        assert!(c.is_broker() && c.is_controller());
+        assert_eq!(c.broker_rack.as_deref(), Some("r1"));
+        assert!(c.unclean_leader_election_enable);
+    }
+
+    #[test]
+    fn single_node_defaults_and_bad_values() {
+        let c = ServerConfig::default_single_node();
+        assert_eq!(c.voters(), vec![(1, String::new())]);
+        assert_eq!(c.controller_listen_addr(), None);
+        let mut c = ServerConfig::default_single_node();
+        for (k, v) in [
+            ("controller.quorum.voters", "1@a"),
+            ("controller.quorum.voters", "1@a:1,1@b:2"),
+            ("controller.quorum.voters", "x@a:1"),
+            ("process.roles", "leader"),
+            ("listeners", "PLAINTEXT://a:1,CONTROLLER://b"),
+            ("unclean.leader.election.enable", "maybe"),
+        ] {
+            assert!(c.set(k, v).is_err(), "{k}={v} must be refused");
+        }
+        c.set("process.roles", "controller").unwrap();
+        assert!(c.is_controller() && !c.is_broker());
     }
 }

@@ -12,3 +12,4 @@ pub mod env;
 pub mod log;
 pub mod metadata;
 pub mod protocol;
+pub mod replica;

@@ -44,7 +44,15 @@ async fn start_groups(dir: &Path) -> Server {
     c.set("group.initial.rebalance.delay.ms", "0").unwrap();
     c.set("group.min.session.timeout.ms", "100").unwrap();
     c.set("offsets.topic.num.partitions", "5").unwrap();
-    start_with(c).await
+    let server = start_with(c).await;
+    // Clients look their coordinator up before joining; the first lookup
+    // creates __consumer_offsets, whose partitions' leader coordinates.
+    let mut client = Client::connect(server.local_addr()).await;
+    let r = client
+        .call(3, &FindCoordinatorRequest::default().with_key(s("any")))
+        .await;
+    assert_eq!(r.error_code, 0, "FindCoordinator");
+    server
 }
 
 async fn create(c: &mut Client, topic: &str, partitions: i32) {

@@ -9,8 +9,8 @@
 //! (snapshot the closed segments) and to finish it (validate, swap); the
 //! rewrite in between reads and writes files nothing else touches, so
 //! appends and fetches to the partition go on meanwhile (see
-//! `log::cleaner::CleanTask`). One node: the high watermark that bounds
-//! both is the log end offset.
+//! `log::cleaner::CleanTask`). Both stop at the replica's high watermark,
+//! leaders and followers alike.
 
 use std::sync::Arc;
 
@@ -37,10 +37,13 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         let due = schedule.due(now);
         if due.retention || due.clean {
             let mut cleaned_any = false;
-            for topic in broker.registry.list() {
-                for partition in &topic.partitions {
+            for replica in broker.replicas.partitions() {
+                {
+                    let partition = &replica.log;
+                    // Nothing at or above the high watermark is deleted or
+                    // cleaned: it may still be truncated by a new leader.
+                    let hw = replica.high_watermark();
                     let r = partition.with_log(|log| {
-                        let hw = log.log_end_offset();
                         let retention = if due.retention {
                             Some(log.apply_retention(now, hw)?)
                         } else {
@@ -79,7 +82,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                             cleaned_any |= cleaned.is_some();
                             if let Some(ret) = retention.filter(|r| r.deleted_segments > 0) {
                                 tracing::info!(
-                                    topic = %topic.name,
+                                    topic = %replica.topic,
                                     partition = partition.index,
                                     segments = ret.deleted_segments,
                                     log_start = ret.log_start_offset,
@@ -89,7 +92,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                         }
                         Err(PartitionError::Closed | PartitionError::LogDirOffline { .. }) => {}
                         Err(e) => tracing::warn!(
-                            topic = %topic.name,
+                            topic = %replica.topic,
                             partition = partition.index,
                             error = %e,
                             "log maintenance failed"

@@ -1,62 +1,59 @@
 //! Producer-id allocation for idempotent producers.
 //!
-//! Ids are handed out from blocks of [`PRODUCER_ID_BLOCK_SIZE`]; the end of
-//! the current block is persisted *before* any id from it is used, so after a
-//! crash or restart allocation resumes past every id ever handed out and an
-//! id never repeats (ids of an unfinished block are skipped, as in Kafka).
+//! The controller hands each broker blocks of ids (committed in the
+//! metadata log before any id from them is used, so no id is ever handed
+//! out twice across brokers, restarts or controller failovers; ids left in
+//! a block when a broker stops are skipped, as in Kafka). The broker serves
+//! InitProducerId from its current block and asks for a new one when it
+//! runs out.
 
-use std::io;
-
-use super::store::MetaStore;
-
-/// Ids reserved per persisted block.
-pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
-
-pub struct ProducerIds {
+/// The ids this broker may hand out: `next..end`.
+#[derive(Debug, Default)]
+pub struct ProducerIdBlock {
     next: i64,
-    block_end: i64,
+    end: i64,
 }
 
-impl ProducerIds {
-    pub fn open(store: &MetaStore) -> io::Result<ProducerIds> {
-        let end = store.load_producer_id_block_end()?;
-        Ok(ProducerIds {
-            next: end,
-            block_end: end,
-        })
-    }
-
-    /// A producer id never returned before (by this broker's disk).
-    pub fn allocate(&mut self, store: &MetaStore) -> io::Result<i64> {
-        if self.next >= self.block_end {
-            let end = self.next + PRODUCER_ID_BLOCK_SIZE;
-            store.save_producer_id_block_end(end)?;
-            self.block_end = end;
+impl ProducerIdBlock {
+    /// The next id of the block, or None when it is used up.
+    pub fn take(&mut self) -> Option<i64> {
+        if self.next >= self.end {
+            return None;
         }
         let id = self.next;
         self.next += 1;
+        Some(id)
+    }
+
+    pub fn is_used_up(&self) -> bool {
+        self.next >= self.end
+    }
+
+    /// Replace the used-up block with a fresh one from the controller.
+    pub fn refill(&mut self, first: i64, count: i64) {
         assert!(
-            id < self.block_end,
-            "producer id allocated beyond the persisted block"
+            first >= self.end && count > 0,
+            "producer id invariant: a new block starts past every id this broker handed out"
         );
-        Ok(id)
+        self.next = first;
+        self.end = first + count;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::RealDisk;
-    use std::sync::Arc;
 
     #[test]
-    fn ids_never_repeat_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::open(Arc::new(RealDisk::new()), dir.path()).unwrap();
-        let mut a = ProducerIds::open(&store).unwrap();
-        let first: Vec<i64> = (0..3).map(|_| a.allocate(&store).unwrap()).collect();
-        assert_eq!(first, vec![0, 1, 2]);
-        let mut b = ProducerIds::open(&store).unwrap();
-        assert_eq!(b.allocate(&store).unwrap(), PRODUCER_ID_BLOCK_SIZE);
+    fn a_block_hands_out_each_id_once() {
+        let mut b = ProducerIdBlock::default();
+        assert_eq!(b.take(), None);
+        b.refill(1000, 2);
+        assert_eq!(
+            (b.take(), b.take(), b.take()),
+            (Some(1000), Some(1001), None)
+        );
+        b.refill(3000, 1);
+        assert_eq!(b.take(), Some(3000));
     }
 }

@@ -229,6 +229,11 @@ pub struct Registry {
     store: MetaStore,
     topics: Mutex<Topics>,
     rng: Mutex<WeirRng>,
+    /// Partitions opened for the metadata image (replicated topics), by
+    /// (topic, partition): the ReplicaManager opens and closes them as
+    /// images arrive. Separate from `topics` (the single-node path, driven
+    /// by the broker's own MetaStore) until the handlers move over.
+    hosted: Mutex<BTreeMap<(String, i32), Arc<PartitionState>>>,
 }
 
 pub fn lock_or_recover<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -280,6 +285,7 @@ impl Registry {
             topics: Mutex::new(Topics::default()),
             rng: Mutex::new(WeirRng::from_env()),
             config,
+            hosted: Mutex::new(BTreeMap::new()),
         };
         for record in registry.store.load_topics()? {
             let log_config = registry
@@ -307,6 +313,11 @@ impl Registry {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The disk every log lives on.
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
     }
 
     /// The broker metadata files (topics, producer ids).
@@ -588,13 +599,89 @@ impl Registry {
         Ok(())
     }
 
+    /// Image-driven: the partition's state, opening its log if this
+    /// broker does not hold it yet. A partition the single-node path
+    /// already opened (same topic name) is shared, never opened twice.
+    /// A stale log of an older topic with the same name (other `topic_id`)
+    /// must have been removed with `close_hosted(.., delete = true)` first.
+    pub fn open_hosted(
+        &self,
+        topic: &str,
+        index: i32,
+        configs: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Arc<PartitionState>, TopicError> {
+        let key = (topic.to_string(), index);
+        if let Some(p) = lock_or_recover(&self.hosted).get(&key) {
+            return Ok(p.clone());
+        }
+        if let Some(p) = self.get(topic).and_then(|t| t.partition(index).cloned()) {
+            lock_or_recover(&self.hosted).insert(key, p.clone());
+            return Ok(p);
+        }
+        validate_topic_name(topic)?;
+        let log_config = self
+            .config
+            .log_config_for(configs)
+            .map_err(|e| TopicError::new(ec::INVALID_CONFIG, e.to_string()))?;
+        let p = self.open_partition(topic, index, &log_config, now_ms)?;
+        lock_or_recover(&self.hosted).insert(key, p.clone());
+        tracing::info!(topic, partition = index, "opened replica log");
+        Ok(p)
+    }
+
+    /// Image-driven: the hosted partition, if open.
+    pub fn hosted(&self, topic: &str, index: i32) -> Option<Arc<PartitionState>> {
+        lock_or_recover(&self.hosted)
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    /// Image-driven: every hosted partition, sorted by (topic, partition).
+    pub fn hosted_list(&self) -> Vec<Arc<PartitionState>> {
+        lock_or_recover(&self.hosted).values().cloned().collect()
+    }
+
+    /// Image-driven: stop hosting a partition; close its log cleanly, or
+    /// delete it (topic deleted, replica moved away). Waiting fetches wake.
+    pub fn close_hosted(&self, topic: &str, index: i32, delete: bool) -> Result<(), TopicError> {
+        let p = lock_or_recover(&self.hosted).remove(&(topic.to_string(), index));
+        let p = match p {
+            Some(p) => p,
+            None if delete => {
+                // Nothing open, but a leftover directory must not resurface.
+                let dir = self.partition_dir(topic, index);
+                if self.disk.exists(&dir) {
+                    self.disk.remove_dir_all(&dir).map_err(storage_error)?;
+                }
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        let r = match p.take_log() {
+            Some(log) if delete => log.delete().map_err(storage_error),
+            Some(log) if !self.log_dir.is_offline() => log.close().map_err(storage_error),
+            _ => Ok(()),
+        };
+        p.notify_appended();
+        r
+    }
+
     /// Flush logs whose flush.ms has elapsed.
     pub fn maybe_flush_all(&self, now_ms: i64) {
+        let mut all: Vec<Arc<PartitionState>> = Vec::new();
         for topic in self.list() {
-            for p in &topic.partitions {
-                if let Err(e @ PartitionError::Log(_)) = p.with_log(|log| log.maybe_flush(now_ms)) {
-                    tracing::error!(topic = %topic.name, partition = p.index, error = %e, "periodic flush failed");
-                }
+            all.extend(topic.partitions.iter().cloned());
+        }
+        for p in self.hosted_list() {
+            // A hosted partition may be the single-node path's own.
+            if !all.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                all.push(p);
+            }
+        }
+        for p in &all {
+            if let Err(e @ PartitionError::Log(_)) = p.with_log(|log| log.maybe_flush(now_ms)) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "periodic flush failed");
             }
         }
     }
@@ -621,6 +708,11 @@ impl Registry {
                     }
                 }
                 p.notify_appended();
+            }
+        }
+        for p in self.hosted_list() {
+            if let Err(e) = self.close_hosted(&p.topic, p.index, false) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
             }
         }
         match first_error {

@@ -1,13 +1,14 @@
 //! `weir consume`: like kafka-console-consumer.sh. Without --group it
 //! assigns partitions itself; with --group it is a member of that consumer
-//! group and commits what it printed.
+//! group and commits what it printed (or, with --enable-auto-commit, its
+//! positions every auto.commit.interval.ms and before giving partitions up).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::args::{parse, CliError, Kind};
 use super::help_requested;
-use crate::client::group::GroupConsumer;
+use crate::client::group::{GroupConfig, GroupConsumer};
 use crate::client::{Consumer, ConsumerConfig, ConsumerRecord};
 use crate::env::time::{now, Duration};
 
@@ -23,6 +24,17 @@ options:
                                 committed offsets, commit what was printed
   --from-beginning              start at the earliest offset (with --group:
                                 where the group has no committed offset)
+  --assignor LIST               with --group: partition.assignment.strategy,
+                                comma separated, preferred first: range,
+                                roundrobin, sticky, cooperative-sticky
+                                (default: range,cooperative-sticky)
+  --enable-auto-commit          with --group: commit positions every
+                                auto.commit.interval.ms (set it with
+                                --consumer-property) instead of after each
+                                printed batch
+  --auto-offset-reset R         with --group: where to start partitions the
+                                group never committed: earliest, latest or
+                                none (none: exit with an error)
   --partition P                 read only partition P
   --offset O                    with --partition: start at O (a number, earliest or latest)
   --max-messages N              exit after N records
@@ -33,13 +45,17 @@ options:
   --property print.offset=true
   --property print.value=false
   --property key.separator=SEP  field separator (default: tab)
-  --consumer-property k=v       consumer setting (fetch.max.wait.ms, ...), repeatable";
+  --consumer-property k=v       consumer setting (fetch.max.wait.ms, and with
+                                --group session.timeout.ms, ...), repeatable";
 
 const SPEC: &[(&str, Kind)] = &[
     ("group", Kind::Value),
     ("bootstrap-server", Kind::Value),
     ("topic", Kind::Value),
     ("from-beginning", Kind::Switch),
+    ("assignor", Kind::Value),
+    ("enable-auto-commit", Kind::Switch),
+    ("auto-offset-reset", Kind::Value),
     ("partition", Kind::Value),
     ("offset", Kind::Value),
     ("max-messages", Kind::Value),
@@ -146,9 +162,12 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             "--offset and --from-beginning exclude each other",
         ));
     }
-    let mut config = ConsumerConfig::default();
-    for (k, v) in p.pairs("consumer-property")? {
-        config.set(&k, &v)?;
+    if p.value("group").is_none() {
+        for flag in ["assignor", "enable-auto-commit", "auto-offset-reset"] {
+            if p.has(flag) {
+                return Err(CliError::new(format!("--{flag} needs --group")));
+            }
+        }
     }
     if let Some(group) = p.value("group") {
         if p.has("partition") || p.has("offset") {
@@ -156,17 +175,23 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
                 "--group excludes --partition and --offset (the group assigns partitions)",
             ));
         }
-        let cluster =
-            crate::client::Cluster::connect(crate::client::ClientConfig::new(bootstrap)).await?;
-        let member = GroupConsumer::join(
-            cluster,
-            config,
-            group,
-            std::slice::from_ref(&topic),
-            p.has("from-beginning"),
+        let config = group_config(&p, group)?;
+        let mut cc = crate::client::ClientConfig::new(bootstrap);
+        cc.connection.client_id = config.consumer.client_id.clone();
+        let cluster = crate::client::Cluster::connect(cc).await?;
+        let member =
+            GroupConsumer::subscribe(cluster, config, std::slice::from_ref(&topic)).await?;
+        return print_loop(
+            Source::Group(Box::new(member)),
+            &format,
+            max_messages,
+            idle_timeout,
         )
-        .await?;
-        return print_loop(Source::Group(member), &format, max_messages, idle_timeout).await;
+        .await;
+    }
+    let mut config = ConsumerConfig::default();
+    for (k, v) in p.pairs("consumer-property")? {
+        config.set(&k, &v)?;
     }
     let mut consumer = Consumer::connect(bootstrap, config).await?;
     let tps = match p.value("partition") {
@@ -201,10 +226,38 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
     print_loop(Source::Plain(consumer), &format, max_messages, idle_timeout).await
 }
 
+/// The group member's settings from the flags. Unless --enable-auto-commit
+/// is given, the member commits exactly what it printed (after each batch).
+fn group_config(p: &super::args::Parsed, group: &str) -> Result<GroupConfig, CliError> {
+    let mut config = GroupConfig::new(group);
+    config.enable_auto_commit = false;
+    if p.has("from-beginning") {
+        config.set("auto.offset.reset", "earliest")?;
+    }
+    for (k, v) in p.pairs("consumer-property")? {
+        config.set(&k, &v)?;
+    }
+    if let Some(reset) = p.value("auto-offset-reset") {
+        if p.has("from-beginning") && reset != "earliest" {
+            return Err(CliError::new(format!(
+                "--from-beginning contradicts --auto-offset-reset {reset}"
+            )));
+        }
+        config.set("auto.offset.reset", reset)?;
+    }
+    if let Some(list) = p.value("assignor") {
+        config.set_assignors(list)?;
+    }
+    if p.has("enable-auto-commit") {
+        config.enable_auto_commit = true;
+    }
+    Ok(config)
+}
+
 /// Where records come from: a self-assigned consumer or a group member.
 enum Source {
     Plain(Consumer),
-    Group(GroupConsumer),
+    Group(Box<GroupConsumer>),
 }
 
 impl Source {
@@ -217,19 +270,30 @@ impl Source {
 
     /// Record progress: a group member commits what was printed (and only
     /// that, so records cut by --max-messages are read by the next member).
-    async fn printed(&mut self, next: &BTreeMap<(String, i32), i64>) -> Result<(), CliError> {
+    async fn printed(
+        &mut self,
+        next: &BTreeMap<(String, i32), i64>,
+        auto_commit: bool,
+    ) -> Result<(), CliError> {
         if let Source::Group(g) = self {
-            if !next.is_empty() {
-                g.commit_offsets(next).await?;
+            if !next.is_empty() && !auto_commit {
+                g.commit_sync(next).await?;
             }
         }
         Ok(())
     }
 
-    async fn close(self) {
+    fn auto_commit(&self) -> bool {
+        matches!(self, Source::Group(g) if g.auto_commit())
+    }
+
+    async fn close(self) -> Result<(), CliError> {
         if let Source::Group(g) = self {
-            g.leave().await;
+            // With auto-commit this commits the positions; otherwise
+            // everything printed is already committed.
+            g.close().await?;
         }
+        Ok(())
     }
 }
 
@@ -288,9 +352,10 @@ async fn print_loop(
             return Err(CliError::new(format!("writing stdout: {e}")));
         }
         drop(out);
-        consumer.printed(&next).await?;
+        let auto_commit = consumer.auto_commit();
+        consumer.printed(&next, auto_commit).await?;
     }
-    consumer.close().await;
+    consumer.close().await?;
     eprintln!("Processed a total of {seen} messages");
     Ok(())
 }

@@ -12,10 +12,14 @@ use crate::env::{Disk, RealDisk};
 pub const USAGE: &str = "\
 usage: weir server [--config FILE] [--data-dir DIR] [--listen HOST:PORT]
 
-Runs a single broker. Defaults: data in ./weir-data, listening on
-127.0.0.1:9092. FILE is a server.properties-style file with Kafka's keys
-(log.dirs, listeners, ...); --data-dir and --listen override it. Stops
-cleanly on SIGTERM or Ctrl-C. Logs go to stderr (RUST_LOG filters them).";
+Runs one node. With no FILE it is a single-node cluster (broker and
+controller in one process, data in ./weir-data, clients on 127.0.0.1:9092).
+FILE is a server.properties-style file with Kafka's keys (node.id,
+process.roles, listeners, log.dirs, controller.quorum.voters, ...); with
+controller.quorum.voters the node joins that cluster. --data-dir and
+--listen (the client listener) override the file. SIGTERM or Ctrl-C moves
+this node's leaderships away, then stops it cleanly. Logs go to stderr
+(RUST_LOG filters them).";
 
 const SPEC: &[(&str, Kind)] = &[
     ("config", Kind::Value),
@@ -46,8 +50,22 @@ pub async fn run(args: &[String]) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("--data-dir {dir}: {e}")))?;
     }
     if let Some(addr) = p.value("listen") {
+        // Keep the controller listener: --listen names the client one.
+        let listeners = match config.controller_listen_addr() {
+            Some(c) => {
+                let name = config
+                    .controller_listener_names
+                    .split(',')
+                    .next()
+                    .unwrap_or("CONTROLLER")
+                    .trim()
+                    .to_string();
+                format!("PLAINTEXT://{addr},{name}://{c}")
+            }
+            None => format!("PLAINTEXT://{addr}"),
+        };
         config
-            .set("listeners", &format!("PLAINTEXT://{addr}"))
+            .set("listeners", &listeners)
             .map_err(|e| CliError::new(format!("--listen {addr}: {e}")))?;
     }
     let server = Server::start(config, disk)

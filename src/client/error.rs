@@ -33,6 +33,10 @@ pub enum ClientError {
     /// A bad client configuration or argument.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A group member has no committed offset for a partition and
+    /// auto.offset.reset is none.
+    #[error("no committed offset for {topic}-{partition} and auto.offset.reset=none")]
+    NoOffsetForPartition { topic: String, partition: i32 },
     /// The producer or consumer was closed.
     #[error("client closed")]
     Closed,

@@ -8,6 +8,7 @@
 //! `admin`.
 
 pub mod admin;
+pub mod assignor;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;

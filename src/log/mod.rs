@@ -17,8 +17,9 @@
 //!
 //! Directory layout: `<base>.log`, `<base>.index`, `<base>.timeindex` per
 //! segment (base = 20-digit zero-padded base offset), `<offset>.snapshot`
-//! producer-state snapshots, `log-start-offset.checkpoint` and
-//! `cleaner-offset.checkpoint`, transient `<base>.log.cleaned` /
+//! producer-state snapshots, `log-start-offset.checkpoint`,
+//! `cleaner-offset.checkpoint` and `leader-epoch-checkpoint`
+//! (epoch_cache.rs), transient `<base>.log.cleaned` /
 //! `<base>.log.swap` during a cleaner swap, and `.weir_clean_shutdown` while
 //! the log is closed cleanly.
 //!
@@ -35,7 +36,7 @@
 //!   ever replaced whole by the cleaner's crash-safe swap (or deleted).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -46,9 +47,11 @@ use crate::env::Disk;
 pub mod batch;
 pub mod checkpoint;
 pub mod cleaner;
+pub mod epoch_cache;
 pub mod maintenance;
 pub mod offset_index;
 pub mod producer_state;
+pub mod replication;
 pub mod retention;
 pub mod segment;
 pub mod time_index;
@@ -58,6 +61,7 @@ pub mod validate;
 use batch::BatchHeader;
 use checkpoint::CleanerState;
 pub use cleaner::{CleanOutcome, CleanTask};
+use epoch_cache::LeaderEpochCache;
 use producer_state::{ProducerEntry, ProducerStateManager, SequenceCheck};
 pub use retention::RetentionOutcome;
 use segment::Segment;
@@ -322,6 +326,9 @@ pub struct PartitionLog {
     /// retention (truncation, restart-empty, a cleaner swap), so a cleaner
     /// pass that ran without the lock knows its snapshot is stale.
     layout_generation: u64,
+    /// Leader epoch -> first offset (epoch_cache.rs), kept in step with the
+    /// log: assigned on append, cut on truncation and start moves.
+    epochs: LeaderEpochCache,
 }
 
 /// A batch that passed validation, staged for the write.
@@ -415,6 +422,7 @@ impl PartitionLog {
             recovery_truncated_bytes: truncated_total,
             offline: None,
             layout_generation: 0,
+            epochs: LeaderEpochCache::empty(Path::new("")),
         };
         if log.log_start_offset > log.log_end_offset() {
             // The log start was recorded durably but the records up to it
@@ -425,6 +433,7 @@ impl PartitionLog {
         // Finish a retention deletion a crash interrupted.
         log.delete_segments_below_start()?;
         log.rebuild_producer_state()?;
+        log.load_epoch_cache()?;
         if clean {
             // From here on a crash must trigger recovery again.
             log.disk.remove_file(&marker)?;
@@ -451,6 +460,42 @@ impl PartitionLog {
             ..Default::default()
         };
         self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
+        self.epochs.clear(self.disk.as_ref())?;
+        Ok(())
+    }
+
+    /// Load the leader epoch cache, or rebuild it from the batch headers
+    /// when its file is missing or damaged; then drop what the recovered
+    /// log no longer holds (entries may run ahead of lost unflushed data).
+    fn load_epoch_cache(&mut self) -> Result<(), LogError> {
+        let disk = self.disk.clone();
+        let loaded = LeaderEpochCache::load(disk.as_ref(), &self.dir)?;
+        let mut cache = match loaded {
+            Some(c) => c,
+            None => {
+                let mut c = LeaderEpochCache::empty(&self.dir);
+                let start = self.log_start_offset;
+                let mut seen: Vec<(i32, i64)> = Vec::new();
+                for seg in self.segments.values() {
+                    seg.for_each_header(start, |h| {
+                        if seen
+                            .last()
+                            .is_none_or(|&(e, _)| h.partition_leader_epoch > e)
+                        {
+                            seen.push((h.partition_leader_epoch, h.base_offset.max(start)));
+                        }
+                        Ok(())
+                    })?;
+                }
+                for (e, o) in seen {
+                    c.assign(disk.as_ref(), e, o)?;
+                }
+                c
+            }
+        };
+        cache.truncate_from_end(disk.as_ref(), self.log_end_offset())?;
+        cache.truncate_from_start(disk.as_ref(), self.log_start_offset)?;
+        self.epochs = cache;
         Ok(())
     }
 
@@ -661,7 +706,13 @@ impl PartitionLog {
             headers.push((s.range.clone(), BatchHeader::parse(b)?));
         }
 
-        // 4. Write, then commit producer state.
+        // 4. Record the epoch's start (durable before the batches, so a
+        // crash leaves the cache ahead of the log, which open trims), write,
+        // then commit producer state.
+        let r = self
+            .epochs
+            .assign(self.disk.as_ref(), leader_epoch, first_offset);
+        self.note_io(r)?;
         let interval = self.config.index_interval_bytes;
         let r = self
             .active_mut()
@@ -777,7 +828,11 @@ impl PartitionLog {
         let start = self.log_start_offset();
         let end = self.log_end_offset();
         if offset >= end {
-            return Ok(());
+            // Nothing to cut, but an epoch this replica recorded when it
+            // became leader and never wrote in may sit at the end: drop it,
+            // or the follower keeps presenting it to the new leader.
+            let r = self.epochs.truncate_from_end(self.disk.as_ref(), offset);
+            return self.note_io(r);
         }
         if offset < start {
             return Err(LogError::OffsetOutOfRange { offset, start, end });
@@ -827,6 +882,8 @@ impl PartitionLog {
             self.log_end_offset() <= offset,
             "truncation invariant: nothing at or above the target remains"
         );
+        self.epochs
+            .truncate_from_end(self.disk.as_ref(), self.log_end_offset())?;
         self.rebuild_producer_state()
     }
 

@@ -161,6 +161,8 @@ impl PartitionLog {
         );
         checkpoint::write_log_start(self.disk.as_ref(), &self.dir, offset)?;
         self.log_start_offset = offset;
+        self.epochs
+            .truncate_from_start(self.disk.as_ref(), offset)?;
         Ok(())
     }
 

@@ -12,7 +12,10 @@
 //! that applied the same records hold equal images (`PartialEq`), and
 //! encoding an image is deterministic.
 
+pub mod codec;
+pub mod control;
 pub mod image;
+pub mod placement;
 
 pub use image::{
     BrokerRegistration, MetadataImage, MetadataRecord, PartitionRegistration, TopicImage, NO_LEADER,

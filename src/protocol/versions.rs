@@ -15,7 +15,8 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 /// Groups (classic protocol): FindCoordinator stops at 4 (5-6 add
 /// transaction and share-group keys); DescribeGroups at 5 (6 adds KIP-848
 /// error messages); OffsetCommit starts at 2 and OffsetFetch at 1 (the
-/// codec's floor: Kafka 4 dropped the ZooKeeper-era versions).
+/// codec's floor: Kafka 4 dropped the ZooKeeper-era versions);
+/// OffsetForLeaderEpoch starts at 2 for the same reason.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -41,6 +42,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The (min, max) versions served for `key`, or None when the API is not served.

@@ -25,10 +25,12 @@ def free_port():
 class Broker:
     """One `weir server` process with its own data directory."""
 
-    def __init__(self, data_dir=None, port=None, extra_args=()):
+    def __init__(self, data_dir=None, port=None, extra_args=(), config_path=None):
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="weir-compat-")
         self.port = port or free_port()
         self.extra_args = list(extra_args)
+        if config_path:
+            self.extra_args = ["--config", config_path] + self.extra_args
         self.proc = None
         self.log_path = os.path.join(self.data_dir + ".log")
 

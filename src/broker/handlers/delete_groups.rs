@@ -12,9 +12,7 @@ pub fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGroupsResp
         .groups_names
         .into_iter()
         .map(|g| {
-            let code = broker
-                .groups
-                .delete_group(&broker.registry, now_ms(), g.0.as_str());
+            let code = broker.groups.delete_group(now_ms(), g.0.as_str());
             DeletableGroupResult::default()
                 .with_group_id(g)
                 .with_error_code(code)

@@ -1,8 +1,12 @@
 //! DeleteRecords (api key 21): move each partition's log start offset
 //! forward (offset -1 = the high watermark) and delete the segments wholly
-//! below it; answer with the new low watermark. One node: the high
-//! watermark is the log end offset, and the change is durable (the log start
-//! checkpoint is fsynced) before the response, so timeout_ms never expires.
+//! below it; answer with the new low watermark. Replicated partitions: on
+//! the leader only, bounded by its high watermark; followers move their
+//! log start when they next fetch (Kafka's wait for every replica's low
+//! watermark is not implemented: the answer comes once the leader's move is
+//! durable). Single node: the high watermark is the log end offset. The
+//! change is durable (the log start checkpoint is fsynced) before the
+//! response, so timeout_ms never expires.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -25,10 +29,26 @@ pub fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsRe
                     let resp = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if let Some(replica) = broker.replicas.get(t.name.0.as_str(), p.partition_index)
+                    {
+                        return match replica.delete_records(p.offset) {
+                            Ok(low) => resp.with_low_watermark(low),
+                            Err(code) => resp.with_error_code(code),
+                        };
+                    }
                     let Some(partition) =
                         topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
-                        return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                        let code = if broker
+                            .replicas
+                            .image_leader(t.name.0.as_str(), p.partition_index)
+                            .is_some()
+                        {
+                            ec::NOT_LEADER_OR_FOLLOWER
+                        } else {
+                            ec::UNKNOWN_TOPIC_OR_PARTITION
+                        };
+                        return resp.with_error_code(code);
                     };
                     let r = partition.with_log(|log| {
                         let hw = log.log_end_offset();

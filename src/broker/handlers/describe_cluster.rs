@@ -1,4 +1,5 @@
-//! DescribeCluster: this one node is the whole cluster and its controller.
+//! DescribeCluster: the live brokers and the active controller, from the
+//! metadata image.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -19,11 +20,18 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
             .with_error_code(ec::UNSUPPORTED_VERSION)
             .with_error_message(Some(str_bytes("only broker endpoints are served")));
     }
-    let node = BrokerId(broker.config.node_id);
+    let image = broker.cluster.image();
+    let brokers = image
+        .live_brokers()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
     resp.with_cluster_id(str_bytes(broker.config.cluster_id.clone()))
-        .with_controller_id(node)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(str_bytes(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
+        .with_controller_id(BrokerId(broker.cluster.controller_id().unwrap_or(-1)))
+        .with_brokers(brokers)
 }

@@ -92,6 +92,7 @@ pub fn handle(
     request: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
+    let image = broker.cluster.image();
     let results = request
         .resources
         .into_iter()
@@ -101,7 +102,7 @@ pub fn handle(
                 .with_resource_name(r.resource_name.clone());
             let name = r.resource_name.as_str();
             let entries = match r.resource_type {
-                RESOURCE_TOPIC => match broker.registry.get(name) {
+                RESOURCE_TOPIC => match image.topic(name) {
                     Some(t) => topic_config_entries(broker, &t.configs),
                     None => {
                         return result

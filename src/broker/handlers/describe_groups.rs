@@ -18,6 +18,9 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGroups
             let base = DescribedGroup::default()
                 .with_group_id(g.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if !broker.groups.owns(g.0.as_str()) {
+                return base.with_error_code(crate::coordinator::group::codes::NOT_COORDINATOR);
+            }
             match broker.groups.describe(g.0.as_str()) {
                 None => base
                     .with_group_state(str_bytes(GroupState::Dead.name()))

@@ -10,6 +10,14 @@
 //! returns at least one whole batch even if it is larger (so a consumer
 //! always progresses). Fetch sessions (KIP-227) are not kept: session id 0
 //! in the response tells the client every fetch is a full fetch.
+//!
+//! Replicated partitions (hosted by the ReplicaManager): a consumer reads
+//! from the leader only, below the high watermark (high_watermark = last
+//! stable offset = HW), with KIP-320 epoch fencing (FENCED_LEADER_EPOCH /
+//! UNKNOWN_LEADER_EPOCH) and NOT_LEADER_OR_FOLLOWER naming the current
+//! leader (v12+). A follower's fetch (replica id >= 0) goes to
+//! `ReplicaManager::fetch_as_leader`, which reads up to the LEO, tracks the
+//! follower and answers `diverging_epoch` when its log left the leader's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +26,9 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use tokio::sync::futures::Notified;
 
@@ -26,9 +36,16 @@ use crate::broker::registry::{PartitionState, TopicState};
 use crate::broker::Broker;
 use crate::env::time::{now, timeout, Duration};
 use crate::protocol::error_codes as ec;
+use crate::replica::endpoint::{FetchPartition as ReplicaFetchPartition, ReplicaFetchRequest};
+use crate::replica::partition::Partition;
 
 /// First version that names topics by id instead of by name.
 const TOPIC_ID_VERSION: i16 = 13;
+/// First version whose answers name the current leader (KIP-951 hints came
+/// later; v12 has current_leader and diverging_epoch).
+const CURRENT_LEADER_VERSION: i16 = 12;
+/// First version carrying the replica id in `replica_state`.
+const REPLICA_STATE_VERSION: i16 = 15;
 /// Upper bound on a long poll, whatever the client asks (named limit; Kafka
 /// has none, but a client bug must not pin a connection for days).
 const FETCH_WAIT_MS_MAX: i32 = 5 * 60 * 1000;
@@ -40,11 +57,24 @@ struct Target {
     fetch_offset: i64,
     partition_max_bytes: i32,
     partition: Option<Arc<PartitionState>>,
-    /// Error for an unknown topic/partition (set once, at resolution).
+    /// The replicated partition's replica, when hosted by the ReplicaManager.
+    replica: Option<Arc<Partition>>,
+    current_leader_epoch: i32,
+    /// Error for an unknown topic/partition (set once, at resolution), and
+    /// the image's (leader, epoch) for NOT_LEADER_OR_FOLLOWER answers.
     resolve_error: i16,
+    leader_hint: Option<(i32, i32)>,
 }
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let replica_id = if version >= REPLICA_STATE_VERSION {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    if replica_id >= 0 {
+        return handle_replica_fetch(broker, request, version, replica_id).await;
+    }
     let (topics, targets) = resolve(broker, &request.topics, version);
     let wait_ms = request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX);
     let deadline = now() + Duration::from_millis(wait_ms as u64);
@@ -65,7 +95,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         for w in waits.iter_mut() {
             w.as_mut().enable();
         }
-        let (datas, bytes, any_error) = read_all(&targets, max_bytes);
+        let (datas, bytes, any_error) = read_all(&targets, max_bytes, version);
         let remaining = deadline.saturating_duration_since(now());
         if bytes >= min_bytes
             || any_error
@@ -106,15 +136,34 @@ fn resolve(
                 ec::UNKNOWN_TOPIC_OR_PARTITION,
             )
         };
+        let name: Option<String> = if version >= TOPIC_ID_VERSION {
+            state
+                .as_ref()
+                .map(|s| s.name.clone())
+                .or_else(|| broker.replicas.topic_name(t.topic_id))
+        } else {
+            Some(t.topic.0.to_string())
+        };
         topics.push((t.topic.clone(), t.topic_id));
         for p in &t.partitions {
-            let partition = state
-                .as_ref()
-                .and_then(|s| s.partition(p.partition).cloned());
+            let replica = name
+                .as_deref()
+                .and_then(|n| broker.replicas.get(n, p.partition));
+            let leader_hint = name
+                .as_deref()
+                .and_then(|n| broker.replicas.image_leader(n, p.partition));
+            let partition = match &replica {
+                Some(r) => Some(r.log.clone()),
+                None => state
+                    .as_ref()
+                    .and_then(|s| s.partition(p.partition).cloned()),
+            };
             let resolve_error = match (&state, &partition) {
+                (_, Some(_)) => ec::NONE,
+                // In the image but not hosted here: the client asked the wrong broker.
+                _ if leader_hint.is_some() => ec::NOT_LEADER_OR_FOLLOWER,
                 (None, _) => missing,
                 (Some(_), None) => ec::UNKNOWN_TOPIC_OR_PARTITION,
-                _ => ec::NONE,
             };
             targets.push(Target {
                 topic_slot: slot,
@@ -122,7 +171,10 @@ fn resolve(
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 partition,
+                replica,
+                current_leader_epoch: p.current_leader_epoch,
                 resolve_error,
+                leader_hint,
             });
         }
     }
@@ -130,7 +182,11 @@ fn resolve(
 }
 
 /// One read pass over every target: (per-target data, total bytes, any error).
-fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)>, usize, bool) {
+fn read_all(
+    targets: &[Target],
+    max_bytes: usize,
+    version: i16,
+) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut out = Vec::with_capacity(targets.len());
     let mut total = 0usize;
     let mut any_error = false;
@@ -141,13 +197,51 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)
             .with_last_stable_offset(-1)
             .with_log_start_offset(-1)
             .with_preferred_read_replica(BrokerId(-1));
+        let with_leader = |d: PartitionData, hint: Option<(i32, i32)>| match hint
+            .filter(|_| version >= CURRENT_LEADER_VERSION)
+        {
+            Some((leader, epoch)) => d.with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch),
+            ),
+            None => d,
+        };
         let Some(partition) = &t.partition else {
             any_error = true;
-            out.push((t.topic_slot, data.with_error_code(t.resolve_error)));
+            let d = data.with_error_code(t.resolve_error);
+            out.push((t.topic_slot, with_leader(d, t.leader_hint)));
             continue;
         };
         let limit = (t.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
         let min_one_batch = total == 0;
+        if let Some(replica) = &t.replica {
+            match replica.read_for_consumer(
+                t.fetch_offset,
+                t.current_leader_epoch,
+                limit,
+                min_one_batch,
+            ) {
+                Ok((hw, start, records)) => {
+                    total += records.len();
+                    out.push((
+                        t.topic_slot,
+                        data.with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(start)
+                            .with_aborted_transactions(Some(Vec::new()))
+                            .with_records(Some(records)),
+                    ));
+                }
+                Err(code) => {
+                    any_error = true;
+                    let hint = Some((replica.leader_id(), replica.leader_epoch()));
+                    let d = data.with_error_code(code).with_records(Some(Bytes::new()));
+                    out.push((t.topic_slot, with_leader(d, hint)));
+                }
+            }
+            continue;
+        }
         let read = partition.with_log(|log| {
             let hw = log.log_end_offset();
             let start = log.log_start_offset();
@@ -177,6 +271,86 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)
         }
     }
     (out, total, any_error)
+}
+
+/// A follower's fetch: every partition goes to the ReplicaManager's leader
+/// side (no registry fallback: single-node partitions have no followers).
+async fn handle_replica_fetch(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+    replica_id: i32,
+) -> FetchResponse {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut partitions = Vec::new();
+    let mut slots = Vec::new();
+    for (slot, t) in request.topics.iter().enumerate() {
+        let name = if version >= TOPIC_ID_VERSION {
+            broker.replicas.topic_name(t.topic_id).unwrap_or_default()
+        } else {
+            t.topic.0.to_string()
+        };
+        topics.push((t.topic.clone(), t.topic_id));
+        for p in &t.partitions {
+            slots.push(slot);
+            partitions.push(ReplicaFetchPartition {
+                topic: name.clone(),
+                topic_id: t.topic_id,
+                partition: p.partition,
+                current_leader_epoch: p.current_leader_epoch,
+                fetch_offset: p.fetch_offset,
+                last_fetched_epoch: p.last_fetched_epoch,
+                log_start_offset: p.log_start_offset,
+                max_bytes: p.partition_max_bytes,
+            });
+        }
+    }
+    let req = ReplicaFetchRequest {
+        replica_id,
+        broker_epoch: request.replica_state.replica_epoch,
+        max_wait_ms: request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX),
+        min_bytes: request.min_bytes,
+        max_bytes: if request.max_bytes <= 0 {
+            i32::MAX
+        } else {
+            request.max_bytes
+        },
+        partitions,
+    };
+    let answers = broker.replicas.fetch_as_leader(req).await;
+    let datas = answers
+        .into_iter()
+        .zip(slots)
+        .map(|(a, slot)| {
+            let mut d = PartitionData::default()
+                .with_partition_index(a.partition)
+                .with_error_code(a.error_code)
+                .with_high_watermark(a.high_watermark)
+                .with_last_stable_offset(a.high_watermark)
+                .with_log_start_offset(a.log_start_offset)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_aborted_transactions(Some(Vec::new()))
+                .with_records(Some(a.records));
+            if let Some((epoch, end)) = a.diverging_epoch {
+                d = d.with_diverging_epoch(
+                    EpochEndOffset::default()
+                        .with_epoch(epoch)
+                        .with_end_offset(end),
+                );
+            }
+            if a.error_code == ec::NOT_LEADER_OR_FOLLOWER {
+                if let Some((leader, epoch)) = broker.replicas.image_leader(&a.topic, a.partition) {
+                    d = d.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(epoch),
+                    );
+                }
+            }
+            (slot, d)
+        })
+        .collect();
+    build_response(topics, datas, version)
 }
 
 fn build_response(

@@ -1,67 +1,129 @@
-//! FindCoordinator: every group's coordinator is this broker (one node).
-//! v0-v3 ask for one key, v4+ for a batch of `coordinator_keys`. Transaction
-//! coordinators (key type 1) are not served yet: COORDINATOR_NOT_AVAILABLE.
-//! The first group lookup creates `__consumer_offsets`, as Kafka does.
+//! FindCoordinator: a group's coordinator is the leader of the partition of
+//! `__consumer_offsets` its id hashes to. v0-v3 ask for one key, v4+ for a
+//! batch of `coordinator_keys`. Transaction coordinators (key type 1) are
+//! not served yet: COORDINATOR_NOT_AVAILABLE. The first lookup creates
+//! `__consumer_offsets` through the controller, as Kafka does.
+
+use std::collections::BTreeMap;
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::str_bytes;
+use crate::broker::admin::create_topics_via_controller;
 use crate::broker::Broker;
+use crate::controller::api::CreateTopicSpec;
 use crate::coordinator::group::codes as ec;
-use crate::env::time::now_ms;
+use crate::coordinator::group::records::partition_for;
+use crate::coordinator::group::service::OFFSETS_TOPIC;
+use crate::metadata::MetadataImage;
 
 /// v4 moved the answer into a list of coordinators.
 const BATCHED_VERSION: i16 = 4;
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub fn handle(
+/// Where a key's coordinator is: (node, host, port) or an error code.
+type Located = Result<(i32, String, i32), i16>;
+
+pub async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let code = if request.key_type != KEY_TYPE_GROUP {
-        ec::COORDINATOR_NOT_AVAILABLE
-    } else {
-        match broker
-            .groups
-            .ensure_offsets_topic(&broker.registry, now_ms())
-        {
-            Ok(_) => ec::NONE,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create the offsets topic");
-                ec::COORDINATOR_NOT_AVAILABLE
-            }
-        }
-    };
-    let (node, host, port) = if code == ec::NONE {
-        (
-            broker.config.node_id,
-            broker.advertised_host.clone(),
-            broker.advertised_port,
-        )
-    } else {
-        (-1, String::new(), -1)
-    };
-    if version >= BATCHED_VERSION {
-        let coordinators = request
+    let keys: Vec<String> = if version >= BATCHED_VERSION {
+        request
             .coordinator_keys
+            .iter()
+            .map(|k| k.to_string())
+            .collect()
+    } else {
+        vec![request.key.to_string()]
+    };
+    let image = if request.key_type != KEY_TYPE_GROUP {
+        None
+    } else {
+        ensure_offsets_topic(broker).await;
+        Some(broker.cluster.image())
+    };
+    let located: Vec<Located> = keys
+        .iter()
+        .map(|k| match &image {
+            None => Err(ec::COORDINATOR_NOT_AVAILABLE),
+            Some(img) => locate(img, k),
+        })
+        .collect();
+    if version >= BATCHED_VERSION {
+        let coordinators = keys
             .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(node))
-                    .with_host(str_bytes(host.clone()))
-                    .with_port(port)
-                    .with_error_code(code)
+            .zip(located)
+            .map(|(key, at)| {
+                let c = Coordinator::default().with_key(str_bytes(key));
+                match at {
+                    Ok((node, host, port)) => c
+                        .with_node_id(BrokerId(node))
+                        .with_host(str_bytes(host))
+                        .with_port(port),
+                    Err(code) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(code),
+                }
             })
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        FindCoordinatorResponse::default()
-            .with_error_code(code)
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(host))
-            .with_port(port)
+        match located
+            .into_iter()
+            .next()
+            .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+        {
+            Ok((node, host, port)) => FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(node))
+                .with_host(str_bytes(host))
+                .with_port(port),
+            Err(code) => FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        }
+    }
+}
+
+/// The live leader of the group's offsets partition.
+fn locate(image: &MetadataImage, group: &str) -> Located {
+    let topic = image
+        .topic(OFFSETS_TOPIC)
+        .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+    let p = partition_for(group, topic.partitions.len() as i32);
+    let leader = topic.partitions[p as usize].leader;
+    let b = image
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+    Ok((b.id, b.host.clone(), b.port))
+}
+
+/// Create `__consumer_offsets` (compacted; replication factor
+/// offsets.topic.replication.factor capped at the live brokers) if missing.
+async fn ensure_offsets_topic(broker: &Broker) {
+    let image = broker.cluster.image();
+    if image.topic(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let live = image.live_brokers().count().max(1) as i16;
+    let spec = CreateTopicSpec {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: broker.groups.config().offsets_partitions,
+        replication_factor: broker.config.offsets_topic_replication_factor.min(live),
+        assignments: Vec::new(),
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+    };
+    for (_, r) in create_topics_via_controller(broker, vec![spec], false).await {
+        if r.error_code != ec::NONE
+            && r.error_code != crate::protocol::error_codes::TOPIC_ALREADY_EXISTS
+        {
+            tracing::warn!(code = r.error_code, message = ?r.message, "cannot create {OFFSETS_TOPIC}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! IncrementalAlterConfigs for topics: SET / DELETE / APPEND / SUBTRACT on
-//! topic overrides, validated as a whole, persisted, then applied to the
-//! open logs. Broker configs are static (from the properties file).
+//! topic overrides, validated as a whole, then committed by the controller
+//! (brokers apply them to their logs from the image). Broker configs are static (from the properties file).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
+use crate::broker::admin::set_topic_configs_via_controller;
 use crate::broker::registry::TopicError;
 use crate::broker::Broker;
 use crate::protocol::error_codes as ec;
@@ -19,24 +20,26 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|r| {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for r in request.resources {
+        responses.push({
             let resp = AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let outcome = match r.resource_type {
-                RESOURCE_TOPIC => alter_topic(
-                    broker,
-                    r.resource_name.as_str(),
-                    &r.configs,
-                    request.validate_only,
-                ),
+                RESOURCE_TOPIC => {
+                    alter_topic(
+                        broker,
+                        r.resource_name.as_str(),
+                        &r.configs,
+                        request.validate_only,
+                    )
+                    .await
+                }
                 RESOURCE_BROKER => Err(TopicError::new(
                     ec::INVALID_REQUEST,
                     "dynamic broker configs are not supported; set them in server.properties",
@@ -52,18 +55,19 @@ pub fn handle(
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(e.message))),
             }
-        })
-        .collect();
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn alter_topic(
+async fn alter_topic(
     broker: &Broker,
     name: &str,
     ops: &[AlterableConfig],
     validate_only: bool,
 ) -> Result<(), TopicError> {
-    let Some(topic) = broker.registry.get(name) else {
+    let image = broker.cluster.image();
+    let Some(topic) = image.topic(name) else {
         return Err(TopicError::new(
             ec::UNKNOWN_TOPIC_OR_PARTITION,
             format!("unknown topic {name:?}"),
@@ -119,7 +123,15 @@ fn alter_topic(
             other => return Err(invalid(&format!("unknown operation {other}"))),
         }
     }
-    broker
-        .registry
-        .set_topic_configs(name, configs, validate_only)
+    for (k, v) in &configs {
+        broker
+            .config
+            .validate_topic_config(k, v)
+            .map_err(|e| TopicError::new(ec::INVALID_CONFIG, e.to_string()))?;
+    }
+    let r = set_topic_configs_via_controller(broker, name, configs, validate_only).await;
+    if r.error_code != ec::NONE {
+        return Err(TopicError::new(r.error_code, r.message.unwrap_or_default()));
+    }
+    Ok(())
 }

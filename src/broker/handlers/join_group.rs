@@ -44,10 +44,7 @@ pub async fn handle(
         require_known_member_id: version >= MEMBER_ID_REQUIRED_VERSION,
         fresh_member_id: String::new(),
     };
-    let r = broker
-        .groups
-        .join(&broker.registry, &broker.shutdown, now_ms(), req)
-        .await;
+    let r = broker.groups.join(&broker.shutdown, now_ms(), req).await;
     JoinGroupResponse::default()
         .with_error_code(r.error)
         .with_generation_id(r.generation)

@@ -29,9 +29,7 @@ pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> Leav
             instance_id: None,
         }]
     };
-    let codes = broker
-        .groups
-        .leave(&broker.registry, now_ms(), &group, &leaving);
+    let codes = broker.groups.leave(now_ms(), &group, &leaving);
     if version >= BATCH_VERSION {
         let members = leaving
             .into_iter()

@@ -1,6 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first
-//! offset at/after a timestamp. One node: read_committed answers as
-//! read_uncommitted while there are no transactions (LSO = HW = LEO).
+//! offset at/after a timestamp. read_committed answers as read_uncommitted
+//! while there are no transactions (LSO = HW). Replicated partitions answer
+//! on the leader only: latest = HW, timestamp lookups only below the HW,
+//! with KIP-320 epoch fencing. Single-node partitions: HW = LEO.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -37,10 +39,34 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
+                    if let Some(replica) = broker.replicas.get(t.name.0.as_str(), p.partition_index)
+                    {
+                        return match replica.list_offset(p.timestamp, p.current_leader_epoch) {
+                            Ok(Some((offset, timestamp, epoch))) => resp
+                                .with_offset(offset)
+                                .with_timestamp(timestamp)
+                                .with_leader_epoch(if version >= LEADER_EPOCH_VERSION {
+                                    epoch
+                                } else {
+                                    -1
+                                }),
+                            Ok(None) => resp,
+                            Err(code) => resp.with_error_code(code),
+                        };
+                    }
                     let Some(partition) =
                         topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
-                        return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                        let code = if broker
+                            .replicas
+                            .image_leader(t.name.0.as_str(), p.partition_index)
+                            .is_some()
+                        {
+                            ec::NOT_LEADER_OR_FOLLOWER
+                        } else {
+                            ec::UNKNOWN_TOPIC_OR_PARTITION
+                        };
+                        return resp.with_error_code(code);
                     };
                     let found = partition.with_log(|log| {
                         Ok(match p.timestamp {

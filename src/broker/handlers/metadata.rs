@@ -1,6 +1,9 @@
-//! Metadata: this node, and the requested topics (all when none are named),
-//! auto-creating missing topics when auto.create.topics.enable and the
-//! request allow it.
+//! Metadata: the live brokers, the active controller and the requested
+//! topics (all when none are named), from this broker's metadata image.
+//! Missing topics are auto-created through the controller when
+//! auto.create.topics.enable and the request allow it.
+
+use std::collections::BTreeMap;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -9,16 +12,17 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::broker::registry::{validate_topic_name, TopicState};
+use crate::broker::admin::create_topics_via_controller;
+use crate::broker::registry::validate_topic_name;
 use crate::broker::Broker;
-use crate::env::time::now_ms;
+use crate::controller::api::CreateTopicSpec;
+use crate::metadata::{MetadataImage, TopicImage, NO_LEADER};
 use crate::protocol::error_codes as ec;
 
 /// Version 4 added the request's allow_auto_topic_creation flag.
 const AUTO_CREATE_FLAG_VERSION: i16 = 4;
 
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = BrokerId(broker.config.node_id);
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     let allow_auto_create = broker.config.auto_create_topics_enable
         && (version < AUTO_CREATE_FLAG_VERSION || request.allow_auto_topic_creation);
     let all_topics = match &request.topics {
@@ -26,68 +30,98 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         // v0 has no null array: an empty list means every topic.
         Some(t) => t.is_empty() && version == 0,
     };
+    let mut image = broker.cluster.image();
+    if !all_topics && allow_auto_create {
+        let missing: Vec<String> = request
+            .topics
+            .iter()
+            .flatten()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+            .collect();
+        if !missing.is_empty() {
+            auto_create(broker, missing).await;
+            image = broker.cluster.image();
+        }
+    }
     let mut topics = Vec::new();
     if all_topics {
-        for t in broker.registry.list() {
-            topics.push(topic_entry(broker, &t));
+        for t in image.topics.values() {
+            topics.push(topic_entry(broker, &image, t));
         }
     } else {
         for wanted in request.topics.unwrap_or_default() {
             topics.push(match &wanted.name {
-                Some(name) => by_name(broker, name, allow_auto_create),
-                None => by_id(broker, wanted.topic_id),
+                Some(name) => by_name(broker, &image, name, allow_auto_create),
+                None => by_id(broker, &image, wanted.topic_id),
             });
         }
     }
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(str_bytes(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
+        .with_brokers(brokers(&image))
         .with_cluster_id(Some(str_bytes(broker.config.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(broker.cluster.controller_id().unwrap_or(-1)))
         .with_topics(topics)
         .with_cluster_authorized_operations(ec::AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn by_name(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
-    let name_str = name.0.as_str();
-    if let Some(t) = broker.registry.get(name_str) {
-        return topic_entry(broker, &t);
-    }
-    let error = |code| {
-        MetadataResponseTopic::default()
-            .with_error_code(code)
-            .with_name(Some(name.clone()))
-            .with_topic_authorized_operations(ec::AUTHORIZED_OPERATIONS_OMITTED)
-    };
-    if let Err(e) = validate_topic_name(name_str) {
-        return error(e.code);
-    }
-    if !allow_auto_create {
-        return error(ec::UNKNOWN_TOPIC_OR_PARTITION);
-    }
-    let partitions = broker.config.num_partitions;
-    match broker
-        .registry
-        .create(name_str, partitions, Default::default(), now_ms())
-    {
-        Ok(t) => topic_entry(broker, &t),
-        // Lost a race with another creator: report what exists now.
-        Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => match broker.registry.get(name_str) {
-            Some(t) => topic_entry(broker, &t),
-            None => error(ec::LEADER_NOT_AVAILABLE),
-        },
-        Err(e) => {
-            tracing::warn!(topic = name_str, error = %e, "auto-creating topic failed");
-            error(e.code)
+/// Every live (unfenced) broker, as clients should connect to them.
+pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .live_brokers()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
+}
+
+async fn auto_create(broker: &Broker, names: Vec<String>) {
+    let specs = names
+        .into_iter()
+        .map(|name| CreateTopicSpec {
+            name,
+            partitions: -1,
+            replication_factor: -1,
+            assignments: Vec::new(),
+            configs: BTreeMap::new(),
+        })
+        .collect();
+    for (name, result) in create_topics_via_controller(broker, specs, false).await {
+        if result.error_code != ec::NONE && result.error_code != ec::TOPIC_ALREADY_EXISTS {
+            tracing::warn!(topic = %name, code = result.error_code, message = ?result.message, "auto-creating topic failed");
         }
     }
 }
 
-fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
-    match broker.registry.get_by_id(id) {
-        Some(t) => topic_entry(broker, &t),
+fn by_name(
+    broker: &Broker,
+    image: &MetadataImage,
+    name: &TopicName,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
+    let name_str = name.0.as_str();
+    if let Some(t) = image.topic(name_str) {
+        return topic_entry(broker, image, t);
+    }
+    let code = match validate_topic_name(name_str) {
+        Err(e) => e.code,
+        // Created, but this broker has not seen the image yet: retriable.
+        Ok(()) if allow_auto_create => ec::LEADER_NOT_AVAILABLE,
+        Ok(()) => ec::UNKNOWN_TOPIC_OR_PARTITION,
+    };
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(Some(name.clone()))
+        .with_topic_authorized_operations(ec::AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn by_id(broker: &Broker, image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
+    match image.topic_by_id(id) {
+        Some(t) => topic_entry(broker, image, t),
         None => MetadataResponseTopic::default()
             .with_error_code(ec::UNKNOWN_TOPIC_ID)
             .with_topic_id(id)
@@ -95,27 +129,55 @@ fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
     }
 }
 
-fn topic_entry(broker: &Broker, topic: &TopicState) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+fn topic_entry(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &TopicImage,
+) -> MetadataResponseTopic {
+    let me = broker.config.node_id;
+    let ids = |v: &[i32]| v.iter().map(|&b| BrokerId(b)).collect::<Vec<_>>();
     let partitions = topic
         .partitions
         .iter()
-        .map(|p| {
-            let entry = MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node]);
-            if p.is_offline() {
-                // Its log dir failed: the only replica is offline, so
-                // there is no leader until the broker restarts.
-                entry
-                    .with_error_code(ec::KAFKA_STORAGE_ERROR)
-                    .with_leader_id(BrokerId(-1))
-                    .with_isr_nodes(Vec::new())
-                    .with_offline_replicas(vec![node])
-            } else {
-                entry.with_leader_id(node).with_isr_nodes(vec![node])
+        .enumerate()
+        .map(|(index, p)| {
+            let index = index as i32;
+            // A replica is offline when its broker is fenced or gone, or
+            // (for this broker) when its log dir failed.
+            let mut offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                .collect();
+            let local_dir_failed = p.replicas.contains(&me)
+                && broker
+                    .registry
+                    .hosted(&topic.name, index)
+                    .is_some_and(|s| s.is_offline());
+            if local_dir_failed && !offline.contains(&me) {
+                offline.push(me);
             }
+            let leader = if local_dir_failed && p.leader == me {
+                NO_LEADER
+            } else {
+                p.leader
+            };
+            let error = if local_dir_failed && p.leader == me {
+                ec::KAFKA_STORAGE_ERROR
+            } else if leader == NO_LEADER {
+                ec::LEADER_NOT_AVAILABLE
+            } else {
+                ec::NONE
+            };
+            MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -28,6 +28,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -99,7 +100,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &metadata::handle(broker, req, version),
+                &metadata::handle(broker, req, version).await,
             )?;
         }
         ApiKey::ApiVersions => {
@@ -112,7 +113,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &create_topics::handle(broker, req, version),
+                &create_topics::handle(broker, req, version).await,
             )?;
         }
         ApiKey::DeleteTopics => {
@@ -121,7 +122,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &delete_topics::handle(broker, req, version),
+                &delete_topics::handle(broker, req, version).await,
             )?;
         }
         ApiKey::CreatePartitions => {
@@ -130,7 +131,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &create_partitions::handle(broker, req),
+                &create_partitions::handle(broker, req).await,
             )?;
         }
         ApiKey::DeleteRecords => {
@@ -157,7 +158,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &incremental_alter_configs::handle(broker, req),
+                &incremental_alter_configs::handle(broker, req).await,
             )?;
         }
         ApiKey::DescribeCluster => {
@@ -175,12 +176,12 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &init_producer_id::handle(broker, req),
+                &init_producer_id::handle(broker, req).await,
             )?;
         }
         ApiKey::FindCoordinator => {
             let req = decode(&mut body, version)?;
-            let resp = find_coordinator::handle(broker, req, version);
+            let resp = find_coordinator::handle(broker, req, version).await;
             respond(out, correlation_id, version, &resp)?;
         }
         ApiKey::JoinGroup => {
@@ -215,7 +216,7 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &offset_commit::handle(broker, req),
+                &offset_commit::handle(broker, req).await,
             )?;
         }
         ApiKey::OffsetFetch => {
@@ -245,6 +246,11 @@ pub async fn dispatch(
         ApiKey::OffsetDelete => {
             let req = decode(&mut body, version)?;
             let resp = offset_delete::handle(broker, req);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req = decode(&mut body, version)?;
+            let resp = offset_for_leader_epoch::handle(broker, req);
             respond(out, correlation_id, version, &resp)?;
         }
         other => {

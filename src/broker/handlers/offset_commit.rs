@@ -15,18 +15,23 @@ use crate::coordinator::group::service::Committer;
 use crate::coordinator::group::OffsetToCommit;
 use crate::env::time::now_ms;
 
-pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+/// How long a commit waits for its offsets partition's ISR (Kafka's
+/// offsets.commit.timeout.ms).
+const COMMIT_TIMEOUT: crate::env::time::Duration = crate::env::time::Duration::from_secs(5);
+
+pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();
     let group = request.group_id.0.to_string();
     // Partitions of unknown topics are answered, not committed.
     let mut to_commit = Vec::new();
     let mut known = Vec::new();
+    let image = broker.cluster.image();
     for t in &request.topics {
-        let topic = broker.registry.get(t.name.0.as_str());
+        let topic = image.topic(t.name.0.as_str());
         for p in &t.partitions {
-            let exists = topic
-                .as_ref()
-                .is_some_and(|tp| tp.partition(p.partition_index).is_some());
+            let exists = topic.is_some_and(|tp| {
+                usize::try_from(p.partition_index).is_ok_and(|i| i < tp.partitions.len())
+            });
             known.push(exists);
             if exists {
                 to_commit.push(OffsetToCommit {
@@ -52,7 +57,19 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResp
         instance: request.group_instance_id.as_ref().map(|s| s.as_str()),
         generation: request.generation_id_or_member_epoch,
     };
-    let result = broker.groups.commit(&broker.registry, now, &who, to_commit);
+    let mut result = broker.groups.commit(now, &who, to_commit);
+    // Answer once the commit is in the ISR of its offsets partition, so an
+    // acknowledged commit survives a coordinator failover.
+    if let Ok((_, durable)) = &mut result {
+        for d in std::mem::take(durable) {
+            let code = d.wait(COMMIT_TIMEOUT).await;
+            if code != ec::NONE {
+                result = Err(code);
+                break;
+            }
+        }
+    }
+    let result = result.map(|(codes, _)| codes);
     let mut codes = match &result {
         Ok(codes) => codes.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),

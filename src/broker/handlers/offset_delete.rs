@@ -19,15 +19,14 @@ pub fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResp
                 .map(move |p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    let codes = match broker.groups.delete_offsets(
-        &broker.registry,
-        now_ms(),
-        request.group_id.0.as_str(),
-        &partitions,
-    ) {
-        Ok(codes) => codes,
-        Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
-    };
+    let codes =
+        match broker
+            .groups
+            .delete_offsets(now_ms(), request.group_id.0.as_str(), &partitions)
+        {
+            Ok(codes) => codes,
+            Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+        };
     let mut codes = codes.into_iter();
     let topics = request
         .topics

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse,
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::coordinator::group::codes::NOT_COORDINATOR;
 use crate::coordinator::group::records::OffsetValue;
 
 const BATCHED_VERSION: i16 = 8;
@@ -49,6 +50,11 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             .groups
             .into_iter()
             .map(|g| {
+                if !broker.groups.owns(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(GroupId(g.group_id.0))
+                        .with_error_code(NOT_COORDINATOR);
+                }
                 let asked = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -79,6 +85,9 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if !broker.groups.owns(request.group_id.0.as_str()) {
+        return OffsetFetchResponse::default().with_error_code(NOT_COORDINATOR);
     }
     let asked = request.topics.map(|ts| {
         ts.into_iter()

@@ -8,8 +8,14 @@
 //! batches and patches offsets in place. If the frame is somehow shared, it
 //! is copied once (not per record).
 //!
-//! acks=0 gets no response; acks=1 and acks=all are the same on one node
-//! (the leader is the whole ISR).
+//! acks=0 gets no response; acks=1 answers after the local append.
+//! Replicated partitions (hosted by the ReplicaManager) append only on the
+//! leader, stamped with its epoch; acks=all first needs |ISR| >=
+//! min.insync.replicas (NOT_ENOUGH_REPLICAS), then waits, after every
+//! partition's append, until the HW passes the batch
+//! (NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER or
+//! REQUEST_TIMED_OUT otherwise). Partitions of the single-node path are
+//! their own whole ISR: acks=1 and acks=all are the same there.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,12 +26,13 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::env::time::now_ms;
+use crate::env::time::{now_ms, Duration};
 use crate::log::batch::HEADER_BYTES;
 use crate::protocol::error_codes as ec;
 use crate::protocol::RequestError;
 
-/// The leader epoch stamped on batches: a single node never changes leader.
+/// The leader epoch stamped on batches of the single-node path, which never
+/// changes leader.
 const LEADER_EPOCH: i32 = 0;
 /// RecordBatch attributes bit marking a transactional batch.
 const ATTR_TRANSACTIONAL: i16 = 0x10;
@@ -60,6 +67,7 @@ pub async fn handle(
     let base = body.as_ptr() as usize;
     let mut request = ProduceRequest::decode_from(&mut body.clone(), version)?;
     let acks = request.acks;
+    let timeout_ms = request.timeout_ms.max(0) as u64;
     let transactional = request.transactional_id.is_some();
     let mut plans = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data.iter_mut() {
@@ -88,10 +96,14 @@ pub async fn handle(
     });
 
     let mut responses = Vec::with_capacity(plans.len());
+    // acks=all appends to replicated partitions: (topic slot, partition
+    // slot, replica, last offset, leader epoch), waited on once all are in.
+    let mut waits = Vec::new();
     for plan in plans {
         let topic = broker.registry.get(plan.name.0.as_str());
         let mut partition_responses = Vec::with_capacity(plan.partitions.len());
         for p in plan.partitions {
+            let replica = broker.replicas.get(plan.name.0.as_str(), p.index);
             let resp = PartitionProduceResponse::default()
                 .with_index(p.index)
                 .with_base_offset(-1)
@@ -107,12 +119,53 @@ pub async fn handle(
                     .with_error_message(Some(str_bytes(msg)))
             };
             let partition = topic.as_ref().and_then(|t| t.partition(p.index));
+            let in_image = broker
+                .replicas
+                .image_leader(plan.name.0.as_str(), p.index)
+                .is_some();
             let r = if !(acks == 0 || acks == 1 || acks == -1) {
                 error(ec::INVALID_REQUIRED_ACKS, "acks must be 0, 1 or -1")
             } else if transactional {
                 error(
                     ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "transactions are not supported yet",
+                )
+            } else if let Some(replica) = replica {
+                match p.records {
+                    None => error(INVALID_RECORD, "no records"),
+                    Some(range) if range.is_empty() => error(INVALID_RECORD, "no records"),
+                    Some(range) => {
+                        let batches = &mut frame[range];
+                        if let Some((code, msg)) = reject_batches(batches) {
+                            error(code, msg)
+                        } else {
+                            match replica.append_as_leader(batches, acks == -1, now_ms()) {
+                                Ok((info, epoch)) => {
+                                    if acks == -1 {
+                                        waits.push((
+                                            responses.len(),
+                                            partition_responses.len(),
+                                            replica.clone(),
+                                            info.last_offset,
+                                            epoch,
+                                        ));
+                                    }
+                                    resp.with_base_offset(info.first_offset)
+                                        .with_log_append_time_ms(info.log_append_time_ms)
+                                        .with_log_start_offset(info.log_start_offset)
+                                }
+                                Err((code, msg)) => {
+                                    tracing::debug!(topic = %replica.topic, partition = p.index, code, msg, "append rejected");
+                                    error(code, &msg)
+                                }
+                            }
+                        }
+                    }
+                }
+            } else if in_image && partition.is_none() {
+                error(
+                    ec::NOT_LEADER_OR_FOLLOWER,
+                    "this broker hosts no replica of the partition",
                 )
             } else if let Some(partition) = partition {
                 match p.records {
@@ -150,6 +203,20 @@ pub async fn handle(
                 .with_name(plan.name)
                 .with_partition_responses(partition_responses),
         );
+    }
+    let deadline = crate::env::time::now() + Duration::from_millis(timeout_ms);
+    for (t, i, replica, last_offset, epoch) in waits {
+        let remaining = deadline.saturating_duration_since(crate::env::time::now());
+        let code = replica.wait_for_hw(last_offset, epoch, remaining).await;
+        if code != ec::NONE {
+            let r: &mut PartitionProduceResponse = &mut responses[t].partition_responses[i];
+            r.error_code = code;
+            r.error_message = Some(str_bytes(match code {
+                ec::NOT_LEADER_OR_FOLLOWER => "leadership changed before the write was replicated",
+                ec::REQUEST_TIMED_OUT => "timed out waiting for the in-sync replicas",
+                _ => "the ISR shrank below min.insync.replicas before the write was replicated",
+            }));
+        }
     }
     if acks == 0 {
         return Ok(None);

@@ -22,10 +22,7 @@ pub async fn handle(broker: &Broker, request: SyncGroupRequest) -> SyncGroupResp
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let r = broker
-        .groups
-        .sync(&broker.registry, &broker.shutdown, now_ms(), req)
-        .await;
+    let r = broker.groups.sync(&broker.shutdown, now_ms(), req).await;
     SyncGroupResponse::default()
         .with_error_code(r.error)
         .with_protocol_type(r.protocol_type.map(str_bytes))

@@ -10,10 +10,14 @@
 //! best effort: a failed append is logged, and the group works on in
 //! memory; after a restart its members rejoin, as after a Kafka failover.
 //!
-//! Loading: `open` replays every `__consumer_offsets` partition from its
-//! start, so offsets and group metadata survive a restart.
+//! Ownership: a group belongs to the partition of `__consumer_offsets` its
+//! id hashes to, and its coordinator is that partition's leader. When the
+//! metadata image makes this broker the leader of a partition, `on_image`
+//! replays it from its start (offsets and group metadata survive restarts
+//! and failovers); when leadership moves away, its groups are dropped here
+//! and their members find the new coordinator (NOT_COORDINATOR).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -25,10 +29,13 @@ use super::state::{
     CommittedOffset, Effects, GroupConfig, GroupCoordinator, GroupDescription, GroupState,
     JoinRequest, JoinResult, LeavingMember, Reply, SyncRequest, SyncResult, Waiter,
 };
-use crate::broker::registry::{lock_or_recover, Registry, TopicState};
+use crate::broker::registry::{lock_or_recover, PartitionState};
 use crate::config::ServerConfig;
 use crate::env::rng::WeirRng;
 use crate::log::batch::{build_batch, split_batches, BatchProducer, SimpleRecord};
+use crate::metadata::MetadataImage;
+use crate::replica::partition::Partition;
+use crate::replica::ReplicaManager;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -100,6 +107,10 @@ pub struct PersistError {
 
 struct Inner {
     machine: GroupCoordinator,
+    /// Partitions of `__consumer_offsets` this broker leads and has loaded.
+    loaded: BTreeSet<i32>,
+    /// The partition count of `__consumer_offsets` (0 until it exists).
+    offsets_partitions: i32,
     waiters: BTreeMap<Waiter, oneshot::Sender<Reply>>,
     next_waiter: Waiter,
     rng: WeirRng,
@@ -109,6 +120,9 @@ struct Inner {
 pub struct GroupService {
     inner: Mutex<Inner>,
     config: CoordinatorConfig,
+    /// The `__consumer_offsets` replicas: loaded where this broker leads,
+    /// appended to as their leader.
+    replicas: Arc<ReplicaManager>,
 }
 
 /// Who commits: the group and, for group commits, the member and its
@@ -130,63 +144,85 @@ pub struct OffsetToCommit {
 }
 
 impl GroupService {
-    /// Build the coordinator and load `__consumer_offsets` if it exists.
-    pub fn open(registry: &Registry, now_ms: i64) -> anyhow::Result<GroupService> {
-        let config = CoordinatorConfig::from_server(registry.config());
-        let mut machine = GroupCoordinator::new(config.group.clone());
-        if let Some(topic) = registry.get(OFFSETS_TOPIC) {
-            let loaded = load(&topic, &mut machine, now_ms)?;
-            tracing::info!(records = loaded, "loaded {OFFSETS_TOPIC}");
-        }
-        machine.check_invariants();
-        Ok(GroupService {
+    /// Build the coordinator; partitions load as the image assigns them.
+    pub fn open(server: &ServerConfig, replicas: Arc<ReplicaManager>) -> GroupService {
+        let config = CoordinatorConfig::from_server(server);
+        let machine = GroupCoordinator::new(config.group.clone());
+        GroupService {
             inner: Mutex::new(Inner {
                 machine,
+                loaded: BTreeSet::new(),
+                offsets_partitions: 0,
                 waiters: BTreeMap::new(),
                 next_waiter: 1,
                 rng: WeirRng::from_env(),
             }),
             config,
-        })
+            replicas,
+        }
+    }
+
+    /// Load the `__consumer_offsets` partitions this broker now leads and
+    /// drop the groups of those it no longer leads.
+    pub fn on_image(&self, image: &MetadataImage, me: i32, now_ms: i64) {
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let count = topic.partitions.len() as i32;
+        let mut inner = lock_or_recover(&self.inner);
+        inner.offsets_partitions = count;
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let index = index as i32;
+            let leads = p.leader == me;
+            if leads && !inner.loaded.contains(&index) {
+                let Some(partition) = self.replicas.get(OFFSETS_TOPIC, index) else {
+                    continue;
+                };
+                match load(&partition.log, &mut inner.machine, now_ms) {
+                    Ok(n) => {
+                        tracing::info!(
+                            partition = index,
+                            records = n,
+                            "loaded {OFFSETS_TOPIC} partition"
+                        );
+                        inner.loaded.insert(index);
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = index, error = %e, "loading {OFFSETS_TOPIC} failed; its groups stay unavailable")
+                    }
+                }
+            } else if !leads && inner.loaded.remove(&index) {
+                let gone: Vec<String> = inner
+                    .machine
+                    .list()
+                    .into_iter()
+                    .map(|(g, _, _)| g)
+                    .filter(|g| partition_for(g, count) == index)
+                    .collect();
+                for g in &gone {
+                    inner.machine.remove_group(g);
+                }
+                tracing::info!(
+                    partition = index,
+                    groups = gone.len(),
+                    "no longer coordinator for {OFFSETS_TOPIC} partition"
+                );
+            }
+        }
+        inner.machine.check_invariants();
+    }
+
+    /// Whether this broker coordinates `group` (leads and has loaded its partition).
+    pub fn owns(&self, group: &str) -> bool {
+        lock_or_recover(&self.inner).owns(group)
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
         &self.config
     }
 
-    /// Create `__consumer_offsets` if missing (FindCoordinator does this,
-    /// as Kafka does, so the first commit does not pay for it).
-    pub fn ensure_offsets_topic(
-        &self,
-        registry: &Registry,
-        now_ms: i64,
-    ) -> Result<Arc<TopicState>, PersistError> {
-        if let Some(t) = registry.get(OFFSETS_TOPIC) {
-            return Ok(t);
-        }
-        let configs: BTreeMap<String, String> =
-            [("cleanup.policy".to_string(), "compact".to_string())].into();
-        match registry.create(
-            OFFSETS_TOPIC,
-            self.config.offsets_partitions,
-            configs,
-            now_ms,
-        ) {
-            Ok(t) => Ok(t),
-            // A concurrent creation won the race.
-            Err(_) if registry.get(OFFSETS_TOPIC).is_some() => {
-                Ok(registry.get(OFFSETS_TOPIC).expect("just checked"))
-            }
-            Err(e) => Err(PersistError {
-                code: ec::COORDINATOR_NOT_AVAILABLE,
-                message: e.to_string(),
-            }),
-        }
-    }
-
     pub async fn join(
         &self,
-        registry: &Registry,
         shutdown: &watch::Receiver<bool>,
         now_ms: i64,
         mut req: JoinRequest,
@@ -196,6 +232,14 @@ impl GroupService {
         tracing::debug!(%group, member = %member_id, instance = ?req.instance_id, "join");
         let rx = {
             let mut inner = lock_or_recover(&self.inner);
+            if !inner.owns(&group) {
+                return JoinResult {
+                    error: ec::NOT_COORDINATOR,
+                    generation: -1,
+                    member_id,
+                    ..Default::default()
+                };
+            }
             let (waiter, rx) = inner.register();
             let a = inner.rng.next_u64();
             let b = inner.rng.next_u64();
@@ -205,7 +249,7 @@ impl GroupService {
                 uuid::Uuid::from_u64_pair(a, b).hyphenated()
             );
             let fx = inner.machine.join(now_ms, waiter, req);
-            self.finish(&mut inner, registry, now_ms, fx);
+            self.finish(&mut inner, now_ms, fx);
             rx
         };
         match wait(rx, shutdown).await {
@@ -224,7 +268,6 @@ impl GroupService {
 
     pub async fn sync(
         &self,
-        registry: &Registry,
         shutdown: &watch::Receiver<bool>,
         now_ms: i64,
         req: SyncRequest,
@@ -233,9 +276,15 @@ impl GroupService {
         tracing::debug!(%group, %member, generation = req.generation, "sync");
         let rx = {
             let mut inner = lock_or_recover(&self.inner);
+            if !inner.owns(&group) {
+                return SyncResult {
+                    error: ec::NOT_COORDINATOR,
+                    ..Default::default()
+                };
+            }
             let (waiter, rx) = inner.register();
             let fx = inner.machine.sync(now_ms, waiter, req);
-            self.finish(&mut inner, registry, now_ms, fx);
+            self.finish(&mut inner, now_ms, fx);
             rx
         };
         match wait(rx, shutdown).await {
@@ -258,32 +307,34 @@ impl GroupService {
         instance: Option<&str>,
         generation: i32,
     ) -> i16 {
-        let code = lock_or_recover(&self.inner)
-            .machine
-            .heartbeat(now_ms, group, member, instance, generation);
+        let mut inner = lock_or_recover(&self.inner);
+        let code = if inner.owns(group) {
+            inner
+                .machine
+                .heartbeat(now_ms, group, member, instance, generation)
+        } else {
+            ec::NOT_COORDINATOR
+        };
         tracing::debug!(group, member, generation, code, "heartbeat");
         code
     }
 
-    pub fn leave(
-        &self,
-        registry: &Registry,
-        now_ms: i64,
-        group: &str,
-        members: &[LeavingMember],
-    ) -> Vec<i16> {
+    pub fn leave(&self, now_ms: i64, group: &str, members: &[LeavingMember]) -> Vec<i16> {
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return vec![ec::NOT_COORDINATOR; members.len().max(1)];
+        }
         let (codes, fx) = inner.machine.leave(now_ms, group, members);
         tracing::debug!(group, ?members, ?codes, "leave");
-        self.finish(&mut inner, registry, now_ms, fx);
+        self.finish(&mut inner, now_ms, fx);
         codes
     }
 
     /// Run the timers.
-    pub fn tick(&self, registry: &Registry, now_ms: i64) {
+    pub fn tick(&self, now_ms: i64) {
         let mut inner = lock_or_recover(&self.inner);
         let fx = inner.machine.tick(now_ms);
-        self.finish(&mut inner, registry, now_ms, fx);
+        self.finish(&mut inner, now_ms, fx);
     }
 
     /// OffsetCommit: group-level check, persist, apply. Returns the group
@@ -291,13 +342,15 @@ impl GroupService {
     /// OFFSET_METADATA_TOO_LARGE, the rest are written).
     pub fn commit(
         &self,
-        registry: &Registry,
         now_ms: i64,
         who: &Committer<'_>,
         offsets: Vec<OffsetToCommit>,
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<(Vec<i16>, Vec<Durable>), i16> {
         let group = who.group;
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return Err(ec::NOT_COORDINATOR);
+        }
         let code = inner
             .machine
             .validate_commit(group, who.member, who.instance, who.generation);
@@ -321,14 +374,15 @@ impl GroupService {
             });
             accepted.push((o.topic, o.partition, o.offset));
         }
-        if !records.is_empty() {
-            if let Err(e) = self.persist(registry, now_ms, &records) {
+        let durable = match self.persist(&inner, now_ms, &records) {
+            Ok(d) => d,
+            Err(e) => {
                 tracing::warn!(group, error = %e, "offset commit not persisted");
                 return Err(e.code);
             }
-        }
+        };
         inner.machine.apply_offsets(now_ms, group, accepted);
-        Ok(codes)
+        Ok((codes, durable))
     }
 
     /// Committed offsets of the given partitions (None = every partition).
@@ -362,14 +416,17 @@ impl GroupService {
     }
 
     /// DeleteGroups for one group.
-    pub fn delete_group(&self, registry: &Registry, now_ms: i64, group: &str) -> i16 {
+    pub fn delete_group(&self, now_ms: i64, group: &str) -> i16 {
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return ec::NOT_COORDINATOR;
+        }
         let code = inner.machine.validate_delete(group);
         if code != ec::NONE {
             return code;
         }
         let records = inner.machine.delete_records(group);
-        if let Err(e) = self.persist(registry, now_ms, &records) {
+        if let Err(e) = self.persist(&inner, now_ms, &records) {
             return e.code;
         }
         inner.machine.remove_group(group);
@@ -379,26 +436,28 @@ impl GroupService {
     /// OffsetDelete: per-partition codes, or a group-level error.
     pub fn delete_offsets(
         &self,
-        registry: &Registry,
         now_ms: i64,
         group: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<i16>, i16> {
         let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(group) {
+            return Err(ec::NOT_COORDINATOR);
+        }
         let (codes, fx) =
             inner
                 .machine
                 .delete_offsets(group, partitions, subscription_names_topic)?;
-        if let Err(e) = self.persist(registry, now_ms, &fx.records) {
+        if let Err(e) = self.persist(&inner, now_ms, &fx.records) {
             return Err(e.code);
         }
         Ok(codes)
     }
 
     /// Deliver replies and persist records a step produced.
-    fn finish(&self, inner: &mut Inner, registry: &Registry, now_ms: i64, fx: Effects) {
+    fn finish(&self, inner: &mut Inner, now_ms: i64, fx: Effects) {
         if !fx.records.is_empty() {
-            if let Err(e) = self.persist(registry, now_ms, &fx.records) {
+            if let Err(e) = self.persist(inner, now_ms, &fx.records) {
                 tracing::error!(error = %e, "group metadata not persisted");
             }
         }
@@ -410,18 +469,26 @@ impl GroupService {
         }
     }
 
-    /// Append records to their groups' partitions of `__consumer_offsets`.
+    /// Append records to their groups' partitions of `__consumer_offsets`
+    /// as their leader. Returns what to wait on for the records to be
+    /// committed (in the ISR) rather than only written here.
     fn persist(
         &self,
-        registry: &Registry,
+        inner: &Inner,
         now_ms: i64,
         records: &[GroupRecord],
-    ) -> Result<(), PersistError> {
+    ) -> Result<Vec<Durable>, PersistError> {
+        let mut durable = Vec::new();
         if records.is_empty() {
-            return Ok(());
+            return Ok(durable);
         }
-        let topic = self.ensure_offsets_topic(registry, now_ms)?;
-        let partitions = topic.partitions.len() as i32;
+        let partitions = inner.offsets_partitions;
+        if partitions <= 0 {
+            return Err(PersistError {
+                code: ec::NOT_COORDINATOR,
+                message: format!("{OFFSETS_TOPIC} is not hosted here"),
+            });
+        }
         let mut by_partition: BTreeMap<i32, Vec<SimpleRecord>> = BTreeMap::new();
         for r in records {
             by_partition
@@ -435,24 +502,66 @@ impl GroupService {
                 });
         }
         for (p, recs) in by_partition {
-            let partition = topic.partition(p).ok_or_else(|| PersistError {
-                code: ec::COORDINATOR_NOT_AVAILABLE,
-                message: format!("partition {p} missing"),
-            })?;
-            let mut batch = build_batch(&recs, BatchProducer::default());
-            partition
-                .with_log(|log| log.append(&mut batch, 0, now_ms))
-                .map_err(|e| PersistError {
-                    code: ec::COORDINATOR_NOT_AVAILABLE,
-                    message: e.to_string(),
+            let partition = self
+                .replicas
+                .get(OFFSETS_TOPIC, p)
+                .ok_or_else(|| PersistError {
+                    code: ec::NOT_COORDINATOR,
+                    message: format!("{OFFSETS_TOPIC}-{p} is not hosted here"),
                 })?;
-            partition.notify_appended();
+            let mut batch = build_batch(&recs, BatchProducer::default());
+            let (info, epoch) = partition
+                .append_as_leader(&mut batch, true, now_ms)
+                .map_err(|(code, message)| PersistError {
+                    code: match code {
+                        // The client looks the coordinator up again.
+                        ec::NOT_LEADER_OR_FOLLOWER => ec::NOT_COORDINATOR,
+                        _ => ec::COORDINATOR_NOT_AVAILABLE,
+                    },
+                    message,
+                })?;
+            durable.push(Durable {
+                partition,
+                last_offset: info.last_offset,
+                epoch,
+            });
         }
-        Ok(())
+        Ok(durable)
+    }
+}
+
+/// Records appended to `__consumer_offsets` whose commit (HW past them) an
+/// OffsetCommit answer waits for, as Kafka's offsets.commit.required.acks=-1.
+pub struct Durable {
+    partition: Arc<Partition>,
+    last_offset: i64,
+    epoch: i32,
+}
+
+impl Durable {
+    /// NONE once in the ISR; otherwise the error the committer should see.
+    pub async fn wait(self, timeout: crate::env::time::Duration) -> i16 {
+        match self
+            .partition
+            .wait_for_hw(self.last_offset, self.epoch, timeout)
+            .await
+        {
+            ec::NONE => ec::NONE,
+            ec::NOT_LEADER_OR_FOLLOWER => ec::NOT_COORDINATOR,
+            ec::REQUEST_TIMED_OUT => ec::REQUEST_TIMED_OUT,
+            _ => ec::COORDINATOR_NOT_AVAILABLE,
+        }
     }
 }
 
 impl Inner {
+    fn owns(&self, group: &str) -> bool {
+        self.offsets_partitions > 0
+            && self
+                .loaded
+                .contains(&partition_for(group, self.offsets_partitions))
+    }
+
     fn register(&mut self) -> (Waiter, oneshot::Receiver<Reply>) {
         let w = self.next_waiter;
         self.next_waiter += 1;
@@ -490,10 +599,14 @@ fn subscription_names_topic(metadata: &[u8], topic: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Replay every partition of `__consumer_offsets` into `machine`.
-fn load(topic: &TopicState, machine: &mut GroupCoordinator, now_ms: i64) -> anyhow::Result<u64> {
+/// Replay one partition of `__consumer_offsets` into `machine`.
+fn load(
+    partition: &PartitionState,
+    machine: &mut GroupCoordinator,
+    now_ms: i64,
+) -> anyhow::Result<u64> {
     let mut count = 0u64;
-    for partition in &topic.partitions {
+    {
         let (mut offset, end) = partition
             .with_log(|log| Ok((log.log_start_offset(), log.log_end_offset())))
             .map_err(|e| anyhow::anyhow!("{OFFSETS_TOPIC}-{}: {e}", partition.index))?;
