@@ -325,8 +325,9 @@ mod sim {
 
     pub fn check_determinism(s: &Scenario, seed: u64) -> i32 {
         println!("seed {seed}");
-        let a = run_seed(s, seed, false);
-        let b = run_seed(s, seed, false);
+        // Keep both traces: a divergence is shown at its first line.
+        let a = run_seed(s, seed, true);
+        let b = run_seed(s, seed, true);
         println!(
             "run 1: trace hash {:#018x} ({} events); run 2: trace hash {:#018x} ({} events)",
             a.trace_hash, a.trace_events, b.trace_hash, b.trace_events
@@ -336,6 +337,19 @@ mod sim {
             0
         } else {
             println!("NOT deterministic: seed {seed} gave two different traces");
+            let first = a.trace.iter().zip(&b.trace).position(|(x, y)| x != y);
+            let at = first.unwrap_or(a.trace.len().min(b.trace.len()));
+            println!("first difference at trace line {at}:");
+            for (i, (x, y)) in a
+                .trace
+                .iter()
+                .zip(&b.trace)
+                .enumerate()
+                .skip(at.saturating_sub(3))
+                .take(6)
+            {
+                println!("  {i}: run 1: {x}\n  {i}: run 2: {y}");
+            }
             1
         }
     }

@@ -129,6 +129,25 @@ impl HistoryRecorder {
 
     /// An assign takes effect at once (it is local to the consumer): invoke
     /// and ok back to back.
+    /// A group member's subscription (to every key): one invoke/ok pair.
+    pub fn subscribe(&mut self, process: i64, keys: &[i64], time_ns: u64) {
+        let keys: Vec<Key> = keys.iter().map(|k| Key::Int(*k)).collect();
+        self.push(
+            process,
+            OpType::Invoke,
+            OpF::Subscribe,
+            OpValue::Keys(keys.clone()),
+            time_ns,
+        );
+        self.push(
+            process,
+            OpType::Ok,
+            OpF::Subscribe,
+            OpValue::Keys(keys),
+            time_ns,
+        );
+    }
+
     pub fn assign(&mut self, process: i64, keys: &[i64], time_ns: u64) {
         let keys: Vec<Key> = keys.iter().map(|k| Key::Int(*k)).collect();
         self.push(

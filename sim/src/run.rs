@@ -18,7 +18,8 @@ use crate::nemesis::{Nemesis, Probe};
 use crate::outcome::{evaluate, RunOutcome, Verdict};
 use crate::scenario::Scenario;
 use crate::workload::{
-    consumer_config, consumer_loop, final_read, producer_config, producer_loop, ClientEnv,
+    consumer_config, consumer_loop, final_read, group_consumer_loop, producer_config,
+    producer_loop, ClientEnv,
 };
 
 /// Simulated time the topic setup may take before the run counts as failed.
@@ -61,9 +62,36 @@ fn install_panic_hook() {
     });
 }
 
+/// Stack of the thread a seed runs on.
+const SEED_THREAD_STACK_BYTES: usize = 32 << 20;
+
 /// Run one seed. Never panics: a panic inside the simulation (a broken
 /// invariant in the broker, say) is a failure of this seed.
+///
+/// Each seed runs on a thread of its own, so it starts from fresh
+/// thread-locals as a fresh process would: state that survives a madsim
+/// runtime on its thread (the random source behind an unbiased
+/// `tokio::select!`, std's per-thread hash keys) would otherwise make the
+/// second run of a seed in one process differ from the first.
 pub fn run_seed(scenario: &Scenario, seed: u64, keep_trace: bool) -> RunOutcome {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name(format!("seed-{seed}"))
+            .stack_size(SEED_THREAD_STACK_BYTES)
+            .spawn_scoped(scope, || run_seed_here(scenario, seed, keep_trace))
+            .expect("spawn the seed's thread")
+            .join()
+            .unwrap_or_else(|_| {
+                RunOutcome::broken(
+                    seed,
+                    "the seed's thread panicked outside the simulation".to_string(),
+                    std::time::Duration::ZERO,
+                )
+            })
+    })
+}
+
+fn run_seed_here(scenario: &Scenario, seed: u64, keep_trace: bool) -> RunOutcome {
     install_panic_hook();
     LAST_PANIC.with(|p| p.borrow_mut().take());
     let wall = std::time::Instant::now();
@@ -143,7 +171,7 @@ async fn simulate(
     slot: Arc<Mutex<Option<Arc<Ctx>>>>,
 ) -> SimResult {
     let w = &s.workload;
-    let workers = (w.producers + w.consumers) as i64;
+    let workers = (w.producers + w.consumers + w.group_consumers) as i64;
     let ctx = Arc::new(Ctx::new(keep_trace, workers));
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(ctx.clone());
     let liveness = simulate_in(s, ctx.clone()).await;
@@ -154,7 +182,7 @@ async fn simulate(
 async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<String>> {
     let handle = Handle::current();
     let w = &s.workload;
-    let workers = (w.producers + w.consumers) as i64;
+    let workers = (w.producers + w.consumers + w.group_consumers) as i64;
     // Every random choice below comes from madsim's seeded rng.
     let disk_seeds: Vec<u64> = (0..s.cluster.nodes)
         .map(|_| madsim::rand::random::<u64>())
@@ -194,8 +222,10 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         let env = env.clone();
         let task = if i < w.producers as usize {
             node.spawn(producer_loop(env, i as i64, seed))
-        } else {
+        } else if i < (w.producers + w.consumers) as usize {
             node.spawn(consumer_loop(env, i as i64, seed))
+        } else {
+            node.spawn(group_consumer_loop(env, i as i64, seed))
         };
         clients.push(node);
         tasks.push(task);

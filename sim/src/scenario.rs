@@ -177,7 +177,12 @@ impl Default for TopicSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct WorkloadSpec {
     pub producers: u32,
+    /// Consumers that assign themselves keys (Jepsen's `assign`).
     pub consumers: u32,
+    /// Consumers in one consumer group, subscribed to the topic (Jepsen's
+    /// `subscribe`): the coordinator assigns them partitions and moves them
+    /// on rebalances; they auto-commit.
+    pub group_consumers: u32,
     /// Keys of the Jepsen queue workload. Key k is partition k of the topic,
     /// so a key's version order is exactly its partition's offsets.
     pub keys: u32,
@@ -204,6 +209,7 @@ impl Default for WorkloadSpec {
         WorkloadSpec {
             producers: 2,
             consumers: 2,
+            group_consumers: 0,
             keys: 4,
             acks: "all".to_string(),
             idempotence: false,
@@ -504,7 +510,7 @@ impl Scenario {
             self.topic.partitions
         );
         anyhow::ensure!(
-            w.producers + w.consumers <= CLIENTS_MAX,
+            w.producers + w.consumers + w.group_consumers <= CLIENTS_MAX,
             "at most {CLIENTS_MAX} clients"
         );
         anyhow::ensure!(
