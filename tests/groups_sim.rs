@@ -96,6 +96,11 @@ async fn offsets_and_group_survive_a_restart_and_waiting_joins_end_at_shutdown()
                 )
                 .await;
             assert_eq!(r.topics[0].error_code, 0);
+            // The lookup creates __consumer_offsets; this broker leads it.
+            let f = c
+                .call(3, &FindCoordinatorRequest::default().with_key(s("g")))
+                .await;
+            assert_eq!(f.error_code, 0);
             let r = c.call(9, &join_req("")).await;
             assert_eq!(r.error_code, 79);
             let j = c.call(9, &join_req(r.member_id.as_str())).await;

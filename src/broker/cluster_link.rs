@@ -199,14 +199,29 @@ impl ClusterLink {
 
     /// Heartbeat every `interval` until shutdown; re-register when the
     /// controller no longer knows this incarnation's epoch.
+    ///
+    /// `stop_when` is checked before each heartbeat: once it holds the
+    /// broker goes silent for good, so the controller fences it after
+    /// broker.session.timeout.ms and moves its leaderships (the broker uses
+    /// it when its log dir fails, as Kafka halts a broker whose last log
+    /// dir failed).
     pub async fn run_heartbeat_loop(
         self: Arc<Self>,
         interval: Duration,
+        stop_when: impl Fn() -> bool + Send + 'static,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut images = self.subscribe();
         loop {
             if *shutdown.borrow() {
+                return;
+            }
+            if stop_when() {
+                tracing::error!(
+                    node_id = self.identity.node_id,
+                    "log dir offline: heartbeats stop so the controller moves this broker's leaderships"
+                );
+                let _ = shutdown.changed().await;
                 return;
             }
             // Mark the image this heartbeat reports as seen, so one applied

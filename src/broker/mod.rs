@@ -228,11 +228,16 @@ async fn run_cluster_link(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) 
         return;
     }
     let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms.max(1) as u64);
-    let heartbeats = tokio::spawn(
-        cluster
-            .clone()
-            .run_heartbeat_loop(interval, shutdown.clone()),
-    );
+    // In a cluster, a broker whose log dir failed goes silent so its
+    // leaderships move to healthy replicas; a single node has nowhere to
+    // move them, so it stays and answers KAFKA_STORAGE_ERROR.
+    let in_cluster = !broker.config.controller_quorum_voters.is_empty();
+    let log_dir = broker.registry.log_dir().clone();
+    let heartbeats = tokio::spawn(cluster.clone().run_heartbeat_loop(
+        interval,
+        move || in_cluster && log_dir.is_offline(),
+        shutdown.clone(),
+    ));
     let b = broker.clone();
     cluster
         .run_image_loop(
