@@ -69,7 +69,7 @@ impl Cluster {
             config.set(k, &v).unwrap();
         }
         let settings = ReplicaSettings::from_config(&config);
-        let registry = Arc::new(Registry::open(disk, Arc::new(config), now_ms()).unwrap());
+        let registry = Arc::new(Registry::open(disk, Arc::new(config)).unwrap());
         let m = Arc::new(ReplicaManager::new(
             settings,
             registry.clone(),

@@ -33,7 +33,7 @@ use weir::config::ServerConfig;
 use weir::controller::client::ControllerClient;
 use weir::coordinator::group::GroupService;
 use weir::env::sim_disk::{SimDisk, SimDiskOptions};
-use weir::env::time::{now_ms, sleep, Duration};
+use weir::env::time::{sleep, Duration};
 use weir::env::Disk;
 use weir::replica::endpoint::TcpEndpoints;
 use weir::replica::{ReplicaManager, ReplicaSettings};
@@ -58,7 +58,7 @@ async fn node(id: i32, ctl: &Arc<FakeController>) -> Node {
         config.set(k, v).unwrap();
     }
     let config = Arc::new(config);
-    let registry = Arc::new(Registry::open(disk, config.clone(), now_ms()).unwrap());
+    let registry = Arc::new(Registry::open(disk, config.clone()).unwrap());
     let replicas = Arc::new(ReplicaManager::new(
         ReplicaSettings::from_config(&config),
         registry.clone(),

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::broker::cluster_link::CONTROLLER_CALL_TIMEOUT;
 use crate::broker::Broker;
 use crate::controller::api::{ControllerRequest, ControllerResponse, CreateTopicSpec, ItemResult};
+use crate::metadata::MetadataImage;
 use crate::protocol::error_codes as ec;
 
 fn unexpected(resp: &ControllerResponse) -> ItemResult {
@@ -40,29 +41,12 @@ pub async fn create_topics_via_controller(
     validate_only: bool,
 ) -> Vec<(String, ItemResult)> {
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let answer = broker
-        .cluster
-        .call(ControllerRequest::CreateTopics {
-            topics: specs,
-            validate_only,
-        })
-        .await;
-    let results = items(&names, answer);
-    if !validate_only {
-        let created: Vec<String> = results
-            .iter()
-            .filter(|(_, r)| r.error_code == ec::NONE)
-            .map(|(n, _)| n.clone())
-            .collect();
-        broker
-            .cluster
-            .wait_for_image(
-                |img| created.iter().all(|n| img.topic(n).is_some()),
-                CONTROLLER_CALL_TIMEOUT,
-            )
-            .await;
-    }
-    results
+    let req = ControllerRequest::CreateTopics {
+        topics: specs,
+        validate_only,
+    };
+    let visible = |img: &MetadataImage, n: &str| validate_only || img.topic(n).is_some();
+    call_per_topic(broker, req, names, visible).await
 }
 
 /// Delete topics by name.
@@ -70,22 +54,30 @@ pub async fn delete_topics_via_controller(
     broker: &Broker,
     names: Vec<String>,
 ) -> Vec<(String, ItemResult)> {
-    let answer = broker
-        .cluster
-        .call(ControllerRequest::DeleteTopics {
-            names: names.clone(),
-        })
-        .await;
-    let results = items(&names, answer);
-    let deleted: Vec<String> = results
+    let req = ControllerRequest::DeleteTopics {
+        names: names.clone(),
+    };
+    call_per_topic(broker, req, names, |img, n| img.topic(n).is_none()).await
+}
+
+/// Send a per-topic request and wait (bounded) until this broker's image
+/// shows every topic the controller accepted as `visible` says.
+async fn call_per_topic(
+    broker: &Broker,
+    req: ControllerRequest,
+    names: Vec<String>,
+    visible: impl Fn(&MetadataImage, &str) -> bool,
+) -> Vec<(String, ItemResult)> {
+    let results = items(&names, broker.cluster.call(req).await);
+    let accepted: Vec<&str> = results
         .iter()
         .filter(|(_, r)| r.error_code == ec::NONE)
-        .map(|(n, _)| n.clone())
+        .map(|(n, _)| n.as_str())
         .collect();
     broker
         .cluster
         .wait_for_image(
-            |img| deleted.iter().all(|n| img.topic(n).is_none()),
+            |img| accepted.iter().all(|n| visible(img, n)),
             CONTROLLER_CALL_TIMEOUT,
         )
         .await;

@@ -23,7 +23,6 @@ pub mod handlers;
 pub mod log_maintenance;
 pub mod producer_ids;
 pub mod registry;
-pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -104,7 +103,7 @@ impl Server {
                 tasks: Vec::new(),
             });
         }
-        let registry = Arc::new(Registry::open(disk, config.clone(), now_ms())?);
+        let registry = Arc::new(Registry::open(disk, config.clone())?);
         let listener = TcpListener::bind(config.listen_addr()).await?;
         let local_addr = listener.local_addr()?;
         let (advertised_host, advertised_port) = advertised(&config, local_addr);

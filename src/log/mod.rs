@@ -725,13 +725,7 @@ impl PartitionLog {
         );
 
         // 5. Flush policy.
-        self.unflushed_records += records;
-        let first_unflushed = *self.first_unflushed_ms.get_or_insert(now_ms);
-        if self.unflushed_records >= self.config.flush_messages
-            || now_ms.saturating_sub(first_unflushed) >= self.config.flush_ms
-        {
-            self.flush()?;
-        }
+        self.note_appended(records, now_ms)?;
         Ok(AppendInfo {
             first_offset,
             last_offset,
@@ -935,6 +929,19 @@ impl PartitionLog {
             Ok(Some((off, _))) => Some((ts, off)),
             _ => Some((ts, batch_last_offset)),
         }
+    }
+
+    /// Count appended records for flush.messages / flush.ms and fsync when
+    /// either says so (leader and follower appends alike).
+    fn note_appended(&mut self, records: u64, now_ms: i64) -> Result<(), LogError> {
+        self.unflushed_records += records;
+        let first_unflushed = *self.first_unflushed_ms.get_or_insert(now_ms);
+        if self.unflushed_records >= self.config.flush_messages
+            || now_ms.saturating_sub(first_unflushed) >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// fsync everything written so far.

@@ -88,13 +88,7 @@ impl PartitionLog {
             self.log_end_offset() == last_offset + 1,
             "log invariant: log end follows the last appended offset"
         );
-        self.unflushed_records += records;
-        let first_unflushed = *self.first_unflushed_ms.get_or_insert(now_ms);
-        if self.unflushed_records >= self.config.flush_messages
-            || now_ms.saturating_sub(first_unflushed) >= self.config.flush_ms
-        {
-            self.flush()?;
-        }
+        self.note_appended(records, now_ms)?;
         Ok(AppendInfo {
             first_offset,
             last_offset,

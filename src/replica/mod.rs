@@ -322,7 +322,7 @@ fn apply_image(inner: &Arc<Inner>, image: &MetadataImage, broker_epoch: i64) {
                         // Same name, new topic: the old log must go first.
                         old.stop();
                         lock_or_recover(&inner.state).partitions.remove(&key);
-                        if let Err(e) = inner.registry.close_hosted(&key.0, key.1, true) {
+                        if let Err(e) = inner.registry.close_partition(&key.0, key.1, true) {
                             tracing::warn!(topic = %key.0, partition = key.1, error = %e, "deleting a replaced log failed");
                         }
                     }
@@ -374,7 +374,7 @@ fn apply_image(inner: &Arc<Inner>, image: &MetadataImage, broker_epoch: i64) {
             st.checkpointed.remove(&key);
         }
         tracing::info!(topic = %p.topic, partition = p.index, "replica removed from this broker");
-        if let Err(e) = inner.registry.close_hosted(&p.topic, p.index, delete) {
+        if let Err(e) = inner.registry.close_partition(&p.topic, p.index, delete) {
             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "removing a replica's log failed");
         }
     }
@@ -392,7 +392,7 @@ fn open_partition(
     now: i64,
 ) -> Option<Arc<Partition>> {
     let key = (topic.to_string(), index);
-    let log = match inner.registry.open_hosted(topic, index, configs, now) {
+    let log = match inner.registry.open_partition(topic, index, configs, now) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(topic, partition = index, error = %e, "opening a replica log failed");

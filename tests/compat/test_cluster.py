@@ -204,5 +204,78 @@ class ClientsOnACluster(ClusterTestCase):
         self.assertEqual(seen, want)
 
 
+class CoordinatorFailover(ClusterTestCase):
+    def test_committed_offsets_survive_the_coordinators_kill9(self):
+        topic = f"cf-{uuid.uuid4().hex[:8]}"
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        create_topic(self.bootstrap, topic, partitions=2, rf=3,
+                     configs={"min.insync.replicas": "2"})
+        p = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap, "acks": "all"})
+        total = 2000
+        for i in range(total):
+            p.produce(topic, value=f"{i:06d}".encode(), partition=i % 2)
+        self.assertEqual(p.flush(30), 0)
+
+        def consumer():
+            return confluent_kafka.Consumer({
+                "bootstrap.servers": self.bootstrap, "group.id": group,
+                "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+
+        c = consumer()
+        c.subscribe([topic])
+        seen, committed = set(), {}
+        deadline = time.time() + 60
+        while time.time() < deadline and len(seen) < total // 2:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            seen.add(m.value())
+            if len(seen) % 100 == 0:
+                for tp in c.commit(asynchronous=False):
+                    if not tp.error and tp.offset >= 0:
+                        committed[tp.partition] = tp.offset
+        self.assertTrue(committed, "nothing was committed before the failover")
+        admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": self.bootstrap})
+        desc = admin.describe_consumer_groups([group])[group].result(30)
+        coordinator = desc.coordinator.id
+        self.cluster.nodes[coordinator].kill9()
+        # The member finds the new coordinator; what it commits resumes from
+        # where the old one left off: offsets never go back.
+        deadline = time.time() + 90
+        while time.time() < deadline and len(seen) < total:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            seen.add(m.value())
+            if len(seen) % 100 == 0 or len(seen) == total:
+                try:
+                    for tp in c.commit(asynchronous=False):
+                        if tp.error or tp.offset < 0:
+                            continue  # no position for it (yet): nothing committed
+                        self.assertGreaterEqual(tp.offset, committed.get(tp.partition, 0),
+                                                "a committed offset went back")
+                        committed[tp.partition] = tp.offset
+                except confluent_kafka.KafkaException:
+                    pass  # coordinator moving: the next commit retries
+        self.assertEqual(len(seen), total, "records lost across the failover")
+        c.close()
+        # A new member of the group resumes at the committed offsets.
+        c2 = consumer()
+        c2.subscribe([topic])
+        positions = {}
+        deadline = time.time() + 60
+        while time.time() < deadline and len(positions) < 2:
+            c2.poll(0.5)
+            for tp in c2.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)],
+                                   timeout=10):
+                if tp.offset >= 0:
+                    positions[tp.partition] = tp.offset
+        c2.close()
+        for part, off in committed.items():
+            self.assertGreaterEqual(positions.get(part, -1), off,
+                                    f"partition {part}: committed {off} was lost")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -11,11 +11,14 @@
 //! always progresses). Fetch sessions (KIP-227) are not kept: session id 0
 //! in the response tells the client every fetch is a full fetch.
 //!
-//! Replicated partitions (hosted by the ReplicaManager): a consumer reads
-//! from the leader only, below the high watermark (high_watermark = last
-//! stable offset = HW), with KIP-320 epoch fencing (FENCED_LEADER_EPOCH /
-//! UNKNOWN_LEADER_EPOCH) and NOT_LEADER_OR_FOLLOWER naming the current
-//! leader (v12+). A follower's fetch (replica id >= 0) goes to
+//! Partitions come from the metadata image and are served by the
+//! ReplicaManager. A consumer reads from the leader only, below the high
+//! watermark (high_watermark = last stable offset = HW), with KIP-320 epoch
+//! fencing (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH). A partition in the
+//! image but not led or not hosted here answers NOT_LEADER_OR_FOLLOWER
+//! naming the current leader (v12+); one not in the image answers
+//! UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID for a topic id the image
+//! lacks, v13+). A follower's fetch (replica id >= 0) goes to
 //! `ReplicaManager::fetch_as_leader`, which reads up to the LEO, tracks the
 //! follower and answers `diverging_epoch` when its log left the leader's.
 
@@ -32,7 +35,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use tokio::sync::futures::Notified;
 
-use crate::broker::registry::{PartitionState, TopicState};
+use super::hosted_replica;
 use crate::broker::Broker;
 use crate::env::time::{now, timeout, Duration};
 use crate::protocol::error_codes as ec;
@@ -56,13 +59,11 @@ struct Target {
     partition_index: i32,
     fetch_offset: i64,
     partition_max_bytes: i32,
-    partition: Option<Arc<PartitionState>>,
-    /// The replicated partition's replica, when hosted by the ReplicaManager.
-    replica: Option<Arc<Partition>>,
+    /// This broker's replica of the partition, or the error for one it does
+    /// not host (set once, at resolution).
+    replica: Result<Arc<Partition>, i16>,
     current_leader_epoch: i32,
-    /// Error for an unknown topic/partition (set once, at resolution), and
-    /// the image's (leader, epoch) for NOT_LEADER_OR_FOLLOWER answers.
-    resolve_error: i16,
+    /// The image's (leader, epoch), for NOT_LEADER_OR_FOLLOWER answers.
     leader_hint: Option<(i32, i32)>,
 }
 
@@ -89,8 +90,8 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         // Register for appends before reading, so none slips between the two.
         let mut waits: Vec<Pin<Box<Notified<'_>>>> = targets
             .iter()
-            .filter_map(|t| t.partition.as_ref())
-            .map(|p| Box::pin(p.appended()))
+            .filter_map(|t| t.replica.as_ref().ok())
+            .map(|r| Box::pin(r.log.appended()))
             .collect();
         for w in waits.iter_mut() {
             w.as_mut().enable();
@@ -128,52 +129,28 @@ fn resolve(
     let mut topics = Vec::with_capacity(request_topics.len());
     let mut targets = Vec::new();
     for (slot, t) in request_topics.iter().enumerate() {
-        let (state, missing): (Option<Arc<TopicState>>, i16) = if version >= TOPIC_ID_VERSION {
-            (broker.registry.get_by_id(t.topic_id), ec::UNKNOWN_TOPIC_ID)
-        } else {
-            (
-                broker.registry.get(t.topic.0.as_str()),
-                ec::UNKNOWN_TOPIC_OR_PARTITION,
-            )
-        };
         let name: Option<String> = if version >= TOPIC_ID_VERSION {
-            state
-                .as_ref()
-                .map(|s| s.name.clone())
-                .or_else(|| broker.replicas.topic_name(t.topic_id))
+            broker.replicas.topic_name(t.topic_id)
         } else {
             Some(t.topic.0.to_string())
         };
         topics.push((t.topic.clone(), t.topic_id));
         for p in &t.partitions {
-            let replica = name
-                .as_deref()
-                .and_then(|n| broker.replicas.get(n, p.partition));
-            let leader_hint = name
-                .as_deref()
-                .and_then(|n| broker.replicas.image_leader(n, p.partition));
-            let partition = match &replica {
-                Some(r) => Some(r.log.clone()),
-                None => state
-                    .as_ref()
-                    .and_then(|s| s.partition(p.partition).cloned()),
-            };
-            let resolve_error = match (&state, &partition) {
-                (_, Some(_)) => ec::NONE,
-                // In the image but not hosted here: the client asked the wrong broker.
-                _ if leader_hint.is_some() => ec::NOT_LEADER_OR_FOLLOWER,
-                (None, _) => missing,
-                (Some(_), None) => ec::UNKNOWN_TOPIC_OR_PARTITION,
+            let (replica, leader_hint) = match name.as_deref() {
+                Some(n) => (
+                    hosted_replica(broker, n, p.partition),
+                    broker.replicas.image_leader(n, p.partition),
+                ),
+                // Only fetches by id can name a topic the image lacks.
+                None => (Err(ec::UNKNOWN_TOPIC_ID), None),
             };
             targets.push(Target {
                 topic_slot: slot,
                 partition_index: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
-                partition,
                 replica,
                 current_leader_epoch: p.current_leader_epoch,
-                resolve_error,
                 leader_hint,
             });
         }
@@ -207,48 +184,23 @@ fn read_all(
             ),
             None => d,
         };
-        let Some(partition) = &t.partition else {
-            any_error = true;
-            let d = data.with_error_code(t.resolve_error);
-            out.push((t.topic_slot, with_leader(d, t.leader_hint)));
-            continue;
+        let replica = match &t.replica {
+            Ok(replica) => replica,
+            Err(code) => {
+                any_error = true;
+                let d = data.with_error_code(*code);
+                out.push((t.topic_slot, with_leader(d, t.leader_hint)));
+                continue;
+            }
         };
         let limit = (t.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
         let min_one_batch = total == 0;
-        if let Some(replica) = &t.replica {
-            match replica.read_for_consumer(
-                t.fetch_offset,
-                t.current_leader_epoch,
-                limit,
-                min_one_batch,
-            ) {
-                Ok((hw, start, records)) => {
-                    total += records.len();
-                    out.push((
-                        t.topic_slot,
-                        data.with_high_watermark(hw)
-                            .with_last_stable_offset(hw)
-                            .with_log_start_offset(start)
-                            .with_aborted_transactions(Some(Vec::new()))
-                            .with_records(Some(records)),
-                    ));
-                }
-                Err(code) => {
-                    any_error = true;
-                    let hint = Some((replica.leader_id(), replica.leader_epoch()));
-                    let d = data.with_error_code(code).with_records(Some(Bytes::new()));
-                    out.push((t.topic_slot, with_leader(d, hint)));
-                }
-            }
-            continue;
-        }
-        let read = partition.with_log(|log| {
-            let hw = log.log_end_offset();
-            let start = log.log_start_offset();
-            let slice = log.read(t.fetch_offset, limit, min_one_batch)?;
-            Ok((hw, start, slice.records))
-        });
-        match read {
+        match replica.read_for_consumer(
+            t.fetch_offset,
+            t.current_leader_epoch,
+            limit,
+            min_one_batch,
+        ) {
             Ok((hw, start, records)) => {
                 total += records.len();
                 out.push((
@@ -260,21 +212,18 @@ fn read_all(
                         .with_records(Some(records)),
                 ));
             }
-            Err(e) => {
+            Err(code) => {
                 any_error = true;
-                out.push((
-                    t.topic_slot,
-                    data.with_error_code(e.error_code())
-                        .with_records(Some(Bytes::new())),
-                ));
+                let hint = Some((replica.leader_id(), replica.leader_epoch()));
+                let d = data.with_error_code(code).with_records(Some(Bytes::new()));
+                out.push((t.topic_slot, with_leader(d, hint)));
             }
         }
     }
     (out, total, any_error)
 }
 
-/// A follower's fetch: every partition goes to the ReplicaManager's leader
-/// side (no registry fallback: single-node partitions have no followers).
+/// A follower's fetch: every partition goes to the ReplicaManager's leader side.
 async fn handle_replica_fetch(
     broker: &Broker,
     request: FetchRequest,

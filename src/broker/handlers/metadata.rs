@@ -153,7 +153,7 @@ fn topic_entry(
             let local_dir_failed = p.replicas.contains(&me)
                 && broker
                     .registry
-                    .hosted(&topic.name, index)
+                    .get(&topic.name, index)
                     .is_some_and(|s| s.is_offline());
             if local_dir_failed && !offline.contains(&me) {
                 offline.push(me);

@@ -287,3 +287,22 @@ fn respond<R: Encodable + HeaderVersion>(
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
+
+/// This broker's replica of a partition, or the error for one it does not
+/// host: NOT_LEADER_OR_FOLLOWER when the metadata image has the partition
+/// (the client asked the wrong broker and should refresh its metadata),
+/// UNKNOWN_TOPIC_OR_PARTITION when the image does not.
+pub(crate) fn hosted_replica(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Result<std::sync::Arc<crate::replica::partition::Partition>, i16> {
+    use crate::protocol::error_codes as ec;
+    match broker.replicas.get(topic, partition) {
+        Some(replica) => Ok(replica),
+        None if broker.replicas.image_leader(topic, partition).is_some() => {
+            Err(ec::NOT_LEADER_OR_FOLLOWER)
+        }
+        None => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+    }
+}

@@ -4,18 +4,21 @@
 //! decoded once to learn where each partition's records sit inside the frame
 //! (the codec's `Bytes` are slices of it), the decoded request is dropped,
 //! the frame is taken back as a unique mutable buffer, and each partition's
-//! byte range is handed to `PartitionLog::append`, which validates the
-//! batches and patches offsets in place. If the frame is somehow shared, it
+//! byte range is handed (through the replica's `append_as_leader`) to
+//! `PartitionLog::append`, which validates the batches and patches offsets
+//! in place. If the frame is somehow shared, it
 //! is copied once (not per record).
 //!
-//! acks=0 gets no response; acks=1 answers after the local append.
-//! Replicated partitions (hosted by the ReplicaManager) append only on the
-//! leader, stamped with its epoch; acks=all first needs |ISR| >=
-//! min.insync.replicas (NOT_ENOUGH_REPLICAS), then waits, after every
-//! partition's append, until the HW passes the batch
-//! (NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER or
-//! REQUEST_TIMED_OUT otherwise). Partitions of the single-node path are
-//! their own whole ISR: acks=1 and acks=all are the same there.
+//! acks=0 gets no response; acks=1 answers after the leader's local
+//! append. Partitions come from the metadata image and are served by the
+//! ReplicaManager: only the leader appends, stamping batches with its leader
+//! epoch; a partition in the image whose replica is not here answers
+//! NOT_LEADER_OR_FOLLOWER, one not in the image UNKNOWN_TOPIC_OR_PARTITION.
+//! acks=all first needs |ISR| >= min.insync.replicas (NOT_ENOUGH_REPLICAS),
+//! then waits, after every partition's append, until the HW passes the
+//! batch (NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER or
+//! REQUEST_TIMED_OUT otherwise). A one-replica partition is its own whole
+//! ISR: there acks=1 and acks=all are the same.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,16 +27,13 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
-use super::str_bytes;
+use super::{hosted_replica, str_bytes};
 use crate::broker::Broker;
 use crate::env::time::{now_ms, Duration};
 use crate::log::batch::HEADER_BYTES;
 use crate::protocol::error_codes as ec;
 use crate::protocol::RequestError;
 
-/// The leader epoch stamped on batches of the single-node path, which never
-/// changes leader.
-const LEADER_EPOCH: i32 = 0;
 /// RecordBatch attributes bit marking a transactional batch.
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// RecordBatch attributes bit marking a control batch (only brokers write those).
@@ -100,29 +100,18 @@ pub async fn handle(
     // slot, replica, last offset, leader epoch), waited on once all are in.
     let mut waits = Vec::new();
     for plan in plans {
-        let topic = broker.registry.get(plan.name.0.as_str());
         let mut partition_responses = Vec::with_capacity(plan.partitions.len());
         for p in plan.partitions {
-            let replica = broker.replicas.get(plan.name.0.as_str(), p.index);
             let resp = PartitionProduceResponse::default()
                 .with_index(p.index)
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
             let error = |code: i16, msg: &str| {
-                PartitionProduceResponse::default()
-                    .with_index(p.index)
-                    .with_base_offset(-1)
-                    .with_log_append_time_ms(-1)
-                    .with_log_start_offset(-1)
+                resp.clone()
                     .with_error_code(code)
                     .with_error_message(Some(str_bytes(msg)))
             };
-            let partition = topic.as_ref().and_then(|t| t.partition(p.index));
-            let in_image = broker
-                .replicas
-                .image_leader(plan.name.0.as_str(), p.index)
-                .is_some();
             let r = if !(acks == 0 || acks == 1 || acks == -1) {
                 error(ec::INVALID_REQUIRED_ACKS, "acks must be 0, 1 or -1")
             } else if transactional {
@@ -130,11 +119,15 @@ pub async fn handle(
                     ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "transactions are not supported yet",
                 )
-            } else if let Some(replica) = replica {
-                match p.records {
-                    None => error(INVALID_RECORD, "no records"),
-                    Some(range) if range.is_empty() => error(INVALID_RECORD, "no records"),
-                    Some(range) => {
+            } else {
+                match (
+                    hosted_replica(broker, plan.name.0.as_str(), p.index),
+                    p.records,
+                ) {
+                    (Err(code), _) => error(code, not_hosted_message(code)),
+                    (Ok(_), None) => error(INVALID_RECORD, "no records"),
+                    (Ok(_), Some(range)) if range.is_empty() => error(INVALID_RECORD, "no records"),
+                    (Ok(replica), Some(range)) => {
                         let batches = &mut frame[range];
                         if let Some((code, msg)) = reject_batches(batches) {
                             error(code, msg)
@@ -162,39 +155,6 @@ pub async fn handle(
                         }
                     }
                 }
-            } else if in_image && partition.is_none() {
-                error(
-                    ec::NOT_LEADER_OR_FOLLOWER,
-                    "this broker hosts no replica of the partition",
-                )
-            } else if let Some(partition) = partition {
-                match p.records {
-                    None => error(INVALID_RECORD, "no records"),
-                    Some(range) if range.is_empty() => error(INVALID_RECORD, "no records"),
-                    Some(range) => {
-                        let batches = &mut frame[range];
-                        if let Some((code, msg)) = reject_batches(batches) {
-                            error(code, msg)
-                        } else {
-                            let appended = partition
-                                .with_log(|log| log.append(batches, LEADER_EPOCH, now_ms()));
-                            match appended {
-                                Ok(info) => {
-                                    partition.notify_appended();
-                                    resp.with_base_offset(info.first_offset)
-                                        .with_log_append_time_ms(info.log_append_time_ms)
-                                        .with_log_start_offset(info.log_start_offset)
-                                }
-                                Err(e) => {
-                                    tracing::debug!(topic = %partition.topic, partition = p.index, error = %e, "append rejected");
-                                    error(e.error_code(), &e.to_string())
-                                }
-                            }
-                        }
-                    }
-                }
-            } else {
-                error(ec::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic or partition")
             };
             partition_responses.push(r);
         }
@@ -222,6 +182,14 @@ pub async fn handle(
         return Ok(None);
     }
     Ok(Some(ProduceResponse::default().with_responses(responses)))
+}
+
+fn not_hosted_message(code: i16) -> &'static str {
+    if code == ec::NOT_LEADER_OR_FOLLOWER {
+        "this broker hosts no replica of the partition"
+    } else {
+        "unknown topic or partition"
+    }
 }
 
 /// Batches the broker refuses before the log sees them: transactional
