@@ -219,9 +219,12 @@ fn unclean_off() {
 /// sweep must show lost-write somewhere (`expect.must_show`).
 #[test]
 fn unclean_on_shows_lost_write() {
-    let s = short("unclean-on");
+    // Longer than `short`: one orphan_leader takes up to 16 s, and a seed
+    // needs a few of them for an unclean election to cost a write.
+    let mut s = short("unclean-on");
+    s.fault_s = 40;
     let mut shown = false;
-    for seed in 0..6 {
+    for seed in 0..10 {
         let o = run_seed(&s, seed, false);
         assert!(!o.failed(), "unclean-on seed {seed}: {:?}", o.reasons());
         shown |= o.anomaly_names().contains(&"lost-write");
