@@ -159,8 +159,15 @@ class ClientsOnACluster(ClusterTestCase):
                             "--topic", topic, "--partitions", "3", "--replication-factor", "3"],
                            capture_output=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
-        r = subprocess.run([WEIR, "topics", "--bootstrap-server", self.bootstrap, "--describe",
-                            "--topic", topic], capture_output=True, timeout=60)
+        # Brokers learn of the topic from the controller within moments; the
+        # CLI may ask one that has not yet (as with Kafka's metadata).
+        deadline = time.time() + 15
+        while True:
+            r = subprocess.run([WEIR, "topics", "--bootstrap-server", self.bootstrap,
+                                "--describe", "--topic", topic], capture_output=True, timeout=60)
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.2)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         lines = [l for l in r.stdout.decode().splitlines() if "Partition:" in l]
         self.assertEqual(len(lines), 3, r.stdout.decode())
