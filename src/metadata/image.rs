@@ -215,7 +215,9 @@ impl MetadataImage {
                         assert!(
                             state.leader_epoch >= p.leader_epoch
                                 && state.partition_epoch > p.partition_epoch,
-                            "metadata invariant: leader epochs never go back and every partition change bumps the partition epoch"
+                            "metadata invariant: leader epochs never go back and every partition change bumps the partition epoch \
+                             (entry {index}, {}-{partition}: {p:?} -> {state:?})",
+                            t.name
                         );
                         *p = state.clone();
                     }
