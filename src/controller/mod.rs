@@ -47,13 +47,6 @@ const ELECTION_TICKS_BAND: u64 = 3;
 /// RPCs queued for the service at most.
 const RPC_QUEUE_MAX: usize = 1024;
 
-/// controller.quorum.voters as (node id, controller listener address); a
-/// node with none configured is the only voter of its own single-node
-/// quorum (and needs no listener).
-pub fn quorum_voters(config: &ServerConfig) -> anyhow::Result<Vec<(i32, String)>> {
-    Ok(config.voters())
-}
-
 /// This voter's election timeout in ticks.
 ///
 /// raft-rs would randomise it on every election with an rng the simulator
@@ -68,11 +61,6 @@ pub fn election_tick(voters: &[(i32, String)], node_id: i32, rng: &mut WeirRng) 
     let position = ids.iter().position(|&id| id == node_id).unwrap_or(0) as u64;
     let low = ELECTION_TICKS_MIN + position * ELECTION_TICKS_BAND;
     rng.range_u64(low, low + ELECTION_TICKS_BAND) as usize
-}
-
-/// broker.session.timeout.ms (default 9000).
-pub fn session_timeout(config: &ServerConfig) -> Duration {
-    Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64)
 }
 
 /// One controller: the raft member, the controller listener (when there
@@ -106,7 +94,7 @@ impl Controller {
         listener: Option<tokio::net::TcpListener>,
     ) -> anyhow::Result<Controller> {
         let node_id = config.node_id;
-        let voters = quorum_voters(&config)?;
+        let voters = config.voters();
         let own_addr = voters
             .iter()
             .find(|(id, _)| *id == node_id)
@@ -145,7 +133,7 @@ impl Controller {
             Arc::new(raft.clone()),
             sm,
             ControlConfig::from_server(config.clone()),
-            session_timeout(&config),
+            Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
             WeirRng::from_seed(rng.next_u64()),
         ));
 

@@ -11,10 +11,11 @@
 //! new entries and the hard state (synced), then send the messages that
 //! depend on them, advance, and handle the light ready the same way.
 //!
-//! Determinism: raft-rs draws election timeouts from `thread_rng` unless the
-//! range has one value, so min_election_tick = election_tick and
-//! max_election_tick = election_tick + 1, with election_tick drawn by the
-//! caller from the seeded rng. raft ids are Kafka node ids + 1 (raft-rs
+//! Determinism: raft-rs draws election timeouts from rand's unseeded
+//! thread-local generator unless the range has one value, so
+//! min_election_tick = election_tick and max_election_tick =
+//! election_tick + 1, with election_tick drawn by the caller from the
+//! seeded rng. raft ids are Kafka node ids + 1 (raft-rs
 //! reserves 0); only this module and the transport see raft ids.
 
 use std::collections::BTreeMap;
