@@ -542,6 +542,9 @@ impl Quorum for RaftNode {
     }
 }
 
+/// An entry a held `LocalQuorum` has not committed, with its proposer.
+type HeldProposal = (Vec<u8>, oneshot::Sender<u64>);
+
 /// An in-process quorum of one with no log: proposals apply at once. For
 /// tests of the service and of code above it that needs no durability.
 pub struct LocalQuorum {
@@ -555,7 +558,7 @@ pub struct LocalQuorum {
     /// While held, proposals wait here uncommitted, in order, as in a slow
     /// quorum; a proposer that gives up leaves its entry in the queue (it
     /// is in the log and commits on release, as raft would do).
-    held: Mutex<Option<Vec<(Vec<u8>, oneshot::Sender<u64>)>>>,
+    held: Mutex<Option<Vec<HeldProposal>>>,
 }
 
 impl LocalQuorum {
