@@ -34,6 +34,15 @@
 //!   every `flap_ms` for the window.
 //! - power_loss: every node dies at once and every SimDisk crashes
 //!   (unsynced writes are lost on every replica), then all restart.
+//! - clock_jump: one node's wall clock steps by a seed-chosen amount in
+//!   `clock_jump_ms` (forward or back; an NTP step, a VM migration) for the
+//!   window, then steps back (itself a jump the other way). madsim has one
+//!   clock, so this is `weir::env::time::sim_set_wall_offset` on that
+//!   node: record timestamps, LogAppendTime, retention and segment.ms see
+//!   the jump; monotonic time (timeouts, sleeps, ISR lag, sessions) does
+//!   not. The ISR is read through the probe before and after the window and
+//!   a shrink that happened during it is traced ("ISR shrank during the
+//!   clock jump"): with no other fault running a jump must never cause one.
 //!
 //! Broker-to-broker cuts use madsim link clogs, which hold bytes rather
 //! than drop them: an established connection resumes after the heal, so
@@ -49,7 +58,7 @@ use weir::client::{ClientConfig, Cluster as ClientCluster};
 use weir::env::disk::OpenMode;
 use weir::env::rng::WeirRng;
 use weir::env::sim_disk::{CrashOutcome, SimDisk};
-use weir::env::time::{sleep, timeout, Duration};
+use weir::env::time::{sim_clear_wall_offsets, sim_set_wall_offset, sleep, timeout, Duration};
 use weir::env::Disk;
 
 use crate::cluster::{list_files, Cluster, DATA_DIR};
@@ -111,7 +120,45 @@ impl Probe {
         });
         task.await.ok().flatten()
     }
+
+    /// (partition, ISR) of every workload partition, sorted, as some live
+    /// broker sees them; None when no broker answered in time.
+    async fn isrs(&self) -> Option<Vec<(i32, Vec<i32>)>> {
+        let bootstrap = self.bootstrap.clone();
+        let topic = self.topic.clone();
+        let partitions = self.partitions;
+        let task = self.node.spawn(async move {
+            let mut cc = ClientConfig::new(&bootstrap);
+            cc.connection.request_timeout = Duration::from_secs(1);
+            cc.connection.connect_timeout = Duration::from_secs(1);
+            cc.connection.client_id = "nemesis".to_string();
+            let query = async {
+                let cluster = ClientCluster::connect(cc).await.ok()?;
+                let m = cluster
+                    .refresh_metadata(Some(std::slice::from_ref(&topic)))
+                    .await
+                    .ok()?;
+                let isrs = (0..partitions as i32)
+                    .map(|p| {
+                        let mut isr = m
+                            .partition(&topic, p)
+                            .map(|i| i.isr.clone())
+                            .unwrap_or_default();
+                        isr.sort_unstable();
+                        (p, isr)
+                    })
+                    .collect();
+                Some(isrs)
+            };
+            timeout(PROBE_TIMEOUT, query).await.ok().flatten()
+        });
+        task.await.ok().flatten()
+    }
 }
+
+/// The trace line that marks an ISR shrink a clock jump caused (tests look
+/// for it).
+pub const ISR_SHRANK_DURING_JUMP: &str = "ISR shrank during the clock jump";
 
 impl Nemesis {
     pub fn new(ctx: Arc<Ctx>, spec: FaultSpec, seed: u64, clients: Vec<NodeHandle>) -> Nemesis {
@@ -119,6 +166,9 @@ impl Nemesis {
         NetSim::current().update_config(|c| {
             default_net = (c.packet_loss_rate, c.send_latency.clone());
         });
+        // Wall-clock offsets belong to one run; a previous run on this
+        // thread (a test running two) must not leave one behind.
+        sim_clear_wall_offsets();
         Nemesis {
             ctx,
             spec,
@@ -448,6 +498,45 @@ impl Nemesis {
                 self.ctx
                     .trace(WHO, format!("flapping stopped after {flips} cuts"));
             }
+            FaultKind::ClockJump => {
+                let [lo, hi] = self.spec.clock_jump_ms;
+                let span = hi.abs_diff(lo).saturating_add(1);
+                let jump = lo.saturating_add(self.rng.range_u64(0, span) as i64);
+                let before = match &self.probe {
+                    Some(p) => p.isrs().await,
+                    None => None,
+                };
+                let dir = if jump < 0 { "back" } else { "forward" };
+                self.ctx.trace(
+                    WHO,
+                    format!("clock jump: {name}'s wall clock {jump:+} ms ({dir}) for {hold_ms} ms"),
+                );
+                sim_set_wall_offset(id, jump);
+                sleep(hold).await;
+                let after = match &self.probe {
+                    Some(p) => p.isrs().await,
+                    None => None,
+                };
+                sim_set_wall_offset(id, 0);
+                self.ctx.trace(
+                    WHO,
+                    format!("clock of {name} stepped back in line ({:+} ms)", -jump),
+                );
+                if let (Some(before), Some(after)) = (before, after) {
+                    let shrunk: Vec<String> = before
+                        .iter()
+                        .zip(&after)
+                        .filter(|((_, b), (_, a))| b.iter().any(|r| !a.contains(r)))
+                        .map(|((p, b), (_, a))| format!("p{p} {b:?} -> {a:?}"))
+                        .collect();
+                    if !shrunk.is_empty() {
+                        self.ctx.trace(
+                            WHO,
+                            format!("{ISR_SHRANK_DURING_JUMP}: {}", shrunk.join(", ")),
+                        );
+                    }
+                }
+            }
             FaultKind::Pause => {
                 self.ctx
                     .trace(WHO, format!("pause {name} for {hold_ms} ms"));
@@ -592,6 +681,7 @@ impl Nemesis {
     /// boundary, not the main healing path.
     pub fn heal_all(&self, cluster: &Cluster) {
         self.restore_net();
+        sim_clear_wall_offsets();
         for b in &cluster.brokers {
             NetSim::current().unclog_node(b.node.id());
             for other in &cluster.brokers {

@@ -298,3 +298,65 @@ fn same_seed_twice_in_one_process() {
     let (b, _) = fingerprint(7);
     assert_eq!(a, b, "seed 7 gave two runs in one process");
 }
+
+// Clock jumps (issue #3): one node's wall clock steps for a window; only
+// timestamps may notice.
+
+#[test]
+fn clock_jump() {
+    check("clock-jump", 0..2);
+}
+
+#[test]
+fn clock_retention() {
+    check("clock-retention", 0..2);
+}
+
+/// Jumps and nothing else on three nodes: every timing decision runs on
+/// the monotonic clock, so no ISR may shrink while a leader's (or a
+/// follower's) wall clock is an hour off. Before the ISR lag moved to the
+/// monotonic clock a forward step on a leader dropped every follower at
+/// its next lag check.
+#[test]
+fn clock_jumps_alone_never_shrink_an_isr() {
+    let mut s = short("clock-jump");
+    s.faults = Default::default();
+    s.faults.interval_ms = [300, 1000];
+    // Longer than replica.lag.time.max.ms (3 s in the harness).
+    s.faults.duration_ms = [3500, 6000];
+    s.faults.clock_jump = 1.0;
+    s.fault_s = 20;
+    for seed in 0..2 {
+        let o = run_seed(&s, seed, true);
+        assert!(!o.failed(), "seed {seed}: {:?}", o.reasons());
+        let jumps = o.trace.iter().filter(|l| l.contains("clock jump:")).count();
+        assert!(jumps >= 2, "seed {seed}: only {jumps} clock jumps");
+        let shrank: Vec<&String> = o
+            .trace
+            .iter()
+            .filter(|l| l.contains(weir_sim::nemesis::ISR_SHRANK_DURING_JUMP))
+            .collect();
+        assert!(shrank.is_empty(), "seed {seed}: {shrank:?}");
+    }
+}
+
+/// Teeth for clock-retention: a forward step of two days makes every
+/// record older than retention.ms (1 day) in the broker's eyes, retention
+/// deletes closed segments, and the final read misses acknowledged writes.
+#[test]
+fn clock_jump_past_retention_loses_data() {
+    let mut s = short("clock-retention");
+    s.faults = Default::default();
+    s.faults.interval_ms = [2000, 3000];
+    s.faults.duration_ms = [3000, 3000];
+    s.faults.clock_jump = 1.0;
+    s.faults.clock_jump_ms = [2 * 86_400_000, 2 * 86_400_000];
+    let o = run_seed(&s, 0, false);
+    let names = o.anomaly_names();
+    assert!(
+        names.contains(&"lost-write") || names.contains(&"unseen"),
+        "a two-day jump past a one-day retention lost nothing: {:?} {:?}",
+        names,
+        o.reasons()
+    );
+}
