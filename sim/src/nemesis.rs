@@ -40,9 +40,10 @@
 //!   clock, so this is `weir::env::time::sim_set_wall_offset` on that
 //!   node: record timestamps, LogAppendTime, retention and segment.ms see
 //!   the jump; monotonic time (timeouts, sleeps, ISR lag, sessions) does
-//!   not. The ISR is read through the probe before and after the window and
-//!   a shrink that happened during it is traced ("ISR shrank during the
-//!   clock jump"): with no other fault running a jump must never cause one.
+//!   not. The probe samples the ISRs every 250 ms from the jump until 2 s
+//!   after the step back, and a replica missing from an ISR it was in
+//!   before the jump is traced ("ISR shrank during the clock jump"): with
+//!   no other fault running a jump must never cause one.
 //!
 //! Broker-to-broker cuts use madsim link clogs, which hold bytes rather
 //! than drop them: an established connection resumes after the heal, so
@@ -155,6 +156,11 @@ impl Probe {
         task.await.ok().flatten()
     }
 }
+
+/// How often a clock jump samples the ISRs.
+const ISR_SAMPLE: Duration = Duration::from_millis(250);
+/// How long it keeps watching after the clock steps back in line.
+const JUMP_SETTLE: Duration = Duration::from_secs(2);
 
 /// The trace line that marks an ISR shrink a clock jump caused (tests look
 /// for it).
@@ -512,29 +518,19 @@ impl Nemesis {
                     format!("clock jump: {name}'s wall clock {jump:+} ms ({dir}) for {hold_ms} ms"),
                 );
                 sim_set_wall_offset(id, jump);
-                sleep(hold).await;
-                let after = match &self.probe {
-                    Some(p) => p.isrs().await,
-                    None => None,
-                };
+                let mut shrunk = self.watch_isrs(before.as_deref(), hold).await;
                 sim_set_wall_offset(id, 0);
                 self.ctx.trace(
                     WHO,
                     format!("clock of {name} stepped back in line ({:+} ms)", -jump),
                 );
-                if let (Some(before), Some(after)) = (before, after) {
-                    let shrunk: Vec<String> = before
-                        .iter()
-                        .zip(&after)
-                        .filter(|((_, b), (_, a))| b.iter().any(|r| !a.contains(r)))
-                        .map(|((p, b), (_, a))| format!("p{p} {b:?} -> {a:?}"))
-                        .collect();
-                    if !shrunk.is_empty() {
-                        self.ctx.trace(
-                            WHO,
-                            format!("{ISR_SHRANK_DURING_JUMP}: {}", shrunk.join(", ")),
-                        );
-                    }
+                // Stepping back is a jump too: watch a little longer.
+                if shrunk.is_none() {
+                    shrunk = self.watch_isrs(before.as_deref(), JUMP_SETTLE).await;
+                }
+                if let Some(what) = shrunk {
+                    self.ctx
+                        .trace(WHO, format!("{ISR_SHRANK_DURING_JUMP}: {what}"));
                 }
             }
             FaultKind::Pause => {
@@ -664,6 +660,43 @@ impl Nemesis {
                 );
                 restart_process(&handle, id);
                 sleep(hold).await;
+            }
+        }
+    }
+
+    /// Sample the ISRs every `ISR_SAMPLE` for `window`; the first sample in
+    /// which a replica of `before` is missing, described. Without a probe or
+    /// a `before`, just waits.
+    async fn watch_isrs(
+        &self,
+        before: Option<&[(i32, Vec<i32>)]>,
+        window: Duration,
+    ) -> Option<String> {
+        let end = self.ctx.elapsed_ms() + window.as_millis() as u64;
+        let (Some(probe), Some(before)) = (&self.probe, before) else {
+            sleep(window).await;
+            return None;
+        };
+        loop {
+            let left = end.saturating_sub(self.ctx.elapsed_ms());
+            if left == 0 {
+                return None;
+            }
+            sleep(Duration::from_millis(left).min(ISR_SAMPLE)).await;
+            let Some(now) = probe.isrs().await else {
+                continue;
+            };
+            let shrunk: Vec<String> = before
+                .iter()
+                .zip(&now)
+                .filter(|((_, b), (_, a))| b.iter().any(|r| !a.contains(r)))
+                .map(|((p, b), (_, a))| format!("p{p} {b:?} -> {a:?}"))
+                .collect();
+            if !shrunk.is_empty() {
+                // Let the window run out: the fault keeps its length.
+                let left = end.saturating_sub(self.ctx.elapsed_ms());
+                sleep(Duration::from_millis(left)).await;
+                return Some(shrunk.join(", "));
             }
         }
     }

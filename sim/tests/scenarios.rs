@@ -313,20 +313,27 @@ fn clock_retention() {
 }
 
 /// Jumps and nothing else on three nodes: every timing decision runs on
-/// the monotonic clock, so no ISR may shrink while a leader's (or a
-/// follower's) wall clock is an hour off. Before the ISR lag moved to the
-/// monotonic clock a forward step on a leader dropped every follower at
-/// its next lag check.
+/// the monotonic clock, so no ISR may shrink while a leader's wall clock is
+/// an hour off or when it steps back. Followers long-poll for 2.5 s of a
+/// 3 s replica.lag.time.max.ms and producers are slow, so a leader whose
+/// lag check read the wall clock (as it once did) would see every follower
+/// an hour late at its next check and drop it.
 #[test]
 fn clock_jumps_alone_never_shrink_an_isr() {
     let mut s = short("clock-jump");
+    s.cluster
+        .broker
+        .insert("replica.fetch.wait.max.ms".into(), "2500".into());
+    s.workload.producers = 1;
+    s.workload.consumers = 1;
+    s.workload.group_consumers = 0;
+    s.workload.send_interval_ms = [1000, 3000];
     s.faults = Default::default();
     s.faults.interval_ms = [300, 1000];
-    // Longer than replica.lag.time.max.ms (3 s in the harness).
-    s.faults.duration_ms = [3500, 6000];
+    s.faults.duration_ms = [2000, 4000];
     s.faults.clock_jump = 1.0;
     s.fault_s = 20;
-    for seed in 0..2 {
+    for seed in 0..4 {
         let o = run_seed(&s, seed, true);
         assert!(!o.failed(), "seed {seed}: {:?}", o.reasons());
         let jumps = o.trace.iter().filter(|l| l.contains("clock jump:")).count();
@@ -359,4 +366,54 @@ fn clock_jump_past_retention_loses_data() {
         names,
         o.reasons()
     );
+}
+
+/// The highest consumer-group generation a run's group consumers reached.
+fn max_generation(trace: &[String]) -> i32 {
+    trace
+        .iter()
+        .filter_map(|l| {
+            l.split_once(": generation ")?
+                .1
+                .split(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(-1)
+}
+
+/// Clock jumps and nothing else, with a consumer group: the coordinator's
+/// session and rebalance deadlines run on a clock that does not step
+/// (`GroupService::now_ms`), so a jump on the coordinator's node does not
+/// expire the members' sessions and force a rebalance. When the
+/// coordinator read the wall clock, a step forward expired every session
+/// at its next tick (and a step back, once undone, did the same).
+#[test]
+fn clock_jumps_do_not_expire_group_sessions() {
+    let mut s = short("clock-jump");
+    s.workload.producers = 1;
+    s.workload.consumers = 0;
+    s.workload.group_consumers = 2;
+    s.faults = Default::default();
+    s.faults.interval_ms = [300, 1000];
+    s.faults.duration_ms = [2000, 4000];
+    s.faults.clock_jump = 1.0;
+    s.fault_s = 20;
+    for seed in 0..3 {
+        let o = run_seed(&s, seed, true);
+        assert!(!o.failed(), "seed {seed}: {:?}", o.reasons());
+        let gen = max_generation(&o.trace);
+        assert!(gen >= 1, "seed {seed}: the group never formed");
+        let gens: Vec<&String> = o
+            .trace
+            .iter()
+            .filter(|l| l.contains(": generation "))
+            .collect();
+        assert!(
+            gen <= 2,
+            "seed {seed}: generation {gen} under clock jumps alone: {gens:#?}"
+        );
+    }
 }

@@ -304,6 +304,54 @@ mod sim_tests {
         });
     }
 
+    /// The group coordinator's clock reads like the wall clock but a step
+    /// of the node's wall clock does not move it.
+    #[test]
+    fn steady_wall_clock_ignores_steps() {
+        let rt = Runtime::with_seed_and_config(10, madsim::Config::default());
+        rt.block_on(async {
+            let a = Handle::current().create_node().name("a").build();
+            let id = a.id();
+            let (c0, w0) = a
+                .spawn(async {
+                    let c = SteadyWallClock::new();
+                    (c, c.now_ms())
+                })
+                .await
+                .unwrap();
+            assert!((w0 - now_ms()).abs() <= 1, "anchored on the wall clock");
+            sim_set_wall_offset(id, 3_600_000);
+            let (c1, wall) = a
+                .spawn(async move {
+                    sleep(Duration::from_millis(1_000)).await;
+                    (c0.now_ms(), now_ms())
+                })
+                .await
+                .unwrap();
+            assert!((1_000..1_010).contains(&(c1 - w0)), "moved {} ms", c1 - w0);
+            assert!(
+                wall - c1 > 3_599_000,
+                "the wall clock jumped, the steady one not"
+            );
+            sim_set_wall_offset(id, -3_600_000);
+            let c2 = a
+                .spawn(async move {
+                    sleep(Duration::from_millis(1_000)).await;
+                    c0.now_ms()
+                })
+                .await
+                .unwrap();
+            assert!((1_000..1_010).contains(&(c2 - c1)), "moved {} ms", c2 - c1);
+            // A clock made during the step starts from the stepped wall time.
+            let fresh = a
+                .spawn(async { SteadyWallClock::new().now_ms() })
+                .await
+                .unwrap();
+            assert!(c2 - fresh > 3_599_000);
+            sim_clear_wall_offsets();
+        });
+    }
+
     #[test]
     fn a_new_thread_starts_without_offsets() {
         let rt = Runtime::with_seed_and_config(9, madsim::Config::default());

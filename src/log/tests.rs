@@ -726,7 +726,10 @@ fn log_append_time_survives_a_clock_that_goes_back() {
         let info = log.append(&mut mk(2, 20, 5), 0, now).unwrap();
         assert!(info.first_offset > last, "offsets only grow");
         last = info.last_offset;
-        assert_eq!(info.log_append_time_ms, now, "stamped with the clock as it is");
+        assert_eq!(
+            info.log_append_time_ms, now,
+            "stamped with the clock as it is"
+        );
     }
     assert!(log.segment_count() > 3, "the test spans several segments");
     // The max only grows: the step back did not lower it.
@@ -772,7 +775,11 @@ fn flush_ms_with_a_clock_that_went_back_flushes() {
     log.maybe_flush(10_000_500).unwrap();
     assert_eq!(syncs.load(Ordering::SeqCst), base, "not due yet");
     log.maybe_flush(10_000_500 - 3_600_000).unwrap();
-    assert_eq!(syncs.load(Ordering::SeqCst), base + 1, "clock went back: flushed");
+    assert_eq!(
+        syncs.load(Ordering::SeqCst),
+        base + 1,
+        "clock went back: flushed"
+    );
     // The next write starts a new interval on the new clock.
     log.append(&mut mk(1, 10, 0), 0, 6_400_600).unwrap();
     log.maybe_flush(6_401_000).unwrap();
@@ -809,7 +816,8 @@ fn retention_keeps_records_from_the_future() {
     let mut log = PartitionLog::open(disk(), dir.path().join("p"), cfg, 0).unwrap();
     let t0 = 1_700_000_000_000;
     for i in 0..20 {
-        log.append(&mut mk(2, 20, 5), 0, t0 + 3_600_000 + i).unwrap();
+        log.append(&mut mk(2, 20, 5), 0, t0 + 3_600_000 + i)
+            .unwrap();
     }
     let end = log.log_end_offset();
     let segments = log.segment_count();
@@ -817,6 +825,8 @@ fn retention_keeps_records_from_the_future() {
     let r = log.apply_retention(t0, end).unwrap();
     assert_eq!(r.deleted_segments, 0);
     assert_eq!(log.log_start_offset(), 0);
-    let r = log.apply_retention(t0 + 3_600_000 + 86_400_100, end).unwrap();
+    let r = log
+        .apply_retention(t0 + 3_600_000 + 86_400_100, end)
+        .unwrap();
     assert!(r.deleted_segments > 0, "past retention: deleted");
 }
