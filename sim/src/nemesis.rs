@@ -34,6 +34,16 @@
 //!   every `flap_ms` for the window.
 //! - power_loss: every node dies at once and every SimDisk crashes
 //!   (unsynced writes are lost on every replica), then all restart.
+//! - clock_jump: one node's wall clock steps by a seed-chosen amount in
+//!   `clock_jump_ms` (forward or back; an NTP step, a VM migration) for the
+//!   window, then steps back (itself a jump the other way). madsim has one
+//!   clock, so this is `weir::env::time::sim_set_wall_offset` on that
+//!   node: record timestamps, LogAppendTime, retention and segment.ms see
+//!   the jump; monotonic time (timeouts, sleeps, ISR lag, sessions) does
+//!   not. The probe samples the ISRs every 250 ms from the jump until 2 s
+//!   after the step back, and a replica missing from an ISR it was in
+//!   before the jump is traced ("ISR shrank during the clock jump"): with
+//!   no other fault running a jump must never cause one.
 //!
 //! Broker-to-broker cuts use madsim link clogs, which hold bytes rather
 //! than drop them: an established connection resumes after the heal, so
@@ -49,7 +59,7 @@ use weir::client::{ClientConfig, Cluster as ClientCluster};
 use weir::env::disk::OpenMode;
 use weir::env::rng::WeirRng;
 use weir::env::sim_disk::{CrashOutcome, SimDisk};
-use weir::env::time::{sleep, timeout, Duration};
+use weir::env::time::{sim_clear_wall_offsets, sim_set_wall_offset, sleep, timeout, Duration};
 use weir::env::Disk;
 
 use crate::cluster::{list_files, Cluster, DATA_DIR};
@@ -111,7 +121,50 @@ impl Probe {
         });
         task.await.ok().flatten()
     }
+
+    /// (partition, ISR) of every workload partition, sorted, as some live
+    /// broker sees them; None when no broker answered in time.
+    async fn isrs(&self) -> Option<Vec<(i32, Vec<i32>)>> {
+        let bootstrap = self.bootstrap.clone();
+        let topic = self.topic.clone();
+        let partitions = self.partitions;
+        let task = self.node.spawn(async move {
+            let mut cc = ClientConfig::new(&bootstrap);
+            cc.connection.request_timeout = Duration::from_secs(1);
+            cc.connection.connect_timeout = Duration::from_secs(1);
+            cc.connection.client_id = "nemesis".to_string();
+            let query = async {
+                let cluster = ClientCluster::connect(cc).await.ok()?;
+                let m = cluster
+                    .refresh_metadata(Some(std::slice::from_ref(&topic)))
+                    .await
+                    .ok()?;
+                let isrs = (0..partitions as i32)
+                    .map(|p| {
+                        let mut isr = m
+                            .partition(&topic, p)
+                            .map(|i| i.isr.clone())
+                            .unwrap_or_default();
+                        isr.sort_unstable();
+                        (p, isr)
+                    })
+                    .collect();
+                Some(isrs)
+            };
+            timeout(PROBE_TIMEOUT, query).await.ok().flatten()
+        });
+        task.await.ok().flatten()
+    }
 }
+
+/// How often a clock jump samples the ISRs.
+const ISR_SAMPLE: Duration = Duration::from_millis(250);
+/// How long it keeps watching after the clock steps back in line.
+const JUMP_SETTLE: Duration = Duration::from_secs(2);
+
+/// The trace line that marks an ISR shrink a clock jump caused (tests look
+/// for it).
+pub const ISR_SHRANK_DURING_JUMP: &str = "ISR shrank during the clock jump";
 
 impl Nemesis {
     pub fn new(ctx: Arc<Ctx>, spec: FaultSpec, seed: u64, clients: Vec<NodeHandle>) -> Nemesis {
@@ -119,6 +172,9 @@ impl Nemesis {
         NetSim::current().update_config(|c| {
             default_net = (c.packet_loss_rate, c.send_latency.clone());
         });
+        // Wall-clock offsets belong to one run; a previous run on this
+        // thread (a test running two) must not leave one behind.
+        sim_clear_wall_offsets();
         Nemesis {
             ctx,
             spec,
@@ -448,6 +504,35 @@ impl Nemesis {
                 self.ctx
                     .trace(WHO, format!("flapping stopped after {flips} cuts"));
             }
+            FaultKind::ClockJump => {
+                let [lo, hi] = self.spec.clock_jump_ms;
+                let span = hi.abs_diff(lo).saturating_add(1);
+                let jump = lo.saturating_add(self.rng.range_u64(0, span) as i64);
+                let before = match &self.probe {
+                    Some(p) => p.isrs().await,
+                    None => None,
+                };
+                let dir = if jump < 0 { "back" } else { "forward" };
+                self.ctx.trace(
+                    WHO,
+                    format!("clock jump: {name}'s wall clock {jump:+} ms ({dir}) for {hold_ms} ms"),
+                );
+                sim_set_wall_offset(id, jump);
+                let mut shrunk = self.watch_isrs(before.as_deref(), hold).await;
+                sim_set_wall_offset(id, 0);
+                self.ctx.trace(
+                    WHO,
+                    format!("clock of {name} stepped back in line ({:+} ms)", -jump),
+                );
+                // Stepping back is a jump too: watch a little longer.
+                if shrunk.is_none() {
+                    shrunk = self.watch_isrs(before.as_deref(), JUMP_SETTLE).await;
+                }
+                if let Some(what) = shrunk {
+                    self.ctx
+                        .trace(WHO, format!("{ISR_SHRANK_DURING_JUMP}: {what}"));
+                }
+            }
             FaultKind::Pause => {
                 self.ctx
                     .trace(WHO, format!("pause {name} for {hold_ms} ms"));
@@ -579,6 +664,43 @@ impl Nemesis {
         }
     }
 
+    /// Sample the ISRs every `ISR_SAMPLE` for `window`; the first sample in
+    /// which a replica of `before` is missing, described. Without a probe or
+    /// a `before`, just waits.
+    async fn watch_isrs(
+        &self,
+        before: Option<&[(i32, Vec<i32>)]>,
+        window: Duration,
+    ) -> Option<String> {
+        let end = self.ctx.elapsed_ms() + window.as_millis() as u64;
+        let (Some(probe), Some(before)) = (&self.probe, before) else {
+            sleep(window).await;
+            return None;
+        };
+        loop {
+            let left = end.saturating_sub(self.ctx.elapsed_ms());
+            if left == 0 {
+                return None;
+            }
+            sleep(Duration::from_millis(left).min(ISR_SAMPLE)).await;
+            let Some(now) = probe.isrs().await else {
+                continue;
+            };
+            let shrunk: Vec<String> = before
+                .iter()
+                .zip(&now)
+                .filter(|((_, b), (_, a))| b.iter().any(|r| !a.contains(r)))
+                .map(|((p, b), (_, a))| format!("p{p} {b:?} -> {a:?}"))
+                .collect();
+            if !shrunk.is_empty() {
+                // Let the window run out: the fault keeps its length.
+                let left = end.saturating_sub(self.ctx.elapsed_ms());
+                sleep(Duration::from_millis(left)).await;
+                return Some(shrunk.join(", "));
+            }
+        }
+    }
+
     fn restore_net(&self) {
         let (loss, latency) = self.default_net.clone();
         NetSim::current().update_config(|c| {
@@ -592,6 +714,7 @@ impl Nemesis {
     /// boundary, not the main healing path.
     pub fn heal_all(&self, cluster: &Cluster) {
         self.restore_net();
+        sim_clear_wall_offsets();
         for b in &cluster.brokers {
             NetSim::current().unclog_node(b.node.id());
             for other in &cluster.brokers {

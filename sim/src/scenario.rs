@@ -303,6 +303,12 @@ pub struct FaultSpec {
     /// election on, a replica that missed those writes may lead (loss);
     /// with it off the partition must wait for the old leader.
     pub orphan_leader: f64,
+    /// Step one node's wall clock by a seed-chosen amount in `clock_jump_ms`
+    /// (an NTP step, a VM migration) for the window, then step it back.
+    /// Monotonic time (timeouts, sleeps) does not move.
+    pub clock_jump: f64,
+    /// How far a clock jump moves the wall clock, ms (negative: back).
+    pub clock_jump_ms: [i64; 2],
     /// How long each state of a flapping link lasts, simulated ms.
     pub flap_ms: [u64; 2],
     pub latency_ms: [u64; 2],
@@ -341,6 +347,8 @@ impl Default for FaultSpec {
             flap: 0.0,
             power_loss: 0.0,
             orphan_leader: 0.0,
+            clock_jump: 0.0,
+            clock_jump_ms: [-3_600_000, 3_600_000],
             flap_ms: [100, 1000],
             latency_ms: [50, 400],
             loss_rate: 0.2,
@@ -376,6 +384,7 @@ pub enum FaultKind {
     Flap,
     PowerLoss,
     OrphanLeader,
+    ClockJump,
 }
 
 impl FaultKind {
@@ -417,6 +426,7 @@ impl FaultSpec {
             (FaultKind::Flap, self.flap),
             (FaultKind::PowerLoss, self.power_loss),
             (FaultKind::OrphanLeader, self.orphan_leader),
+            (FaultKind::ClockJump, self.clock_jump),
         ]
         .into_iter()
         .filter(|(_, w)| *w > 0.0)
@@ -533,6 +543,10 @@ impl Scenario {
             "fault ranges must be [min, max]"
         );
         anyhow::ensure!(f.flap_ms[0] > 0, "faults.flap_ms must be > 0");
+        anyhow::ensure!(
+            f.clock_jump_ms[0] <= f.clock_jump_ms[1],
+            "faults.clock_jump_ms must be [min, max]"
+        );
         let e = &self.expect;
         for name in e.allowed.iter().chain(&e.required).chain(&e.must_show) {
             anyhow::ensure!(
@@ -616,6 +630,7 @@ mod tests {
             "[topic]\nreplication_factor = 3",
             "[faults]\nsplit = 1.0",
             "[cluster]\nnodes = 3\n[cluster.node.7]\n\"a\" = \"b\"",
+            "[faults]\nclock_jump = 1.0\nclock_jump_ms = [10, -10]",
         ];
         for b in bad {
             assert!(
@@ -623,6 +638,11 @@ mod tests {
                 "{b}"
             );
         }
+        let jumps =
+            Scenario::parse("name = \"x\"\n[faults]\nclock_jump = 1.0\nclock_jump_ms = [-5, 7]")
+                .unwrap();
+        assert_eq!(jumps.faults.clock_jump_ms, [-5, 7]);
+        assert_eq!(jumps.faults.weights(), vec![(FaultKind::ClockJump, 1.0)]);
         let one = Scenario::parse("name = \"x\"").unwrap();
         assert!(one.cluster.voter_ids().is_empty());
         assert!(!one.cluster.is_multi_node());

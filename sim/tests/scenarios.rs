@@ -305,3 +305,122 @@ fn every_scenario_replays_bit_for_bit() {
         assert_eq!(a, b, "{name} seed 1 gave two different runs");
     }
 }
+
+// Clock jumps (issue #3): one node's wall clock steps for a window; only
+// timestamps may notice.
+
+#[test]
+fn clock_jump() {
+    check("clock-jump", 0..2);
+}
+
+#[test]
+fn clock_retention() {
+    check("clock-retention", 0..2);
+}
+
+/// Jumps and nothing else on three nodes: every timing decision runs on
+/// the monotonic clock, so no ISR may shrink while a leader's wall clock is
+/// an hour off or when it steps back. Followers long-poll for 2.5 s of a
+/// 3 s replica.lag.time.max.ms and producers are slow, so a leader whose
+/// lag check read the wall clock (as it once did) would see every follower
+/// an hour late at its next check and drop it.
+#[test]
+fn clock_jumps_alone_never_shrink_an_isr() {
+    let mut s = short("clock-jump");
+    s.cluster
+        .broker
+        .insert("replica.fetch.wait.max.ms".into(), "2500".into());
+    s.workload.producers = 1;
+    s.workload.consumers = 1;
+    s.workload.group_consumers = 0;
+    s.workload.send_interval_ms = [1000, 3000];
+    s.faults = Default::default();
+    s.faults.interval_ms = [300, 1000];
+    s.faults.duration_ms = [2000, 4000];
+    s.faults.clock_jump = 1.0;
+    s.fault_s = 20;
+    for seed in 0..4 {
+        let o = run_seed(&s, seed, true);
+        assert!(!o.failed(), "seed {seed}: {:?}", o.reasons());
+        let jumps = o.trace.iter().filter(|l| l.contains("clock jump:")).count();
+        assert!(jumps >= 2, "seed {seed}: only {jumps} clock jumps");
+        let shrank: Vec<&String> = o
+            .trace
+            .iter()
+            .filter(|l| l.contains(weir_sim::nemesis::ISR_SHRANK_DURING_JUMP))
+            .collect();
+        assert!(shrank.is_empty(), "seed {seed}: {shrank:?}");
+    }
+}
+
+/// Teeth for clock-retention: a forward step of two days makes every
+/// record older than retention.ms (1 day) in the broker's eyes, retention
+/// deletes closed segments, and the final read misses acknowledged writes.
+#[test]
+fn clock_jump_past_retention_loses_data() {
+    let mut s = short("clock-retention");
+    s.faults = Default::default();
+    s.faults.interval_ms = [2000, 3000];
+    s.faults.duration_ms = [3000, 3000];
+    s.faults.clock_jump = 1.0;
+    s.faults.clock_jump_ms = [2 * 86_400_000, 2 * 86_400_000];
+    let o = run_seed(&s, 0, false);
+    let names = o.anomaly_names();
+    assert!(
+        names.contains(&"lost-write") || names.contains(&"unseen"),
+        "a two-day jump past a one-day retention lost nothing: {:?} {:?}",
+        names,
+        o.reasons()
+    );
+}
+
+/// The highest consumer-group generation a run's group consumers reached.
+fn max_generation(trace: &[String]) -> i32 {
+    trace
+        .iter()
+        .filter_map(|l| {
+            l.split_once(": generation ")?
+                .1
+                .split(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(-1)
+}
+
+/// Clock jumps and nothing else, with a consumer group: the coordinator's
+/// session and rebalance deadlines run on a clock that does not step
+/// (`GroupService::now_ms`), so a jump on the coordinator's node does not
+/// expire the members' sessions and force a rebalance. When the
+/// coordinator read the wall clock, a step forward expired every session
+/// at its next tick (and a step back, once undone, did the same).
+#[test]
+fn clock_jumps_do_not_expire_group_sessions() {
+    let mut s = short("clock-jump");
+    s.workload.producers = 1;
+    s.workload.consumers = 0;
+    s.workload.group_consumers = 2;
+    s.faults = Default::default();
+    s.faults.interval_ms = [300, 1000];
+    s.faults.duration_ms = [2000, 4000];
+    s.faults.clock_jump = 1.0;
+    s.fault_s = 20;
+    for seed in 0..3 {
+        let o = run_seed(&s, seed, true);
+        assert!(!o.failed(), "seed {seed}: {:?}", o.reasons());
+        let gen = max_generation(&o.trace);
+        assert!(gen >= 1, "seed {seed}: the group never formed");
+        let gens: Vec<&String> = o
+            .trace
+            .iter()
+            .filter(|l| l.contains(": generation "))
+            .collect();
+        assert!(
+            gen <= 2,
+            "seed {seed}: generation {gen} under clock jumps alone: {gens:#?}"
+        );
+    }
+}

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::registry::PartitionError;
 use super::Broker;
-use crate::env::time::{now_ms, sleep, Duration};
+use crate::env::time::{mono_ms, now_ms, sleep, Duration};
 use crate::log::maintenance::MaintenanceSchedule;
 use crate::log::MaintenanceConfig;
 
@@ -28,13 +28,18 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         cleaner_backoff_ms: broker.config.log_cleaner_backoff_ms,
         cleaner_enable: broker.config.log_cleaner_enable,
     };
-    let mut schedule = MaintenanceSchedule::new(config, now_ms());
+    // The schedule runs on the monotonic clock, so a wall-clock step back
+    // cannot stall retention and cleaning until the wall catches up; only
+    // what the passes compare with record timestamps (retention.ms,
+    // min.compaction.lag.ms, delete.retention.ms) reads the wall clock.
+    let mut schedule = MaintenanceSchedule::new(config, mono_ms());
     loop {
         if *shutdown.borrow() {
             return;
         }
+        let mono = mono_ms();
         let now = now_ms();
-        let due = schedule.due(now);
+        let due = schedule.due(mono);
         if due.retention || due.clean {
             let mut cleaned_any = false;
             for replica in broker.replicas.partitions() {
@@ -104,10 +109,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 }
             }
             if due.clean {
-                schedule.cleaned(now, cleaned_any);
+                schedule.cleaned(mono, cleaned_any);
             }
         }
-        let wait_ms = schedule.next_wake_ms().saturating_sub(now_ms()).max(1);
+        let wait_ms = schedule.next_wake_ms().saturating_sub(mono_ms()).max(1);
         tokio::select! {
             _ = sleep(Duration::from_millis(wait_ms as u64)) => {}
             changed = shutdown.changed() => if changed.is_err() { return },

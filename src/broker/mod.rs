@@ -243,7 +243,8 @@ async fn run_cluster_link(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) 
         .run_image_loop(
             move |image, epoch| {
                 b.replicas.apply_image(image, epoch);
-                b.groups.on_image(image, b.config.node_id, now_ms());
+                b.groups
+                    .on_image(image, b.config.node_id, b.groups.now_ms());
             },
             shutdown,
         )
@@ -344,7 +345,7 @@ async fn group_timer_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<boo
             return;
         }
         tokio::select! {
-            _ = sleep(every) => broker.groups.tick(now_ms()),
+            _ = sleep(every) => broker.groups.tick(broker.groups.now_ms()),
             changed = shutdown.changed() => if changed.is_err() { return },
         }
     }

@@ -937,7 +937,7 @@ impl PartitionLog {
         self.unflushed_records += records;
         let first_unflushed = *self.first_unflushed_ms.get_or_insert(now_ms);
         if self.unflushed_records >= self.config.flush_messages
-            || now_ms.saturating_sub(first_unflushed) >= self.config.flush_ms
+            || self.flush_ms_due(first_unflushed, now_ms)
         {
             self.flush()?;
         }
@@ -958,11 +958,22 @@ impl PartitionLog {
     /// broker calls this periodically.
     pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), LogError> {
         if let Some(first) = self.first_unflushed_ms {
-            if now_ms.saturating_sub(first) >= self.config.flush_ms {
+            if self.flush_ms_due(first, now_ms) {
                 self.flush()?;
             }
         }
         Ok(())
+    }
+
+    /// Whether flush.ms has passed since `first_unflushed_ms`. The times
+    /// are wall clock (they come with the append); a clock that went back
+    /// past the oldest unflushed write cannot say how long that write has
+    /// waited, so it counts as due: one early fsync is cheap, and waiting
+    /// until the wall clock catches up (an hour after a one-hour step back)
+    /// would leave acknowledged data unsynced that long.
+    fn flush_ms_due(&self, first_unflushed_ms: i64, now_ms: i64) -> bool {
+        let waited = now_ms.saturating_sub(first_unflushed_ms);
+        waited >= self.config.flush_ms || (waited < 0 && self.config.flush_ms != i64::MAX)
     }
 
     /// Apply changed topic configs (segment size, flush policy, limits).

@@ -695,3 +695,138 @@ fn truncate_to_removes_the_tail_and_producer_state() {
     let info = log.append(&mut mk(1, 10, 0), 0, 0).unwrap();
     assert_eq!(info.first_offset, 0);
 }
+
+// ---- A wall clock that jumps (the broker passes its wall clock as now_ms) ----
+
+/// LogAppendTime with a clock that steps back an hour mid-stream (and then
+/// forward again): offsets keep growing, the log's max timestamp and the
+/// time index only move forward, a lookup still finds the first record at
+/// or after a time, and a reopen (recovery) agrees.
+#[test]
+fn log_append_time_survives_a_clock_that_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        log_append_time: true,
+        segment_bytes: 600,
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    };
+    const HOUR: i64 = 3_600_000;
+    let t0 = 1_700_000_000_000;
+    // Wall time of each append: forward, an hour back, forward again.
+    let times: Vec<i64> = (0..10)
+        .map(|i| t0 + i)
+        .chain((0..10).map(|i| t0 - HOUR + i))
+        .chain((0..10).map(|i| t0 + 100 + i))
+        .collect();
+    let path = dir.path().join("p");
+    let mut log = PartitionLog::open(disk(), path.clone(), cfg.clone(), 0).unwrap();
+    let mut last = -1;
+    for &now in &times {
+        let info = log.append(&mut mk(2, 20, 5), 0, now).unwrap();
+        assert!(info.first_offset > last, "offsets only grow");
+        last = info.last_offset;
+        assert_eq!(
+            info.log_append_time_ms, now,
+            "stamped with the clock as it is"
+        );
+    }
+    assert!(log.segment_count() > 3, "the test spans several segments");
+    // The max only grows: the step back did not lower it.
+    assert_eq!(log.max_timestamp().map(|m| m.0), Some(t0 + 109));
+    // The first batch stamped at or after t0 - HOUR is batch 0 (t0 > it).
+    assert_eq!(log.offset_for_timestamp(t0 - HOUR).unwrap(), Some((0, t0)));
+    assert_eq!(
+        log.offset_for_timestamp(t0 + 50).unwrap(),
+        Some((40, t0 + 100))
+    );
+    assert_eq!(log.offset_for_timestamp(t0 + 110).unwrap(), None);
+    drop(log);
+    let log = PartitionLog::open(disk(), path, cfg, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 60);
+    assert_eq!(log.max_timestamp().map(|m| m.0), Some(t0 + 109));
+    assert_eq!(
+        log.offset_for_timestamp(t0 + 50).unwrap(),
+        Some((40, t0 + 100))
+    );
+}
+
+/// flush.ms with a wall clock that went back past the oldest unflushed
+/// write: it cannot tell how long that write has waited, so it flushes at
+/// once rather than an hour later. Without flush.ms nothing changes.
+#[test]
+fn flush_ms_with_a_clock_that_went_back_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let syncs = Arc::new(AtomicU64::new(0));
+    let d: Arc<dyn Disk> = Arc::new(CountingDisk {
+        inner: RealDisk::new(),
+        syncs: syncs.clone(),
+        fail_sync: Arc::new(AtomicBool::new(false)),
+    });
+    let cfg = LogConfig {
+        flush_ms: 1000,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(d.clone(), dir.path().join("a"), cfg, 0).unwrap();
+    log.append(&mut mk(1, 10, 0), 0, 0).unwrap();
+    log.flush().unwrap();
+    let base = syncs.load(Ordering::SeqCst);
+    log.append(&mut mk(1, 10, 0), 0, 10_000_000).unwrap();
+    log.maybe_flush(10_000_500).unwrap();
+    assert_eq!(syncs.load(Ordering::SeqCst), base, "not due yet");
+    log.maybe_flush(10_000_500 - 3_600_000).unwrap();
+    assert_eq!(
+        syncs.load(Ordering::SeqCst),
+        base + 1,
+        "clock went back: flushed"
+    );
+    // The next write starts a new interval on the new clock.
+    log.append(&mut mk(1, 10, 0), 0, 6_400_600).unwrap();
+    log.maybe_flush(6_401_000).unwrap();
+    assert_eq!(syncs.load(Ordering::SeqCst), base + 1);
+    // An append seeing the clock behind the oldest unflushed write flushes too.
+    log.append(&mut mk(1, 10, 0), 0, 6_000_000).unwrap();
+    assert_eq!(syncs.load(Ordering::SeqCst), base + 2);
+
+    // Default flush.ms (never): a clock going back does not fsync.
+    let mut log =
+        PartitionLog::open(d.clone(), dir.path().join("b"), LogConfig::default(), 0).unwrap();
+    log.append(&mut mk(1, 10, 0), 0, 0).unwrap();
+    log.flush().unwrap();
+    let base = syncs.load(Ordering::SeqCst);
+    log.append(&mut mk(1, 10, 0), 0, 10_000_000).unwrap();
+    log.maybe_flush(1_000).unwrap();
+    log.append(&mut mk(1, 10, 0), 0, 2_000).unwrap();
+    assert_eq!(syncs.load(Ordering::SeqCst), base);
+}
+
+/// Retention by time with records stamped in the future (a clock that was
+/// ahead, then stepped back): their age is negative, never past
+/// retention.ms, so nothing is deleted; once the clock passes them by
+/// retention.ms they go.
+#[test]
+fn retention_keeps_records_from_the_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        log_append_time: true,
+        segment_bytes: 300,
+        retention_ms: 86_400_000,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(disk(), dir.path().join("p"), cfg, 0).unwrap();
+    let t0 = 1_700_000_000_000;
+    for i in 0..20 {
+        log.append(&mut mk(2, 20, 5), 0, t0 + 3_600_000 + i)
+            .unwrap();
+    }
+    let end = log.log_end_offset();
+    let segments = log.segment_count();
+    assert!(segments > 2);
+    let r = log.apply_retention(t0, end).unwrap();
+    assert_eq!(r.deleted_segments, 0);
+    assert_eq!(log.log_start_offset(), 0);
+    let r = log
+        .apply_retention(t0 + 3_600_000 + 86_400_100, end)
+        .unwrap();
+    assert!(r.deleted_segments > 0, "past retention: deleted");
+}

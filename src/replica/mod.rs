@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::broker::registry::{lock_or_recover, Registry};
 use crate::config::ServerConfig;
 use crate::controller::api::{ControllerRequest, ControllerResponse};
-use crate::env::time::{now, now_ms, sleep, timeout, Duration};
+use crate::env::time::{mono_ms, now, now_ms, sleep, timeout, Duration};
 use crate::metadata::MetadataImage;
 use endpoint::{EndpointFactory, FetchPartition, FetchedPartition, ReplicaFetchRequest};
 use partition::Partition;
@@ -287,7 +287,12 @@ fn min_insync(settings: &ReplicaSettings, configs: &BTreeMap<String, String>) ->
 
 fn apply_image(inner: &Arc<Inner>, image: &MetadataImage, broker_epoch: i64) {
     let me = inner.settings.node_id;
-    let now = now_ms();
+    // Monotonic: the election time ISR members start from is compared with
+    // fetch times for replica.lag.time.max.ms (a wall-clock jump must not
+    // shrink the ISR).
+    let now = mono_ms();
+    // Wall: a log opened here starts its segment.ms age from it.
+    let wall = now_ms();
     let image = Arc::new(image.clone());
     let mut assigned: BTreeSet<PartitionKey> = BTreeSet::new();
     let mut leaders_needed: BTreeSet<i32> = BTreeSet::new();
@@ -322,7 +327,7 @@ fn apply_image(inner: &Arc<Inner>, image: &MetadataImage, broker_epoch: i64) {
                         topic.id,
                         i as i32,
                         &topic.configs,
-                        now,
+                        wall,
                     ) {
                         Some(p) => p,
                         None => continue,
@@ -472,7 +477,8 @@ pub(crate) async fn fetch_as_leader(
         let mut out = Vec::with_capacity(request.partitions.len());
         let mut total = 0usize;
         let mut any_error = false;
-        let now = now_ms();
+        // Monotonic: follower progress feeds the ISR lag check.
+        let now = mono_ms();
         for (p, target) in request.partitions.iter().zip(&targets) {
             let Some(partition) = target else {
                 any_error = true;
@@ -529,7 +535,7 @@ pub(crate) async fn fetch_as_leader(
 async fn tick_loop(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
     let check_ms = (inner.settings.lag_time_max_ms / 2).clamp(10, 5000) as u64;
-    let mut last_checkpoint = now_ms();
+    let mut last_checkpoint = mono_ms();
     loop {
         tokio::select! {
             _ = sleep(Duration::from_millis(check_ms)) => {}
@@ -545,7 +551,8 @@ async fn tick_loop(inner: Arc<Inner>) {
                 st.broker_epoch,
             )
         };
-        let now = now_ms();
+        // Monotonic, as every time the lag is measured against.
+        let now = mono_ms();
         for p in parts {
             if let Some(req) = p.maybe_shrink_isr(now, inner.settings.lag_time_max_ms, epoch) {
                 send_alter(&inner, p.clone(), req);

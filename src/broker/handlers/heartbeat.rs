@@ -4,11 +4,10 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use crate::broker::Broker;
-use crate::env::time::now_ms;
 
 pub fn handle(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
     let code = broker.groups.heartbeat(
-        now_ms(),
+        broker.groups.now_ms(),
         request.group_id.0.as_str(),
         request.member_id.as_str(),
         request.group_instance_id.as_ref().map(|s| s.as_str()),

@@ -7,7 +7,6 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::coordinator::group::state::JoinRequest;
-use crate::env::time::now_ms;
 
 /// v4+: a new member without an id first gets MEMBER_ID_REQUIRED (KIP-394).
 const MEMBER_ID_REQUIRED_VERSION: i16 = 4;
@@ -44,7 +43,10 @@ pub async fn handle(
         require_known_member_id: version >= MEMBER_ID_REQUIRED_VERSION,
         fresh_member_id: String::new(),
     };
-    let r = broker.groups.join(&broker.shutdown, now_ms(), req).await;
+    let r = broker
+        .groups
+        .join(&broker.shutdown, broker.groups.now_ms(), req)
+        .await;
     JoinGroupResponse::default()
         .with_error_code(r.error)
         .with_generation_id(r.generation)

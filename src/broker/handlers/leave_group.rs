@@ -8,7 +8,6 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::coordinator::group::codes as ec;
 use crate::coordinator::group::state::LeavingMember;
-use crate::env::time::now_ms;
 
 const BATCH_VERSION: i16 = 3;
 
@@ -29,7 +28,9 @@ pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> Leav
             instance_id: None,
         }]
     };
-    let codes = broker.groups.leave(now_ms(), &group, &leaving);
+    let codes = broker
+        .groups
+        .leave(broker.groups.now_ms(), &group, &leaving);
     if version >= BATCH_VERSION {
         let members = leaving
             .into_iter()

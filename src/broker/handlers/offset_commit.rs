@@ -13,14 +13,13 @@ use crate::coordinator::group::codes as ec;
 use crate::coordinator::group::records::OffsetValue;
 use crate::coordinator::group::service::Committer;
 use crate::coordinator::group::OffsetToCommit;
-use crate::env::time::now_ms;
 
 /// How long a commit waits for its offsets partition's ISR (Kafka's
 /// offsets.commit.timeout.ms).
 const COMMIT_TIMEOUT: crate::env::time::Duration = crate::env::time::Duration::from_secs(5);
 
 pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
-    let now = now_ms();
+    let now = broker.groups.now_ms();
     let group = request.group_id.0.to_string();
     // Partitions of unknown topics are answered, not committed.
     let mut to_commit = Vec::new();

@@ -7,7 +7,6 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::broker::Broker;
-use crate::env::time::now_ms;
 
 pub fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> = request
@@ -19,14 +18,14 @@ pub fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResp
                 .map(move |p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    let codes =
-        match broker
-            .groups
-            .delete_offsets(now_ms(), request.group_id.0.as_str(), &partitions)
-        {
-            Ok(codes) => codes,
-            Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
-        };
+    let codes = match broker.groups.delete_offsets(
+        broker.groups.now_ms(),
+        request.group_id.0.as_str(),
+        &partitions,
+    ) {
+        Ok(codes) => codes,
+        Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+    };
     let mut codes = codes.into_iter();
     let topics = request
         .topics

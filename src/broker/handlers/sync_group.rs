@@ -6,7 +6,6 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::coordinator::group::state::SyncRequest;
-use crate::env::time::now_ms;
 
 pub async fn handle(broker: &Broker, request: SyncGroupRequest) -> SyncGroupResponse {
     let req = SyncRequest {
@@ -22,7 +21,10 @@ pub async fn handle(broker: &Broker, request: SyncGroupRequest) -> SyncGroupResp
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let r = broker.groups.sync(&broker.shutdown, now_ms(), req).await;
+    let r = broker
+        .groups
+        .sync(&broker.shutdown, broker.groups.now_ms(), req)
+        .await;
     SyncGroupResponse::default()
         .with_error_code(r.error)
         .with_protocol_type(r.protocol_type.map(str_bytes))

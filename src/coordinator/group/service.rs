@@ -32,6 +32,7 @@ use super::state::{
 use crate::broker::registry::{lock_or_recover, PartitionState};
 use crate::config::ServerConfig;
 use crate::env::rng::WeirRng;
+use crate::env::time::SteadyWallClock;
 use crate::log::batch::{build_batch, split_batches, BatchProducer, SimpleRecord};
 use crate::metadata::MetadataImage;
 use crate::replica::partition::Partition;
@@ -123,6 +124,8 @@ pub struct GroupService {
     /// The `__consumer_offsets` replicas: loaded where this broker leads,
     /// appended to as their leader.
     replicas: Arc<ReplicaManager>,
+    /// Time for every call into the machine (see [`GroupService::now_ms`]).
+    clock: SteadyWallClock,
 }
 
 /// Who commits: the group and, for group commits, the member and its
@@ -159,7 +162,17 @@ impl GroupService {
             }),
             config,
             replicas,
+            clock: SteadyWallClock::new(),
         }
+    }
+
+    /// The coordinator's clock, to pass as `now_ms` to every call: it reads
+    /// like the wall clock (commit timestamps, offsets retention and the
+    /// group's state timestamp are persisted) but never jumps, so a
+    /// wall-clock step cannot expire live sessions or stretch a rebalance
+    /// deadline (see `SteadyWallClock` for the trade-off).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Load the `__consumer_offsets` partitions this broker now leads and
