@@ -173,11 +173,7 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
             }
             Err(why) => {
                 ctx.send_errors.fetch_add(1, Ordering::Relaxed);
-                let kind = if definite {
-                    OpType::Fail
-                } else {
-                    OpType::Info
-                };
+                let kind = if definite { OpType::Fail } else { OpType::Info };
                 ctx.trace(
                     &who,
                     format!("send {partition}/{rk}:{value} {kind:?}: {why}"),
@@ -274,7 +270,8 @@ async fn poll_once(
             ctx.trace(who, format!("poll info: {e}"));
             let why = e.clone();
             ctx.history(|h, t| {
-                h.keyed_poll(process, OpType::Info, KeyedReads::new(), t).error = Some(why.into());
+                h.keyed_poll(process, OpType::Info, KeyedReads::new(), t)
+                    .error = Some(why.into());
             });
             Err(e)
         }
@@ -331,8 +328,8 @@ async fn probe(
             ctx.trace(who, format!("bounds info: {why}"));
             let recorded = why.clone();
             ctx.history(|h, t| {
-                h.bounds(process, OpType::Info, policy, Bounds::new(), t).error =
-                    Some(recorded.into());
+                h.bounds(process, OpType::Info, policy, Bounds::new(), t)
+                    .error = Some(recorded.into());
             });
             Err(why)
         }
@@ -340,9 +337,7 @@ async fn probe(
 }
 
 fn random_partitions(rng: &mut WeirRng, partitions: u32) -> Vec<i64> {
-    let mut chosen: Vec<i64> = (0..partitions as i64)
-        .filter(|_| rng.chance(0.5))
-        .collect();
+    let mut chosen: Vec<i64> = (0..partitions as i64).filter(|_| rng.chance(0.5)).collect();
     if chosen.is_empty() {
         chosen.push(rng.range_u64(0, partitions as u64) as i64);
     }
@@ -419,7 +414,10 @@ pub async fn final_read(env: ClientEnv) -> bool {
     let w = &env.scenario.workload;
     let partitions: Vec<i64> = (0..w.keys as i64).collect();
     let topic = env.scenario.topic.name.clone();
-    let tps: Vec<_> = partitions.iter().map(|p| (topic.clone(), *p as i32)).collect();
+    let tps: Vec<_> = partitions
+        .iter()
+        .map(|p| (topic.clone(), *p as i32))
+        .collect();
     let policy = CleanupPolicy::parse(&env.scenario.cleanup_policy())
         .expect("scenario validation checked the cleanup policy");
     let budget = Duration::from_secs(w.final_read_s);
@@ -433,8 +431,7 @@ pub async fn final_read(env: ClientEnv) -> bool {
             };
             c.assign(&tps);
             ctx.history(|h, t| h.assign(process, &partitions, t));
-            let bounds = match probe(&ctx, &who, process, &c, &env, &partitions, Some(policy))
-                .await
+            let bounds = match probe(&ctx, &who, process, &c, &env, &partitions, Some(policy)).await
             {
                 Ok(b) => b,
                 Err(_) => {
