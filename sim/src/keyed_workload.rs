@@ -47,21 +47,27 @@ type KeyedReads = BTreeMap<i64, Vec<KeyedRecord>>;
 type Bounds = BTreeMap<Key, (i64, i64)>;
 
 impl HistoryRecorder {
-    fn keyed_send(
+    /// One send op of several records: `(partition, record key, value,
+    /// offset)` each, the offset where its ack reported it.
+    fn keyed_sends(
         &mut self,
         process: i64,
         kind: OpType,
-        (partition, record_key, value): (i64, i64, i64),
-        offset: Option<i64>,
+        sends: &[(i64, i64, i64, Option<i64>)],
         time_ns: u64,
     ) -> &mut weir_jepsen::Op {
-        let mop = MicroOp::KeyedSend {
-            key: Key::Int(partition),
-            record_key: Key::Int(record_key),
-            offset,
-            value,
-        };
-        self.push(process, kind, OpF::Send, OpValue::Mops(vec![mop]), time_ns)
+        let mops = sends
+            .iter()
+            .map(
+                |&(partition, record_key, value, offset)| MicroOp::KeyedSend {
+                    key: Key::Int(partition),
+                    record_key: Key::Int(record_key),
+                    offset,
+                    value,
+                },
+            )
+            .collect();
+        self.push(process, kind, OpF::Send, OpValue::Mops(mops), time_ns)
     }
 
     fn keyed_poll(
@@ -110,8 +116,15 @@ pub async fn worker(env: ClientEnv, index: usize, seed: u64) {
     }
 }
 
-/// One producer process: pick a partition and a record key, send a fresh
-/// value, wait for the ack, record, pause, repeat.
+/// One producer process: pick a partition, queue a burst of
+/// `records_per_send` records to it (random record keys, fresh values; with
+/// linger.ms they share a batch, so the cleaner must rewrite batches that
+/// lose only some records), wait for every ack, record, pause, repeat.
+///
+/// The burst is one op. It is `ok` when every record was acknowledged,
+/// `fail` when none can have been appended, `info` otherwise, and each
+/// record the broker acknowledged carries its offset whatever the op's type
+/// (weir_jepsen::keyed counts such a record as acknowledged).
 pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
     let ctx = env.ctx.clone();
     let who = format!("p{process}");
@@ -134,54 +147,87 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
     ctx.trace(&who, "connected");
     while !ctx.stopping() {
         let partition = rng.range_u64(0, w.keys as u64) as i64;
-        let rk = rng.range_u64(0, w.record_keys as u64) as i64;
-        let value = ctx.next_value();
-        let send = (partition, rk, value);
+        let [least, most] = w.records_per_send;
+        let n = rng.range_u64(least as u64, most as u64 + 1);
+        let mut sends: Vec<(i64, i64, i64, Option<i64>)> = (0..n)
+            .map(|_| {
+                let rk = rng.range_u64(0, w.record_keys as u64) as i64;
+                (partition, rk, ctx.next_value(), None)
+            })
+            .collect();
         ctx.history(|h, t| {
-            h.keyed_send(process, OpType::Invoke, send, None, t);
+            h.keyed_sends(process, OpType::Invoke, &sends, t);
         });
-        ctx.trace(&who, format!("send {partition}/{rk}:{value}"));
-        let record = ProducerRecord::new(topic.clone(), value.to_string())
-            .with_partition(partition as i32)
-            .with_key(rk.to_string());
-        // `definite`: no attempt can have been appended (see workload.rs).
-        let (result, definite) = match producer.send(record).await {
-            Ok(delivery) => match timeout(guard, delivery.wait_detailed()).await {
-                Ok((Ok(meta), _)) => (Ok(meta.offset), false),
-                Ok((Err(e), maybe_written)) => (Err(err_text(&e)), !maybe_written),
-                Err(_) => (
-                    Err("harness: no answer within the guard time".to_string()),
-                    false,
-                ),
-            },
-            Err(e) => (Err(err_text(&e)), true),
-        };
-        match result {
-            Ok(offset) => {
-                ctx.acks.fetch_add(1, Ordering::Relaxed);
-                if ctx.phase() == Phase::Healed {
-                    ctx.healed_acks.fetch_add(1, Ordering::Relaxed);
+        let text: Vec<String> = sends
+            .iter()
+            .map(|(_, rk, v, _)| format!("{rk}:{v}"))
+            .collect();
+        let text = format!("{partition}/[{}]", text.join(" "));
+        ctx.trace(&who, format!("send {text}"));
+        let mut deliveries = Vec::with_capacity(sends.len());
+        for &(_, rk, value, _) in &sends {
+            let record = ProducerRecord::new(topic.clone(), value.to_string())
+                .with_partition(partition as i32)
+                .with_key(rk.to_string());
+            deliveries.push(producer.send(record).await);
+        }
+        // Per record: Ok(offset), or the error and whether it is certain
+        // nothing was appended (see workload.rs).
+        let mut errors: Vec<(String, bool)> = Vec::new();
+        for (send, delivery) in sends.iter_mut().zip(deliveries) {
+            let outcome = match delivery {
+                Ok(d) => match timeout(guard, d.wait_detailed()).await {
+                    Ok((Ok(meta), _)) => Ok(meta.offset),
+                    Ok((Err(e), maybe_written)) => Err((err_text(&e), !maybe_written)),
+                    Err(_) => Err((
+                        "harness: no answer within the guard time".to_string(),
+                        false,
+                    )),
+                },
+                Err(e) => Err((err_text(&e), true)),
+            };
+            match outcome {
+                Ok(offset) => {
+                    ctx.acks.fetch_add(1, Ordering::Relaxed);
+                    if ctx.phase() == Phase::Healed {
+                        ctx.healed_acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    send.3 = (offset >= 0).then_some(offset);
                 }
-                ctx.trace(
-                    &who,
-                    format!("send {partition}/{rk}:{value} ok offset {offset}"),
-                );
-                let offset = (offset >= 0).then_some(offset);
-                ctx.history(|h, t| {
-                    h.keyed_send(process, OpType::Ok, send, offset, t);
-                });
+                Err(e) => errors.push(e),
             }
-            Err(why) => {
-                ctx.send_errors.fetch_add(1, Ordering::Relaxed);
-                let kind = if definite { OpType::Fail } else { OpType::Info };
-                ctx.trace(
-                    &who,
-                    format!("send {partition}/{rk}:{value} {kind:?}: {why}"),
-                );
-                ctx.history(|h, t| {
-                    h.keyed_send(process, kind, send, None, t).error = Some(why.into());
-                });
-            }
+        }
+        let offsets: Vec<String> = sends
+            .iter()
+            .map(|s| s.3.map_or("?".to_string(), |o| o.to_string()))
+            .collect();
+        if errors.is_empty() {
+            ctx.trace(
+                &who,
+                format!("send {text} ok offsets {}", offsets.join(" ")),
+            );
+            ctx.history(|h, t| {
+                h.keyed_sends(process, OpType::Ok, &sends, t);
+            });
+        } else {
+            ctx.send_errors.fetch_add(1, Ordering::Relaxed);
+            let all_refused = errors.len() == sends.len() && errors.iter().all(|(_, d)| *d);
+            let kind = if all_refused {
+                OpType::Fail
+            } else {
+                OpType::Info
+            };
+            let why = errors[0].0.clone();
+            ctx.trace(
+                &who,
+                format!(
+                    "send {text} {kind:?} (offsets {}): {why}",
+                    offsets.join(" ")
+                ),
+            );
+            ctx.history(|h, t| {
+                h.keyed_sends(process, kind, &sends, t).error = Some(why.into());
+            });
         }
         sleep(between(&mut rng, w.send_interval_ms)).await;
     }

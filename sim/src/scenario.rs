@@ -47,6 +47,8 @@ pub const KEYS_MAX: u32 = 64;
 pub const CLIENTS_MAX: u32 = 32;
 /// Record keys per partition of the keyed workload.
 pub const RECORD_KEYS_MAX: u32 = 1024;
+/// Records one keyed send op queues at once.
+pub const RECORDS_PER_SEND_MAX: u32 = 64;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +201,10 @@ pub struct WorkloadSpec {
     /// Keyed workload: chance, before each poll, that a consumer probes its
     /// partitions' log start and end offsets (ListOffsets) into the history.
     pub probe_probability: f64,
+    /// Keyed workload: records one send op queues at once to one partition
+    /// (drawn uniformly from [min, max]); with linger.ms above 0 they share
+    /// a batch.
+    pub records_per_send: [u32; 2],
     pub producers: u32,
     /// Consumers that assign themselves keys (Jepsen's `assign`).
     pub consumers: u32,
@@ -233,6 +239,7 @@ impl Default for WorkloadSpec {
             kind: WorkloadKind::Queue,
             record_keys: 8,
             probe_probability: 0.1,
+            records_per_send: [1, 1],
             producers: 2,
             consumers: 2,
             group_consumers: 0,
@@ -543,6 +550,11 @@ impl Scenario {
             anyhow::ensure!(
                 (1..=RECORD_KEYS_MAX).contains(&w.record_keys),
                 "workload.record_keys must be 1..={RECORD_KEYS_MAX}"
+            );
+            let [least, most] = w.records_per_send;
+            anyhow::ensure!(
+                1 <= least && least <= most && most <= RECORDS_PER_SEND_MAX,
+                "workload.records_per_send must be [min, max] within 1..={RECORDS_PER_SEND_MAX}"
             );
             anyhow::ensure!(
                 w.group_consumers == 0,

@@ -31,7 +31,8 @@
 //!   start offset (`lost-retained`).
 //!
 //! A send is *committed* when it was acknowledged (its offset is the one
-//! the ack reported) or, indeterminate, its value was read (at the offset
+//! the ack reported; a record of an `info` op that carries an offset was
+//! acknowledged by itself, the op's other records were not) or, indeterminate, its value was read (at the offset
 //! first read). Indeterminate sends never read and failed sends constrain
 //! nothing. The final read is the keyed polls, after its `final-read`
 //! marker, of the process that wrote the last marker; its log start is the
@@ -200,15 +201,23 @@ impl KeyedAnalysis {
                     record_key,
                     offset,
                     value,
-                } => self.sends.push(KeyedSend {
-                    partition: key.clone(),
-                    record_key: record_key.clone(),
-                    value: *value,
-                    acked_offset: if kind == OpType::Ok { *offset } else { None },
-                    kind,
-                    invoked: invoke.index,
-                    writer: done.index,
-                }),
+                } => {
+                    // A record of a partly acknowledged op (info) that
+                    // carries an offset was acknowledged there itself.
+                    let kind = match (kind, offset) {
+                        (OpType::Info, Some(_)) if done.kind != OpType::Invoke => OpType::Ok,
+                        (kind, _) => kind,
+                    };
+                    self.sends.push(KeyedSend {
+                        partition: key.clone(),
+                        record_key: record_key.clone(),
+                        value: *value,
+                        acked_offset: if kind == OpType::Ok { *offset } else { None },
+                        kind,
+                        invoked: invoke.index,
+                        writer: done.index,
+                    })
+                }
                 MicroOp::KeyedPoll(polled) if done.kind != OpType::Invoke => {
                     for (partition, records) in polled {
                         if records.is_empty() {

@@ -424,3 +424,22 @@ fn keyed_micro_ops_round_trip_through_json() {
     )
     .is_err());
 }
+
+#[test]
+fn a_record_acknowledged_in_a_partly_failed_op_counts_as_acknowledged() {
+    // One op sent 10 and 20; only 10 was acknowledged (offset 0), so the op
+    // is info. 10 is key 1's latest value and must survive; 20 need not.
+    let lines = [
+        r#"1 invoke send [["ksend",0,1,[null,10]],["ksend",0,2,[null,20]]]"#,
+        r#"1 info send [["ksend",0,1,[0,10]],["ksend",0,2,[null,20]]]"#,
+        r#"3 invoke poll [["final-read","compact"]]"#,
+        r#"3 ok poll [["final-read","compact",{"0":[0,1]}]]"#,
+    ];
+    let mut missing = lines.to_vec();
+    missing.push(r#"3 ok poll [["kpoll",{"0":[]}]]"#);
+    let r = check(&missing);
+    assert_kinds(&r, &[AnomalyKind::LostLatest]);
+    let mut present = lines.to_vec();
+    present.push(r#"3 ok poll [["kpoll",{"0":[[0,1,10]]}]]"#);
+    assert!(check(&present).valid);
+}
