@@ -352,7 +352,8 @@ pub struct Report {
     pub valid: bool,
     /// Completion operations analysed (send, poll and txn).
     pub ops: usize,
-    /// Distinct keys observed in the version order.
+    /// Distinct keys observed in the version order, plus partitions only
+    /// the keyed workload observed.
     pub keys: usize,
     pub anomalies: BTreeMap<AnomalyKind, Vec<Anomaly>>,
 }

@@ -36,13 +36,19 @@ pub fn analyze(history: &[Op]) -> Report {
     let mut found = checks::run_all(&analysis);
     // The keyed workload's checkers (compacted and retention-limited
     // topics); they read only its micro-ops, so a queue history adds nothing.
-    found.extend(keyed::check(history));
+    let keyed = keyed::KeyedAnalysis::new(history);
+    found.extend(keyed.check());
     let ops = analysis
         .ops
         .iter()
         .filter(|op| matches!(op.f, OpF::Send | OpF::Poll | OpF::Txn))
         .count();
-    Report::new(ops, analysis.orders.len(), found)
+    let keyed_only = keyed
+        .log
+        .keys()
+        .filter(|k| !analysis.orders.contains_key(*k))
+        .count();
+    Report::new(ops, analysis.orders.len() + keyed_only, found)
 }
 
 /// Read a JSON-lines history file and analyze it.

@@ -15,6 +15,7 @@
 //! min_insync_replicas = 1
 //! configs = { "flush.messages" = "1" }
 //! [workload]
+//! kind = "queue"       # or "keyed" (record_keys, records_per_send, probe_probability)
 //! producers = 2
 //! consumers = 2
 //! keys = 4

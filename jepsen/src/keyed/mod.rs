@@ -351,16 +351,22 @@ impl KeyedAnalysis {
 
 /// Run every keyed checker over a history (no keyed ops: nothing found).
 pub fn check(history: &[Op]) -> Vec<Anomaly> {
-    let a = KeyedAnalysis::new(history);
-    if a.sends.is_empty() && a.reads.is_empty() && a.probes.is_empty() {
-        return Vec::new();
+    KeyedAnalysis::new(history).check()
+}
+
+impl KeyedAnalysis {
+    /// Run every keyed checker.
+    pub fn check(&self) -> Vec<Anomaly> {
+        let mut out = Vec::new();
+        if self.sends.is_empty() && self.reads.is_empty() && self.probes.is_empty() {
+            return out;
+        }
+        checks::offsets(self, &mut out);
+        checks::originals(self, &mut out);
+        checks::process_order(self, &mut out);
+        checks::send_order(self, &mut out);
+        checks::log_start(self, &mut out);
+        checks::final_read(self, &mut out);
+        out
     }
-    let mut out = Vec::new();
-    checks::offsets(&a, &mut out);
-    checks::originals(&a, &mut out);
-    checks::process_order(&a, &mut out);
-    checks::send_order(&a, &mut out);
-    checks::log_start(&a, &mut out);
-    checks::final_read(&a, &mut out);
-    out
 }
