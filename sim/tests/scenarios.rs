@@ -349,3 +349,8 @@ fn retention_crash() {
 fn compact_delete_crash() {
     check_keyed("compact-delete-crash", 0..2);
 }
+
+#[test]
+fn retention_cluster() {
+    check_keyed("retention-cluster", 0..2);
+}
