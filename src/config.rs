@@ -110,6 +110,12 @@ pub struct ServerConfig {
     pub replica_fetch_max_bytes: i32,
     /// replica.socket.timeout.ms: a follower's fetch gives up after this long
     pub replica_socket_timeout_ms: i64,
+    /// replica.fetch.response.max.bytes: bytes per follower fetch response
+    pub replica_fetch_response_max_bytes: i32,
+    /// replica.fetch.backoff.ms: a follower's pause after a failed fetch
+    pub replica_fetch_backoff_ms: i64,
+    /// replica.high.watermark.checkpoint.interval.ms
+    pub replica_high_watermark_checkpoint_interval_ms: i64,
     /// unclean.leader.election.enable (topic: the same key)
     pub unclean_leader_election_enable: bool,
     /// offsets.topic.replication.factor (capped at the live brokers)
@@ -172,6 +178,9 @@ impl ServerConfig {
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1_048_576,
             replica_socket_timeout_ms: 30_000,
+            replica_fetch_response_max_bytes: 10 << 20,
+            replica_fetch_backoff_ms: 1000,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
             unclean_leader_election_enable: false,
             offsets_topic_replication_factor: 3,
             extra: BTreeMap::new(),
@@ -233,6 +242,13 @@ impl ServerConfig {
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse_min(key, v, 0)?,
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_min(key, v, 1)?,
             "replica.socket.timeout.ms" => self.replica_socket_timeout_ms = parse_min(key, v, 1)?,
+            "replica.fetch.response.max.bytes" => {
+                self.replica_fetch_response_max_bytes = parse_min(key, v, 1)?
+            }
+            "replica.fetch.backoff.ms" => self.replica_fetch_backoff_ms = parse_min(key, v, 0)?,
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.replica_high_watermark_checkpoint_interval_ms = parse_min(key, v, 1)?
+            }
             "unclean.leader.election.enable" => {
                 self.unclean_leader_election_enable = parse_bool(key, v)?
             }
@@ -544,6 +560,19 @@ impl ServerConfig {
             (
                 "replica.socket.timeout.ms".into(),
                 self.replica_socket_timeout_ms.to_string(),
+            ),
+            (
+                "replica.fetch.response.max.bytes".into(),
+                self.replica_fetch_response_max_bytes.to_string(),
+            ),
+            (
+                "replica.fetch.backoff.ms".into(),
+                self.replica_fetch_backoff_ms.to_string(),
+            ),
+            (
+                "replica.high.watermark.checkpoint.interval.ms".into(),
+                self.replica_high_watermark_checkpoint_interval_ms
+                    .to_string(),
             ),
             (
                 "unclean.leader.election.enable".into(),
@@ -936,6 +965,22 @@ mod tests {
         assert!(c.set("auto.create.topics.enable", "maybe").is_err());
         assert!(c.set("listeners", "nope").is_err());
         assert!(ServerConfig::parse_properties("justakey").is_err());
+        assert!(c.set("replica.fetch.backoff.ms", "-1").is_err());
+        assert!(c.set("replica.fetch.response.max.bytes", "big").is_err());
+    }
+
+    #[test]
+    fn replica_fetch_keys_are_typed() {
+        let mut c = ServerConfig::default_single_node();
+        c.set("replica.fetch.backoff.ms", "20").unwrap();
+        c.set("replica.fetch.response.max.bytes", "4096").unwrap();
+        c.set("replica.high.watermark.checkpoint.interval.ms", "250")
+            .unwrap();
+        assert!(c.extra.is_empty(), "known keys are not kept as unknown");
+        let r = crate::replica::ReplicaSettings::from_config(&c);
+        assert_eq!(r.fetch_backoff_ms, 20);
+        assert_eq!(r.fetch_response_max_bytes, 4096);
+        assert_eq!(r.hw_checkpoint_interval_ms, 250);
     }
 
     #[test]

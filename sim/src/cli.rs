@@ -195,7 +195,8 @@ mod sim {
     use std::time::Duration;
 
     use super::replay_command;
-    use crate::run::run_seed;
+    // Every seed runs in a child forked for it: see isolate.rs for why.
+    use crate::isolate::run_seed_forked;
     use crate::scenario::Scenario;
 
     pub fn run_many(s: &Scenario, path: &Path, seeds: Range<u64>) -> i32 {
@@ -216,7 +217,7 @@ mod sim {
         // scenario that allows loss shows whether it really happens.
         let mut seen: std::collections::BTreeMap<&'static str, u64> = Default::default();
         for seed in seeds {
-            let o = run_seed(s, seed, false);
+            let o = run_seed_forked(s, seed, false);
             for name in o.anomaly_names() {
                 *seen.entry(name).or_default() += 1;
             }
@@ -269,7 +270,7 @@ mod sim {
         history: Option<PathBuf>,
     ) -> i32 {
         println!("seed {seed}");
-        let o = run_seed(s, seed, trace);
+        let o = run_seed_forked(s, seed, trace);
         if trace {
             for line in &o.trace {
                 println!("{line}");
@@ -326,8 +327,8 @@ mod sim {
     pub fn check_determinism(s: &Scenario, seed: u64) -> i32 {
         println!("seed {seed}");
         // Keep both traces: a divergence is shown at its first line.
-        let a = run_seed(s, seed, true);
-        let b = run_seed(s, seed, true);
+        let a = run_seed_forked(s, seed, true);
+        let b = run_seed_forked(s, seed, true);
         println!(
             "run 1: trace hash {:#018x} ({} events); run 2: trace hash {:#018x} ({} events)",
             a.trace_hash, a.trace_events, b.trace_hash, b.trace_events

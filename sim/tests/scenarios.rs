@@ -236,8 +236,8 @@ fn unclean_on_shows_lost_write() {
 }
 
 /// One seed's trace hash and a hash of its history, as a fresh process
-/// computes them (this test binary, re-run for one seed).
-fn fingerprint_in_child(seed: u64) -> String {
+/// computes them (this test binary, re-run for one scenario and seed).
+fn fingerprint_in_child(name: &str, seed: u64) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -246,57 +246,64 @@ fn fingerprint_in_child(seed: u64) -> String {
             "--test-threads",
             "1",
         ])
-        .env(CHILD_SEED, seed.to_string())
+        .env(CHILD_RUN, format!("{name}:{seed}"))
         .output()
         .expect("run this test binary");
     let text = String::from_utf8_lossy(&out.stdout);
     // libtest prints the test's name on the same line, before our output.
     text.lines()
         .find_map(|l| l.split_once("FINGERPRINT ").map(|(_, f)| f.trim()))
-        .unwrap_or_else(|| panic!("child printed no fingerprint:\n{text}"))
+        .unwrap_or_else(|| panic!("child printed no fingerprint for {name} seed {seed}:\n{text}"))
         .to_string()
 }
 
-const CHILD_SEED: &str = "WEIR_SIM_FINGERPRINT_SEED";
+/// `scenario:seed` for the child run of `same_seed_same_trace_and_history`.
+const CHILD_RUN: &str = "WEIR_SIM_FINGERPRINT_RUN";
 
-fn fingerprint(seed: u64) -> (String, u64) {
-    let o = run_seed(&short("crash-default-flush"), seed, false);
+fn fingerprint(name: &str, seed: u64) -> String {
+    let o = run_seed(&short(name), seed, false);
     assert!(o.trace_events > 100, "the run did something");
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(&format!("{:?}", o.history), &mut h);
     let history = std::hash::Hasher::finish(&h);
-    (format!("{:#x} {history:#x}", o.trace_hash), o.trace_hash)
+    format!("{:#x} {history:#x}", o.trace_hash)
 }
 
 /// A seed replays bit for bit in a fresh process (what `replay` relies on):
 /// the same trace and the same history, and another seed differs.
 #[test]
 fn same_seed_same_trace_and_history() {
-    if let Ok(seed) = std::env::var(CHILD_SEED) {
-        let (f, _) = fingerprint(seed.parse().unwrap());
-        println!("FINGERPRINT {f}");
+    if let Ok(run) = std::env::var(CHILD_RUN) {
+        let (name, seed) = run.rsplit_once(':').expect("scenario:seed");
+        println!("FINGERPRINT {}", fingerprint(name, seed.parse().unwrap()));
         return;
     }
-    let a = fingerprint_in_child(7);
-    let b = fingerprint_in_child(7);
+    let a = fingerprint_in_child("crash-default-flush", 7);
+    let b = fingerprint_in_child("crash-default-flush", 7);
     assert_eq!(a, b, "seed 7 gave two runs (trace hash, history hash)");
-    let c = fingerprint_in_child(8);
+    let c = fingerprint_in_child("crash-default-flush", 8);
     assert_ne!(a, c, "different seeds, different runs");
 }
 
-/// The same, twice in one process. Known to fail since the cluster merge:
-/// a broker restart (1 node, no clients, one kill) diverges when a seed runs
-/// a second time in the same process (madsim's check_determinism flags the
-/// restart), though every fresh process agrees. So a seed that fails in a
-/// long `run` sweep may replay differently; re-run it alone with
-/// `run --seeds S..S+1` first. Ignored until the process-global state
-/// behind it is found.
+/// The determinism check for every scenario in scenarios/: one seed, run
+/// in two fresh processes, gives the same trace and history.
 #[test]
-#[ignore = "in-process non-determinism after a broker restart (see the comment)"]
-fn same_seed_twice_in_one_process() {
-    let (a, _) = fingerprint(7);
-    let (b, _) = fingerprint(7);
-    assert_eq!(a, b, "seed 7 gave two runs in one process");
+fn every_scenario_replays_bit_for_bit() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".toml").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "scenarios found: {names:?}");
+    for name in names {
+        let a = fingerprint_in_child(&name, 1);
+        let b = fingerprint_in_child(&name, 1);
+        assert_eq!(a, b, "{name} seed 1 gave two different runs");
+    }
 }
 
 // Issue #6: crashes during log cleaning and segment deletion, checked by
@@ -306,7 +313,8 @@ fn same_seed_twice_in_one_process() {
 // the log start never going back.
 
 /// `check`, and the run did compact or delete: the final read started above
-/// offset 0 in some partition, or skipped offsets (gaps the cleaner left).
+/// offset 0 in some partition (the cleaner emptied or retention deleted the
+/// first segments).
 fn check_keyed(name: &str, seeds: std::ops::Range<u64>) {
     let s = short(name);
     for seed in seeds {

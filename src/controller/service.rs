@@ -25,7 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::api::{ControllerRequest, ControllerResponse, ItemResult};
 use super::raft_node::{ProposeError, RaftNode, StateMachine};
@@ -297,19 +297,27 @@ impl ControllerService {
         Ok(())
     }
 
+    /// Propose and wait until the entry applied. Cancel-safe: a caller may
+    /// drop this future (the broker's local shortcut times out and retries)
+    /// while the entry is still in the raft log, where it may yet commit.
+    /// Until it resolves the image is not caught up, so the next decision
+    /// barriers first instead of deciding on an image that misses it (two
+    /// changes to one partition from the same state would break the
+    /// partition epoch invariant).
     async fn propose(
         &self,
         decider: &mut Decider,
         records: &[MetadataRecord],
     ) -> Result<u64, ControllerResponse> {
+        let caught_up = decider.caught_up_term.take();
         match self.quorum.propose(encode_records(records)).await {
-            Ok(index) => Ok(index),
-            Err(NotLeader { leader }) => {
-                decider.caught_up_term = None;
-                Err(ControllerResponse::NotController {
-                    leader: leader.filter(|&l| l != self.node_id),
-                })
+            Ok(index) => {
+                decider.caught_up_term = caught_up;
+                Ok(index)
             }
+            Err(NotLeader { leader }) => Err(ControllerResponse::NotController {
+                leader: leader.filter(|&l| l != self.node_id),
+            }),
         }
     }
 
@@ -534,6 +542,9 @@ impl Quorum for RaftNode {
     }
 }
 
+/// An entry a held `LocalQuorum` has not committed, with its proposer.
+type HeldProposal = (Vec<u8>, oneshot::Sender<u64>);
+
 /// An in-process quorum of one with no log: proposals apply at once. For
 /// tests of the service and of code above it that needs no durability.
 pub struct LocalQuorum {
@@ -544,6 +555,10 @@ pub struct LocalQuorum {
     applied_rx: watch::Receiver<u64>,
     leader: std::sync::atomic::AtomicBool,
     term: Mutex<u64>,
+    /// While held, proposals wait here uncommitted, in order, as in a slow
+    /// quorum; a proposer that gives up leaves its entry in the queue (it
+    /// is in the log and commits on release, as raft would do).
+    held: Mutex<Option<Vec<HeldProposal>>>,
 }
 
 impl LocalQuorum {
@@ -558,7 +573,33 @@ impl LocalQuorum {
             applied_rx,
             leader: std::sync::atomic::AtomicBool::new(true),
             term: Mutex::new(1),
+            held: Mutex::new(None),
         }
+    }
+
+    /// Stop committing: proposals queue until `release`.
+    pub fn hold(&self) {
+        lock(&self.held).get_or_insert_with(Vec::new);
+    }
+
+    /// Commit and apply every queued proposal in order, then commit at once
+    /// again.
+    pub fn release(&self) {
+        for (data, reply) in lock(&self.held).take().unwrap_or_default() {
+            let _ = reply.send(self.commit(&data));
+        }
+    }
+
+    fn commit(&self, data: &[u8]) -> u64 {
+        let index = {
+            let mut next = lock(&self.next);
+            let i = *next;
+            *next += 1;
+            lock(&self.sm).apply_entry(i, data);
+            i
+        };
+        let _ = self.applied_tx.send(index);
+        index
     }
 
     /// Pretend to lose (or regain) the lead.
@@ -580,15 +621,18 @@ impl Quorum for LocalQuorum {
             if !self.is_leader() {
                 return Err(NotLeader { leader: None });
             }
-            let index = {
-                let mut next = lock(&self.next);
-                let i = *next;
-                *next += 1;
-                lock(&self.sm).apply_entry(i, &data);
-                i
+            let queued = {
+                let mut held = lock(&self.held);
+                held.as_mut().map(|queue| {
+                    let (reply, rx) = oneshot::channel();
+                    queue.push((data.clone(), reply));
+                    rx
+                })
             };
-            let _ = self.applied_tx.send(index);
-            Ok(index)
+            match queued {
+                Some(rx) => rx.await.map_err(|_| NotLeader { leader: None }),
+                None => Ok(self.commit(&data)),
+            }
         })
     }
 
@@ -613,6 +657,7 @@ impl Quorum for LocalQuorum {
 mod tests {
     use super::*;
     use crate::config::ServerConfig;
+    use crate::controller::api::CreateTopicSpec;
     use uuid::Uuid;
 
     fn service() -> (Arc<ControllerService>, Arc<LocalQuorum>) {
@@ -720,5 +765,72 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A caller that gives up on a decision (the broker's local shortcut
+    /// times out under a slow quorum) leaves its entry in the log. The next
+    /// decision must see it: deciding on the image without it would commit
+    /// two changes from one partition state, and applying the second breaks
+    /// the partition epoch invariant (a sim sweep found this as a panic).
+    #[tokio::test]
+    async fn abandoned_proposal_is_seen_by_the_next_decision() {
+        let (svc, q) = service();
+        svc.tick().await;
+        for id in 1..=3 {
+            let e = register(&svc, id).await;
+            heartbeat(&svc, id, e).await;
+        }
+        let created = svc
+            .handle(ControllerRequest::CreateTopics {
+                topics: vec![CreateTopicSpec {
+                    name: "t".into(),
+                    partitions: 1,
+                    replication_factor: 3,
+                    assignments: vec![],
+                    configs: BTreeMap::new(),
+                }],
+                validate_only: false,
+            })
+            .await;
+        assert!(matches!(created, ControllerResponse::Items(ref i) if i[0].error_code == 0));
+        let before = svc.image().topic("t").unwrap().partitions[0].clone();
+        let leader = before.leader;
+        let follower = *before.isr.iter().find(|&&b| b != leader).unwrap();
+        let alter = |isr: Vec<i32>| ControllerRequest::AlterPartition {
+            broker: leader,
+            broker_epoch: svc.image().brokers[&leader].epoch,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: before.leader_epoch,
+            partition_epoch: before.partition_epoch,
+            new_isr: isr,
+        };
+        let shrink: Vec<i32> = before
+            .isr
+            .iter()
+            .copied()
+            .filter(|&b| b != follower)
+            .collect();
+        q.hold();
+        let gave_up = timeout(Duration::from_millis(50), svc.handle(alter(shrink.clone()))).await;
+        assert!(gave_up.is_err(), "the held quorum cannot answer");
+        // A retry of the same change, decided while the first is in flight.
+        let retry = {
+            let (svc, req) = (svc.clone(), alter(vec![leader]));
+            tokio::spawn(async move { svc.handle(req).await })
+        };
+        sleep(Duration::from_millis(50)).await;
+        q.release();
+        let retried = timeout(Duration::from_secs(5), retry)
+            .await
+            .expect("the retry answers once the quorum commits")
+            .unwrap();
+        let after = svc.image().topic("t").unwrap().partitions[0].clone();
+        assert_eq!(after.isr, shrink, "the abandoned change committed");
+        assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+        assert!(
+            matches!(retried, ControllerResponse::Error(ref e) if e.error_code != 0),
+            "the retry carries a stale partition epoch and is refused: {retried:?}"
+        );
     }
 }

@@ -72,8 +72,7 @@ impl IsrChannel for NoIsrChannel {
     }
 }
 
-/// Replication settings (Kafka's keys; read from the config's extra keys
-/// until config.rs names them).
+/// Replication settings (Kafka's keys, from the broker config).
 #[derive(Clone, Debug)]
 pub struct ReplicaSettings {
     pub node_id: i32,
@@ -95,25 +94,16 @@ pub struct ReplicaSettings {
 
 impl ReplicaSettings {
     pub fn from_config(config: &ServerConfig) -> Self {
-        fn get<T: std::str::FromStr>(c: &ServerConfig, key: &str, default: T) -> T {
-            c.extra
-                .get(key)
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(default)
-        }
         ReplicaSettings {
             node_id: config.node_id,
             lag_time_max_ms: config.replica_lag_time_max_ms,
             fetch_wait_max_ms: config.replica_fetch_wait_max_ms.clamp(0, i32::MAX as i64) as i32,
             fetch_max_bytes: config.replica_fetch_max_bytes,
-            fetch_response_max_bytes: get(config, "replica.fetch.response.max.bytes", 10 << 20),
-            fetch_backoff_ms: get(config, "replica.fetch.backoff.ms", 1000),
+            fetch_response_max_bytes: config.replica_fetch_response_max_bytes,
+            fetch_backoff_ms: config.replica_fetch_backoff_ms.max(0) as u64,
             min_insync_replicas: config.min_insync_replicas,
-            hw_checkpoint_interval_ms: get(
-                config,
-                "replica.high.watermark.checkpoint.interval.ms",
-                5000,
-            ),
+            hw_checkpoint_interval_ms: config.replica_high_watermark_checkpoint_interval_ms.max(1)
+                as u64,
         }
     }
 }

@@ -473,7 +473,7 @@ fn finish_batch(
         state.acc.request_finished(&batch);
     }
     if let Err(e) = &result {
-        if was_in_flight && may_have_been_written(e) {
+        if was_in_flight && may_have_been_written(e, inner.config.acks) {
             batch.maybe_written = true;
         }
         let t = now();
@@ -558,15 +558,22 @@ fn finish_batch(
 /// REQUEST_TIMED_OUT and NOT_ENOUGH_REPLICAS_AFTER_APPEND after the append,
 /// a storage error that may have hit the disk, an unknown error) may have
 /// left the batch in the log.
-fn may_have_been_written(e: &ClientError) -> bool {
+///
+/// NOT_LEADER_OR_FOLLOWER is a refusal only with acks 0 or 1. With acks=all
+/// a leader that appended and then lost its leadership while waiting for the
+/// in-sync replicas answers it too (as Kafka's delayed produce does), and
+/// the record survives if the new leader had fetched it.
+fn may_have_been_written(e: &ClientError, acks: Acks) -> bool {
     match e {
         ClientError::Connect { .. } | ClientError::Config(_) | ClientError::Unsupported(_) => false,
+        ClientError::Kafka { code, .. } if *code == codes::NOT_LEADER_OR_FOLLOWER => {
+            acks == Acks::All
+        }
         ClientError::Kafka { code, .. } => !matches!(
             *code,
             CORRUPT_MESSAGE
                 | codes::UNKNOWN_TOPIC_OR_PARTITION
                 | codes::LEADER_NOT_AVAILABLE
-                | codes::NOT_LEADER_OR_FOLLOWER
                 | MESSAGE_TOO_LARGE
                 | NOT_ENOUGH_REPLICAS
                 | INVALID_REQUIRED_ACKS
@@ -787,28 +794,35 @@ mod tests {
 
     #[test]
     fn only_refusals_before_the_append_are_definite() {
-        for code in [3, 5, 6, 10, 19, 45, 59, 74, 75] {
-            assert!(
-                !may_have_been_written(&ClientError::kafka(code)),
-                "code {code} is refused before the append"
-            );
+        for acks in [Acks::Leader, Acks::All] {
+            for code in [3, 5, 10, 19, 45, 59, 74, 75] {
+                assert!(
+                    !may_have_been_written(&ClientError::kafka(code), acks),
+                    "code {code} is refused before the append"
+                );
+            }
+            // After the append, ambiguous, or unknown: may be in the log.
+            for code in [-1, 7, 20, 56] {
+                assert!(
+                    may_have_been_written(&ClientError::kafka(code), acks),
+                    "code {code}"
+                );
+            }
         }
-        // After the append, ambiguous, or unknown: may be in the log.
-        for code in [-1, 7, 20, 56] {
-            assert!(
-                may_have_been_written(&ClientError::kafka(code)),
-                "code {code}"
-            );
-        }
+        // NOT_LEADER_OR_FOLLOWER: before the append with acks=1; with
+        // acks=all also after it, when leadership moved during the wait.
+        let not_leader = ClientError::kafka(codes::NOT_LEADER_OR_FOLLOWER);
+        assert!(!may_have_been_written(&not_leader, Acks::Leader));
+        assert!(may_have_been_written(&not_leader, Acks::All));
         let lost = ClientError::Disconnected {
             addr: "a".into(),
             reason: "eof".into(),
         };
-        assert!(may_have_been_written(&lost));
+        assert!(may_have_been_written(&lost, Acks::All));
         let never = ClientError::Connect {
             addr: "a".into(),
             reason: "refused".into(),
         };
-        assert!(!may_have_been_written(&never));
+        assert!(!may_have_been_written(&never, Acks::All));
     }
 }
