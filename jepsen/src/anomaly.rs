@@ -17,6 +17,8 @@ pub enum AnomalyKind {
     G1a,
     #[serde(rename = "duplicate")]
     Duplicate,
+    #[serde(rename = "foreign-read")]
+    ForeignRead,
     #[serde(rename = "inconsistent-offsets")]
     InconsistentOffsets,
     #[serde(rename = "int-nonmonotonic-poll")]
@@ -27,6 +29,12 @@ pub enum AnomalyKind {
     IntPollSkip,
     #[serde(rename = "int-send-skip")]
     IntSendSkip,
+    #[serde(rename = "log-start-regression")]
+    LogStartRegression,
+    #[serde(rename = "lost-latest")]
+    LostLatest,
+    #[serde(rename = "lost-retained")]
+    LostRetained,
     #[serde(rename = "lost-write")]
     LostWrite,
     #[serde(rename = "nonmonotonic-poll")]
@@ -37,24 +45,31 @@ pub enum AnomalyKind {
     PollSkip,
     #[serde(rename = "precommitted-read")]
     PrecommittedRead,
+    #[serde(rename = "stale-value")]
+    StaleValue,
     #[serde(rename = "unseen")]
     Unseen,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 13] = [
+    pub const ALL: [AnomalyKind; 18] = [
         AnomalyKind::G1a,
         AnomalyKind::Duplicate,
+        AnomalyKind::ForeignRead,
         AnomalyKind::InconsistentOffsets,
         AnomalyKind::IntNonmonotonicPoll,
         AnomalyKind::IntNonmonotonicSend,
         AnomalyKind::IntPollSkip,
         AnomalyKind::IntSendSkip,
+        AnomalyKind::LogStartRegression,
+        AnomalyKind::LostLatest,
+        AnomalyKind::LostRetained,
         AnomalyKind::LostWrite,
         AnomalyKind::NonmonotonicPoll,
         AnomalyKind::NonmonotonicSend,
         AnomalyKind::PollSkip,
         AnomalyKind::PrecommittedRead,
+        AnomalyKind::StaleValue,
         AnomalyKind::Unseen,
     ];
 
@@ -63,16 +78,21 @@ impl AnomalyKind {
         match self {
             AnomalyKind::G1a => "G1a",
             AnomalyKind::Duplicate => "duplicate",
+            AnomalyKind::ForeignRead => "foreign-read",
             AnomalyKind::InconsistentOffsets => "inconsistent-offsets",
             AnomalyKind::IntNonmonotonicPoll => "int-nonmonotonic-poll",
             AnomalyKind::IntNonmonotonicSend => "int-nonmonotonic-send",
             AnomalyKind::IntPollSkip => "int-poll-skip",
             AnomalyKind::IntSendSkip => "int-send-skip",
+            AnomalyKind::LogStartRegression => "log-start-regression",
+            AnomalyKind::LostLatest => "lost-latest",
+            AnomalyKind::LostRetained => "lost-retained",
             AnomalyKind::LostWrite => "lost-write",
             AnomalyKind::NonmonotonicPoll => "nonmonotonic-poll",
             AnomalyKind::NonmonotonicSend => "nonmonotonic-send",
             AnomalyKind::PollSkip => "poll-skip",
             AnomalyKind::PrecommittedRead => "precommitted-read",
+            AnomalyKind::StaleValue => "stale-value",
             AnomalyKind::Unseen => "unseen",
         }
     }
@@ -202,6 +222,66 @@ pub enum Anomaly {
     /// A txn observed a value it sent itself before committing.
     #[serde(rename = "precommitted-read")]
     PrecommittedRead { key: Key, value: i64, op: u64 },
+    /// Keyed workload: `reader` read, under `record_key` of partition `key`,
+    /// a value nobody wrote there: `sent_as` is the (partition, record key)
+    /// it was written to, or None when no send wrote it at all.
+    #[serde(rename = "foreign-read")]
+    ForeignRead {
+        key: Key,
+        record_key: Key,
+        value: i64,
+        offset: i64,
+        reader: u64,
+        sent_as: Option<(Key, Key)>,
+    },
+    /// Keyed workload: a ListOffsets probe (`ops[1]`) that began after
+    /// another (`ops[0]`) had ended saw an earlier log start offset
+    /// (`starts` = [earlier probe's, later probe's]).
+    #[serde(rename = "log-start-regression")]
+    LogStartRegression {
+        key: Key,
+        starts: [i64; 2],
+        ops: [u64; 2],
+    },
+    /// Keyed workload, compacted topic: the latest committed value of a
+    /// record key (at `offset`, sent by `writer`) is missing from the final
+    /// read, and the final read holds no later value of that key to
+    /// supersede it (`final_latest` is the key's last record there, as
+    /// `(offset, value)`, if any).
+    #[serde(rename = "lost-latest")]
+    LostLatest {
+        key: Key,
+        record_key: Key,
+        value: i64,
+        offset: i64,
+        writer: u64,
+        final_latest: Option<(i64, i64)>,
+    },
+    /// Keyed workload, topic without compaction: a committed record at or
+    /// above the final log start offset (`log_start`) is missing from the
+    /// final read.
+    #[serde(rename = "lost-retained")]
+    LostRetained {
+        key: Key,
+        record_key: Key,
+        value: i64,
+        offset: i64,
+        writer: u64,
+        log_start: i64,
+    },
+    /// Keyed workload: a record key's values are out of send order in the
+    /// log: `values[1]`, whose send ended (`writers[1]`) before the send of
+    /// `values[0]` began, sits at a higher offset (`offsets` in the same
+    /// order). What serving a half-cleaned segment, or resurrecting a
+    /// cleaned-away value, looks like: an older value after a newer one.
+    #[serde(rename = "stale-value")]
+    StaleValue {
+        key: Key,
+        record_key: Key,
+        values: [i64; 2],
+        offsets: [i64; 2],
+        writers: [u64; 2],
+    },
     /// Acknowledged sends to `key` that no poll ever observed.
     #[serde(rename = "unseen")]
     Unseen {
@@ -226,6 +306,11 @@ impl Anomaly {
             Anomaly::NonmonotonicSend { .. } => AnomalyKind::NonmonotonicSend,
             Anomaly::PollSkip { .. } => AnomalyKind::PollSkip,
             Anomaly::PrecommittedRead { .. } => AnomalyKind::PrecommittedRead,
+            Anomaly::ForeignRead { .. } => AnomalyKind::ForeignRead,
+            Anomaly::LogStartRegression { .. } => AnomalyKind::LogStartRegression,
+            Anomaly::LostLatest { .. } => AnomalyKind::LostLatest,
+            Anomaly::LostRetained { .. } => AnomalyKind::LostRetained,
+            Anomaly::StaleValue { .. } => AnomalyKind::StaleValue,
             Anomaly::Unseen { .. } => AnomalyKind::Unseen,
         }
     }
@@ -245,6 +330,11 @@ impl Anomaly {
             | Anomaly::NonmonotonicSend { key, .. }
             | Anomaly::PollSkip { key, .. }
             | Anomaly::PrecommittedRead { key, .. }
+            | Anomaly::ForeignRead { key, .. }
+            | Anomaly::LogStartRegression { key, .. }
+            | Anomaly::LostLatest { key, .. }
+            | Anomaly::LostRetained { key, .. }
+            | Anomaly::StaleValue { key, .. }
             | Anomaly::Unseen { key, .. } => key,
         }
     }
@@ -262,7 +352,8 @@ pub struct Report {
     pub valid: bool,
     /// Completion operations analysed (send, poll and txn).
     pub ops: usize,
-    /// Distinct keys observed in the version order.
+    /// Distinct keys observed in the version order, plus partitions only
+    /// the keyed workload observed.
     pub keys: usize,
     pub anomalies: BTreeMap<AnomalyKind, Vec<Anomaly>>,
 }

@@ -14,6 +14,14 @@
 //!   `["send", key, [offset, value]]` (offset `null` when unknown; the bare
 //!   `["send", key, value]` is accepted too) and
 //!   `["poll", {key: [[offset, value], ...]}]` (bare `["poll"]` on invoke).
+//! - The keyed workload (record keys within partitions, for compacted and
+//!   retention-limited topics; checked by [`crate::keyed`]) uses its own
+//!   micro-ops, which the queue checkers ignore, on `send` and `poll` ops:
+//!   `["ksend", partition, record_key, [offset, value]]`,
+//!   `["kpoll", {partition: [[offset, record_key, value], ...]}]`,
+//!   `["bounds", {partition: [log_start, log_end]}]` (a ListOffsets probe)
+//!   and `["final-read", "compact,delete", {partition: [start, end]}]` (the
+//!   final read begins; its process's later kpolls are the final read).
 //! - For `assign` and `subscribe` the value is a list of keys; for `crash` it
 //!   is ignored.
 //! - Keys identify partitions and are ints or strings. JSON object keys are
@@ -148,6 +156,69 @@ pub enum MicroOp {
     /// One consumer poll: per key, the `(offset, value)` records returned,
     /// in the order returned.
     Poll(BTreeMap<Key, Vec<(i64, i64)>>),
+    /// Keyed workload (see [`crate::keyed`]): append `value` under record
+    /// key `record_key` to partition `key`.
+    KeyedSend {
+        key: Key,
+        record_key: Key,
+        offset: Option<i64>,
+        value: i64,
+    },
+    /// Keyed workload: one poll, per partition the `(offset, record key,
+    /// value)` records returned, in the order returned.
+    KeyedPoll(BTreeMap<Key, Vec<KeyedRecord>>),
+    /// A ListOffsets probe: per partition, `(log start, log end)` (earliest
+    /// and latest).
+    Bounds(BTreeMap<Key, (i64, i64)>),
+    /// The final read begins: the topic's cleanup policy (what the final
+    /// read may be missing) and the bounds it reads between. Every keyed
+    /// poll of this op's process after it is the final read.
+    FinalRead {
+        policy: CleanupPolicy,
+        bounds: BTreeMap<Key, (i64, i64)>,
+    },
+}
+
+/// One record a keyed poll returned.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyedRecord {
+    pub offset: i64,
+    pub record_key: Key,
+    pub value: i64,
+}
+
+/// A topic's cleanup.policy as the final read of a keyed history states it:
+/// `compact` lets superseded values go, `delete` lets everything below the
+/// log start offset go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CleanupPolicy {
+    pub compact: bool,
+    pub delete: bool,
+}
+
+impl CleanupPolicy {
+    /// Parse Kafka's form: `delete`, `compact`, `compact,delete` (any order).
+    pub fn parse(s: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy::default();
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "compact" => p.compact = true,
+                "delete" => p.delete = true,
+                _ => return None,
+            }
+        }
+        (p.compact || p.delete).then_some(p)
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
 }
 
 /// The value of an operation, interpreted according to its `f`.
@@ -264,8 +335,96 @@ fn parse_mop(v: Value) -> Result<MicroOp, String> {
             }
             Ok(MicroOp::Poll(out))
         }
-        _ => Err("micro-op must start with \"send\" or \"poll\"".into()),
+        Some("ksend") => {
+            let key: Key = serde_json::from_value(items.get(1).cloned().unwrap_or(Value::Null))
+                .map_err(|e| format!("ksend partition: {e}"))?;
+            let record_key: Key =
+                serde_json::from_value(items.get(2).cloned().unwrap_or(Value::Null))
+                    .map_err(|e| format!("ksend record key: {e}"))?;
+            let (offset, value) = match items.get(3) {
+                Some(Value::Array(pair)) if pair.len() == 2 => {
+                    let offset = match &pair[0] {
+                        Value::Null => None,
+                        o => Some(as_value_int(o, "ksend offset")?),
+                    };
+                    (offset, as_value_int(&pair[1], "ksend value")?)
+                }
+                Some(v) => (None, as_value_int(v, "ksend value")?),
+                None => return Err("ksend needs a value".into()),
+            };
+            Ok(MicroOp::KeyedSend {
+                key,
+                record_key,
+                offset,
+                value,
+            })
+        }
+        Some("kpoll") => {
+            let mut out = BTreeMap::new();
+            match items.get(1) {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(map)) => {
+                    for (k, records) in map {
+                        let records: Vec<(i64, Key, i64)> =
+                            serde_json::from_value(records.clone())
+                                .map_err(|e| format!("kpoll records of partition {k}: {e}"))?;
+                        let records = records
+                            .into_iter()
+                            .map(|(offset, record_key, value)| KeyedRecord {
+                                offset,
+                                record_key,
+                                value,
+                            })
+                            .collect();
+                        out.insert(Key::parse(k), records);
+                    }
+                }
+                Some(other) => return Err(format!("kpoll result must be a map, got {other}")),
+            }
+            Ok(MicroOp::KeyedPoll(out))
+        }
+        Some("bounds") => Ok(MicroOp::Bounds(parse_bounds(items.get(1))?)),
+        Some("final-read") => {
+            let policy = items
+                .get(1)
+                .and_then(Value::as_str)
+                .and_then(CleanupPolicy::parse)
+                .ok_or("final-read needs a cleanup policy (delete, compact or compact,delete)")?;
+            Ok(MicroOp::FinalRead {
+                policy,
+                bounds: parse_bounds(items.get(2))?,
+            })
+        }
+        _ => Err(
+            "micro-op must start with \"send\", \"poll\", \"ksend\", \"kpoll\", \"bounds\" or \"final-read\""
+                .into(),
+        ),
     }
+}
+
+/// `{partition: [start, end]}`; absent or null is empty (an invoke).
+fn parse_bounds(v: Option<&Value>) -> Result<BTreeMap<Key, (i64, i64)>, String> {
+    let mut out = BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, pair) in map {
+                let pair: (i64, i64) = serde_json::from_value(pair.clone())
+                    .map_err(|e| format!("bounds of partition {k}: {e}"))?;
+                out.insert(Key::parse(k), pair);
+            }
+        }
+        Some(other) => return Err(format!("bounds must be a map, got {other}")),
+    }
+    Ok(out)
+}
+
+fn bounds_to_json(bounds: &BTreeMap<Key, (i64, i64)>) -> Value {
+    let map: serde_json::Map<String, Value> = bounds
+        .iter()
+        .map(|(k, (s, e))| (k.to_string(), json!([s, e])))
+        .collect();
+    Value::Object(map)
 }
 
 fn mop_to_json(m: &MicroOp) -> Value {
@@ -277,6 +436,29 @@ fn mop_to_json(m: &MicroOp) -> Value {
                 .map(|(k, records)| (k.to_string(), json!(records)))
                 .collect();
             json!(["poll", map])
+        }
+        MicroOp::KeyedSend {
+            key,
+            record_key,
+            offset,
+            value,
+        } => json!(["ksend", key, record_key, [offset, value]]),
+        MicroOp::KeyedPoll(reads) => {
+            let map: serde_json::Map<String, Value> = reads
+                .iter()
+                .map(|(k, records)| {
+                    let records: Vec<Value> = records
+                        .iter()
+                        .map(|r| json!([r.offset, r.record_key, r.value]))
+                        .collect();
+                    (k.to_string(), Value::Array(records))
+                })
+                .collect();
+            json!(["kpoll", map])
+        }
+        MicroOp::Bounds(bounds) => json!(["bounds", bounds_to_json(bounds)]),
+        MicroOp::FinalRead { policy, bounds } => {
+            json!(["final-read", policy.to_string(), bounds_to_json(bounds)])
         }
     }
 }

@@ -4,7 +4,9 @@
 //! clients did as a [`history`] of operations; [`analyze`] infers each
 //! partition's log from every observation (the *version order*) and runs the
 //! checkers of Jepsen's Kafka queue workload over it, returning a [`Report`]
-//! of named anomalies with the records involved.
+//! of named anomalies with the records involved. The keyed workload (record
+//! keys within partitions, for compacted and retention-limited topics) has
+//! checkers of its own in [`keyed`], run by the same [`analyze`].
 //!
 //! **Architecture Invariant:** this crate knows nothing of Weir, sockets or
 //! time; it is a pure function from a history to a report, so a report is
@@ -14,6 +16,7 @@ pub mod analysis;
 pub mod anomaly;
 mod checks;
 pub mod history;
+pub mod keyed;
 
 use std::fs::File;
 use std::io::BufReader;
@@ -22,21 +25,30 @@ use std::path::Path;
 pub use analysis::{Analysis, VersionOrder};
 pub use anomaly::{Anomaly, AnomalyKind, Report};
 pub use history::{
-    parse_history, read_history, write_history, HistoryError, Key, MicroOp, Op, OpF, OpType,
-    OpValue, Process,
+    parse_history, read_history, write_history, CleanupPolicy, HistoryError, Key, KeyedRecord,
+    MicroOp, Op, OpF, OpType, OpValue, Process,
 };
 
 /// Run every checker over a history (invokes and completions, any order of
 /// processes, ascending `index`).
 pub fn analyze(history: &[Op]) -> Report {
     let analysis = Analysis::new(history);
-    let found = checks::run_all(&analysis);
+    let mut found = checks::run_all(&analysis);
+    // The keyed workload's checkers (compacted and retention-limited
+    // topics); they read only its micro-ops, so a queue history adds nothing.
+    let keyed = keyed::KeyedAnalysis::new(history);
+    found.extend(keyed.check());
     let ops = analysis
         .ops
         .iter()
         .filter(|op| matches!(op.f, OpF::Send | OpF::Poll | OpF::Txn))
         .count();
-    Report::new(ops, analysis.orders.len(), found)
+    let keyed_only = keyed
+        .log
+        .keys()
+        .filter(|k| !analysis.orders.contains_key(*k))
+        .count();
+    Report::new(ops, analysis.orders.len() + keyed_only, found)
 }
 
 /// Read a JSON-lines history file and analyze it.

@@ -16,7 +16,16 @@ impl HistoryRecorder {
         Self::default()
     }
 
-    fn push(&mut self, process: i64, kind: OpType, f: OpF, value: OpValue, time_ns: u64) {
+    /// Append one op (crate-visible: the keyed workload records its own
+    /// micro-ops, keyed_workload.rs); returns it so the caller can note an error.
+    pub(crate) fn push(
+        &mut self,
+        process: i64,
+        kind: OpType,
+        f: OpF,
+        value: OpValue,
+        time_ns: u64,
+    ) -> &mut Op {
         let index = self.ops.len() as u64;
         if let Some(last) = self.ops.last() {
             assert!(
@@ -33,6 +42,7 @@ impl HistoryRecorder {
             time: time_ns,
             error: None,
         });
+        self.ops.last_mut().expect("just pushed")
     }
 
     pub fn send_invoke(&mut self, process: i64, key: i64, value: i64, time_ns: u64) {

@@ -31,6 +31,8 @@ pub mod ctx;
 #[cfg(madsim)]
 pub mod isolate;
 #[cfg(madsim)]
+pub mod keyed_workload;
+#[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
 pub mod run;

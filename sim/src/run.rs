@@ -16,7 +16,7 @@ use crate::cluster::{client_ip, harness_ip, Cluster};
 use crate::ctx::{Ctx, Phase};
 use crate::nemesis::{Nemesis, Probe};
 use crate::outcome::{evaluate, RunOutcome, Verdict};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, WorkloadKind};
 use crate::workload::{
     consumer_config, consumer_loop, final_read, group_consumer_loop, producer_config,
     producer_loop, ClientEnv,
@@ -220,7 +220,9 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
             .build();
         let seed = madsim::rand::random::<u64>();
         let env = env.clone();
-        let task = if i < w.producers as usize {
+        let task = if w.kind == WorkloadKind::Keyed {
+            node.spawn(crate::keyed_workload::worker(env, i, seed))
+        } else if i < w.producers as usize {
             node.spawn(producer_loop(env, i as i64, seed))
         } else if i < (w.producers + w.consumers) as usize {
             node.spawn(consumer_loop(env, i as i64, seed))
@@ -266,10 +268,12 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         liveness.push("no send was acknowledged in the healed phase".to_string());
     }
     let reader = handle.create_node().name("final").ip(harness_ip(1)).build();
-    let complete = reader
-        .spawn(final_read(env))
-        .await
-        .map_err(|e| anyhow::anyhow!("final read task: {e}"))?;
+    let complete = if w.kind == WorkloadKind::Keyed {
+        reader.spawn(crate::keyed_workload::final_read(env)).await
+    } else {
+        reader.spawn(final_read(env)).await
+    }
+    .map_err(|e| anyhow::anyhow!("final read task: {e}"))?;
     if !complete {
         liveness.push(format!(
             "final read did not reach every partition's end within {} simulated s",

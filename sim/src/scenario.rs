@@ -15,6 +15,7 @@
 //! min_insync_replicas = 1
 //! configs = { "flush.messages" = "1" }
 //! [workload]
+//! kind = "queue"       # or "keyed" (record_keys, records_per_send, probe_probability)
 //! producers = 2
 //! consumers = 2
 //! keys = 4
@@ -45,6 +46,10 @@ use weir_jepsen::AnomalyKind;
 pub const NODES_MAX: usize = 9;
 pub const KEYS_MAX: u32 = 64;
 pub const CLIENTS_MAX: u32 = 32;
+/// Record keys per partition of the keyed workload.
+pub const RECORD_KEYS_MAX: u32 = 1024;
+/// Records one keyed send op queues at once.
+pub const RECORDS_PER_SEND_MAX: u32 = 64;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,9 +178,34 @@ impl Default for TopicSpec {
     }
 }
 
+/// Which workload the clients run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    /// Jepsen's Kafka queue workload (sim/src/workload.rs): unique values,
+    /// key k is partition k, checked for loss by every offset.
+    #[default]
+    Queue,
+    /// Record keys within partitions (sim/src/keyed_workload.rs), for
+    /// compacted and retention-limited topics, where the queue workload's
+    /// loss checker cannot judge: weir_jepsen::keyed checks it.
+    Keyed,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkloadSpec {
+    /// "queue" (default) or "keyed".
+    pub kind: WorkloadKind,
+    /// Keyed workload: record keys per partition (each send picks one).
+    pub record_keys: u32,
+    /// Keyed workload: chance, before each poll, that a consumer probes its
+    /// partitions' log start and end offsets (ListOffsets) into the history.
+    pub probe_probability: f64,
+    /// Keyed workload: records one send op queues at once to one partition
+    /// (drawn uniformly from [min, max]); with linger.ms above 0 they share
+    /// a batch.
+    pub records_per_send: [u32; 2],
     pub producers: u32,
     /// Consumers that assign themselves keys (Jepsen's `assign`).
     pub consumers: u32,
@@ -207,6 +237,10 @@ pub struct WorkloadSpec {
 impl Default for WorkloadSpec {
     fn default() -> Self {
         WorkloadSpec {
+            kind: WorkloadKind::Queue,
+            record_keys: 8,
+            probe_probability: 0.1,
+            records_per_send: [1, 1],
             producers: 2,
             consumers: 2,
             group_consumers: 0,
@@ -523,6 +557,30 @@ impl Scenario {
             w.producers + w.consumers + w.group_consumers <= CLIENTS_MAX,
             "at most {CLIENTS_MAX} clients"
         );
+        if w.kind == WorkloadKind::Keyed {
+            anyhow::ensure!(
+                (1..=RECORD_KEYS_MAX).contains(&w.record_keys),
+                "workload.record_keys must be 1..={RECORD_KEYS_MAX}"
+            );
+            let [least, most] = w.records_per_send;
+            anyhow::ensure!(
+                1 <= least && least <= most && most <= RECORDS_PER_SEND_MAX,
+                "workload.records_per_send must be [min, max] within 1..={RECORDS_PER_SEND_MAX}"
+            );
+            anyhow::ensure!(
+                w.group_consumers == 0,
+                "the keyed workload has no group consumers (workload.group_consumers = 0)"
+            );
+            anyhow::ensure!(
+                weir_jepsen::CleanupPolicy::parse(&self.cleanup_policy()).is_some(),
+                "cleanup.policy '{}' is not delete, compact or compact,delete",
+                self.cleanup_policy()
+            );
+        }
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&w.probe_probability),
+            "workload.probe_probability must be 0..=1"
+        );
         anyhow::ensure!(
             ["0", "1", "all", "-1"].contains(&w.acks.as_str()),
             "workload.acks must be 0, 1 or all"
@@ -584,6 +642,17 @@ impl Scenario {
             .collect()
     }
 
+    /// The topic's cleanup.policy: its own config, else the brokers'
+    /// log.cleanup.policy, else Kafka's default (delete).
+    pub fn cleanup_policy(&self) -> String {
+        self.topic
+            .configs
+            .get("cleanup.policy")
+            .or_else(|| self.cluster.broker.get("log.cleanup.policy"))
+            .cloned()
+            .unwrap_or_else(|| "delete".to_string())
+    }
+
     /// Total simulated seconds the run is planned to take (without the final read).
     pub fn planned_s(&self) -> u64 {
         self.fault_s + self.heal_s
@@ -608,6 +677,33 @@ mod tests {
         assert!(Scenario::parse("name = \"x\"\nfault_secs = 3").is_err());
         assert!(Scenario::parse("name = \"x\"\n[expect]\nallowed = [\"lost-writes\"]").is_err());
         assert!(Scenario::parse("name = \"x\"\n[workload]\nkeys = 9").is_err());
+    }
+
+    #[test]
+    fn keyed_workload_fields() {
+        let s = Scenario::parse(
+            "name = \"x\"\n[topic]\nconfigs = { \"cleanup.policy\" = \"compact\" }\n[workload]\nkind = \"keyed\"\nrecord_keys = 16",
+        )
+        .unwrap();
+        assert_eq!(s.workload.kind, WorkloadKind::Keyed);
+        assert_eq!(s.workload.record_keys, 16);
+        assert_eq!(s.cleanup_policy(), "compact");
+        assert_eq!(
+            Scenario::parse("name = \"x\"").unwrap().workload.kind,
+            WorkloadKind::Queue
+        );
+        let bad = [
+            "[workload]\nkind = \"keyd\"",
+            "[workload]\nkind = \"keyed\"\nrecord_keys = 0",
+            "[workload]\nkind = \"keyed\"\ngroup_consumers = 1",
+            "[workload]\nkind = \"keyed\"\n[topic]\nconfigs = { \"cleanup.policy\" = \"trim\" }",
+        ];
+        for b in bad {
+            assert!(
+                Scenario::parse(&format!("name = \"x\"\n{b}")).is_err(),
+                "{b}"
+            );
+        }
     }
 
     #[test]

@@ -163,6 +163,12 @@ pub fn encode_batch(
 /// it) with control records removed, and the offset to fetch next. A trailing
 /// partial batch (the broker cut the response at max bytes) is left for the
 /// next fetch.
+///
+/// The next offset follows each whole batch's header (base offset + last
+/// offset delta + 1), not its last record: the log cleaner keeps a batch's
+/// original last offset when it drops records from its tail, so a batch
+/// can end past its last record. Going by records, a consumer positioned in
+/// that tail would fetch the same batch forever.
 pub fn decode_fetched(
     topic: &str,
     partition: i32,
@@ -185,6 +191,15 @@ pub fn decode_fetched(
             break;
         }
         let mut batch = data.split_to(total);
+        // v2 header: magic at byte 16, lastOffsetDelta (covered by the CRC)
+        // at 23..27. kafka-protocol's RecordSet does not expose it.
+        if total >= 27 && batch[16] == 2 {
+            let base = (&batch[0..8]).get_i64();
+            let last_delta = (&batch[23..27]).get_i32();
+            if last_delta >= 0 {
+                next = next.max(base.saturating_add(last_delta as i64 + 1));
+            }
+        }
         let set = RecordBatchDecoder::decode(&mut batch)
             .map_err(|e| ClientError::Protocol(format!("decode record batch: {e}")))?;
         for r in set.records {
@@ -271,6 +286,29 @@ mod tests {
             vec![2, 3]
         );
         assert_eq!(next, 4);
+    }
+
+    /// The log cleaner dropped the tail of a batch (offsets 2 and 3) and
+    /// kept its header's last offset, as Kafka's does: a consumer at offset
+    /// 2 gets that batch, no record from it, and must move on to 4 (it once
+    /// fetched offset 2 forever, "larger than max.partition.fetch.bytes",
+    /// found by scenarios/compaction-crash.toml).
+    #[test]
+    fn a_batch_whose_tail_was_cleaned_moves_the_position_past_it() {
+        use crate::log::batch::{decode_records, reencode, BatchHeader};
+        for c in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let full = batch(4, c);
+            let header = BatchHeader::parse(&full).unwrap();
+            let mut kept = decode_records(&full).unwrap();
+            kept.truncate(2);
+            let cleaned = reencode(&header, &kept, header.compression()).unwrap();
+            let (records, next) = decode_fetched("t", 0, Bytes::from(cleaned.clone()), 0).unwrap();
+            assert_eq!(records.len(), 2, "{c:?}");
+            assert_eq!(next, 4, "{c:?}: the position follows the header");
+            let (records, next) = decode_fetched("t", 0, Bytes::from(cleaned), 2).unwrap();
+            assert!(records.is_empty(), "{c:?}");
+            assert_eq!(next, 4, "{c:?}: a position in the cleaned tail moves on");
+        }
     }
 
     #[test]
