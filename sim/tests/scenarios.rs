@@ -431,12 +431,15 @@ fn clock_jumps_do_not_expire_group_sessions() {
 // delete), no half-cleaned segment served (stale-value), offsets immutable,
 // the log start never going back.
 
-/// `check`, and the run did compact or delete: the final read started above
-/// offset 0 in some partition (the cleaner emptied or retention deleted the
-/// first segments).
+/// `check`, and the runs did compact or delete: in some seed the final
+/// read started above offset 0 in some partition (the cleaner emptied or
+/// retention deleted the first segments). Some seed, not each: a short run
+/// whose faults come early (a power loss, say) may end before the cleaner
+/// gets to a segment; full-length runs always do.
 fn check_keyed(name: &str, seeds: std::ops::Range<u64>) {
     let s = short(name);
-    for seed in seeds {
+    let mut moved = false;
+    for seed in seeds.clone() {
         let o = run_seed(&s, seed, true);
         assert!(
             !o.failed(),
@@ -444,17 +447,17 @@ fn check_keyed(name: &str, seeds: std::ops::Range<u64>) {
             o.reasons()
         );
         assert!(o.acks > 0, "{name} seed {seed}: no send was acknowledged");
-        let started_above_zero = o.trace.iter().any(|l| {
+        moved |= o.trace.iter().any(|l| {
             l.contains("] final")
                 && l.contains(": bounds ")
                 && l.split(' ')
                     .any(|w| w.contains(":[") && !w.contains(":[0,"))
         });
-        assert!(
-            started_above_zero,
-            "{name} seed {seed}: the log start never moved (did the cleaner or retention run?)"
-        );
     }
+    assert!(
+        moved,
+        "{name} seeds {seeds:?}: the log start never moved (did the cleaner or retention run?)"
+    );
 }
 
 #[test]
