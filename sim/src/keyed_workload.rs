@@ -32,7 +32,7 @@ use weir_jepsen::{CleanupPolicy, Key, KeyedRecord, MicroOp, OpF, OpType, OpValue
 
 use crate::ctx::{Ctx, Phase};
 use crate::history::HistoryRecorder;
-use crate::workload::ClientEnv;
+use crate::workload::{connect_consumer, random_keys as random_partitions, ClientEnv};
 
 /// How long one poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(100);
@@ -378,25 +378,6 @@ async fn probe(
                     .error = Some(recorded.into());
             });
             Err(why)
-        }
-    }
-}
-
-fn random_partitions(rng: &mut WeirRng, partitions: u32) -> Vec<i64> {
-    let mut chosen: Vec<i64> = (0..partitions as i64).filter(|_| rng.chance(0.5)).collect();
-    if chosen.is_empty() {
-        chosen.push(rng.range_u64(0, partitions as u64) as i64);
-    }
-    chosen
-}
-
-async fn connect_consumer(env: &ClientEnv, who: &str) -> Option<Consumer> {
-    match Consumer::connect(&env.bootstrap, env.consumer.clone()).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            env.ctx
-                .trace(who, format!("connect failed: {}", err_text(&e)));
-            None
         }
     }
 }

@@ -55,6 +55,7 @@ use std::sync::Arc;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
+use weir::client::cluster::MetadataSnapshot;
 use weir::client::{ClientConfig, Cluster as ClientCluster};
 use weir::env::disk::OpenMode;
 use weir::env::rng::WeirRng;
@@ -95,36 +96,43 @@ impl Probe {
     /// (partition -> (leader id, replicas), active controller id) as some
     /// live broker sees them; None when no broker answered in time.
     async fn view(&self) -> Option<(Vec<(i32, Vec<i32>)>, i32)> {
-        let bootstrap = self.bootstrap.clone();
-        let topic = self.topic.clone();
-        let partitions = self.partitions;
-        let task = self.node.spawn(async move {
-            let mut cc = ClientConfig::new(&bootstrap);
-            cc.connection.request_timeout = Duration::from_secs(1);
-            cc.connection.connect_timeout = Duration::from_secs(1);
-            cc.connection.client_id = "nemesis".to_string();
-            let query = async {
-                let cluster = ClientCluster::connect(cc).await.ok()?;
-                let m = cluster
-                    .refresh_metadata(Some(std::slice::from_ref(&topic)))
-                    .await
-                    .ok()?;
-                let leaders = (0..partitions as i32)
-                    .map(|p| match m.partition(&topic, p) {
-                        Some(info) => (info.leader, info.replicas.clone()),
-                        None => (-1, Vec::new()),
-                    })
-                    .collect();
-                Some((leaders, m.controller_id))
-            };
-            timeout(PROBE_TIMEOUT, query).await.ok().flatten()
-        });
-        task.await.ok().flatten()
+        self.metadata(|m, topic, partitions| {
+            let leaders = (0..partitions as i32)
+                .map(|p| match m.partition(topic, p) {
+                    Some(info) => (info.leader, info.replicas.clone()),
+                    None => (-1, Vec::new()),
+                })
+                .collect();
+            (leaders, m.controller_id)
+        })
+        .await
     }
 
     /// (partition, ISR) of every workload partition, sorted, as some live
     /// broker sees them; None when no broker answered in time.
     async fn isrs(&self) -> Option<Vec<(i32, Vec<i32>)>> {
+        self.metadata(|m, topic, partitions| {
+            (0..partitions as i32)
+                .map(|p| {
+                    let mut isr = m
+                        .partition(topic, p)
+                        .map(|i| i.isr.clone())
+                        .unwrap_or_default();
+                    isr.sort_unstable();
+                    (p, isr)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Fresh Metadata for the workload topic, asked from the probe node
+    /// (a harness node no fault touches) and read by `read` with the topic
+    /// and its partition count; None when no broker answered in time.
+    async fn metadata<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&MetadataSnapshot, &str, u32) -> T + Send + 'static,
+    ) -> Option<T> {
         let bootstrap = self.bootstrap.clone();
         let topic = self.topic.clone();
         let partitions = self.partitions;
@@ -139,17 +147,7 @@ impl Probe {
                     .refresh_metadata(Some(std::slice::from_ref(&topic)))
                     .await
                     .ok()?;
-                let isrs = (0..partitions as i32)
-                    .map(|p| {
-                        let mut isr = m
-                            .partition(&topic, p)
-                            .map(|i| i.isr.clone())
-                            .unwrap_or_default();
-                        isr.sort_unstable();
-                        (p, isr)
-                    })
-                    .collect();
-                Some(isrs)
+                Some(read(&m, &topic, partitions))
             };
             timeout(PROBE_TIMEOUT, query).await.ok().flatten()
         });

@@ -226,7 +226,8 @@ async fn poll_once(
     result
 }
 
-fn random_keys(rng: &mut WeirRng, keys: u32) -> Vec<i64> {
+/// A random non-empty half (on average) of `0..keys`.
+pub(crate) fn random_keys(rng: &mut WeirRng, keys: u32) -> Vec<i64> {
     let mut chosen: Vec<i64> = (0..keys as i64).filter(|_| rng.chance(0.5)).collect();
     if chosen.is_empty() {
         chosen.push(rng.range_u64(0, keys as u64) as i64);
@@ -234,7 +235,7 @@ fn random_keys(rng: &mut WeirRng, keys: u32) -> Vec<i64> {
     chosen
 }
 
-async fn connect_consumer(env: &ClientEnv, who: &str) -> Option<Consumer> {
+pub(crate) async fn connect_consumer(env: &ClientEnv, who: &str) -> Option<Consumer> {
     match Consumer::connect(&env.bootstrap, env.consumer.clone()).await {
         Ok(c) => Some(c),
         Err(e) => {
