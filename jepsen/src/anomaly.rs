@@ -17,6 +17,8 @@ pub enum AnomalyKind {
     G1a,
     #[serde(rename = "duplicate")]
     Duplicate,
+    #[serde(rename = "group-poll-skip")]
+    GroupPollSkip,
     #[serde(rename = "inconsistent-offsets")]
     InconsistentOffsets,
     #[serde(rename = "int-nonmonotonic-poll")]
@@ -27,8 +29,12 @@ pub enum AnomalyKind {
     IntPollSkip,
     #[serde(rename = "int-send-skip")]
     IntSendSkip,
+    #[serde(rename = "lost-commit")]
+    LostCommit,
     #[serde(rename = "lost-write")]
     LostWrite,
+    #[serde(rename = "nonmonotonic-commit")]
+    NonmonotonicCommit,
     #[serde(rename = "nonmonotonic-poll")]
     NonmonotonicPoll,
     #[serde(rename = "nonmonotonic-send")]
@@ -37,24 +43,30 @@ pub enum AnomalyKind {
     PollSkip,
     #[serde(rename = "precommitted-read")]
     PrecommittedRead,
+    #[serde(rename = "unprocessed-commit")]
+    UnprocessedCommit,
     #[serde(rename = "unseen")]
     Unseen,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 13] = [
+    pub const ALL: [AnomalyKind; 17] = [
         AnomalyKind::G1a,
         AnomalyKind::Duplicate,
+        AnomalyKind::GroupPollSkip,
         AnomalyKind::InconsistentOffsets,
         AnomalyKind::IntNonmonotonicPoll,
         AnomalyKind::IntNonmonotonicSend,
         AnomalyKind::IntPollSkip,
         AnomalyKind::IntSendSkip,
+        AnomalyKind::LostCommit,
         AnomalyKind::LostWrite,
+        AnomalyKind::NonmonotonicCommit,
         AnomalyKind::NonmonotonicPoll,
         AnomalyKind::NonmonotonicSend,
         AnomalyKind::PollSkip,
         AnomalyKind::PrecommittedRead,
+        AnomalyKind::UnprocessedCommit,
         AnomalyKind::Unseen,
     ];
 
@@ -63,16 +75,20 @@ impl AnomalyKind {
         match self {
             AnomalyKind::G1a => "G1a",
             AnomalyKind::Duplicate => "duplicate",
+            AnomalyKind::GroupPollSkip => "group-poll-skip",
             AnomalyKind::InconsistentOffsets => "inconsistent-offsets",
             AnomalyKind::IntNonmonotonicPoll => "int-nonmonotonic-poll",
             AnomalyKind::IntNonmonotonicSend => "int-nonmonotonic-send",
             AnomalyKind::IntPollSkip => "int-poll-skip",
             AnomalyKind::IntSendSkip => "int-send-skip",
+            AnomalyKind::LostCommit => "lost-commit",
             AnomalyKind::LostWrite => "lost-write",
+            AnomalyKind::NonmonotonicCommit => "nonmonotonic-commit",
             AnomalyKind::NonmonotonicPoll => "nonmonotonic-poll",
             AnomalyKind::NonmonotonicSend => "nonmonotonic-send",
             AnomalyKind::PollSkip => "poll-skip",
             AnomalyKind::PrecommittedRead => "precommitted-read",
+            AnomalyKind::UnprocessedCommit => "unprocessed-commit",
             AnomalyKind::Unseen => "unseen",
         }
     }
@@ -111,6 +127,21 @@ pub enum Anomaly {
         key: Key,
         value: i64,
         offsets: Vec<i64>,
+    },
+    /// Consumer groups: a member's first poll of `key` after it subscribed
+    /// (a new member, or one after a rebalance) started at `offset`, above
+    /// any offset the group can have committed by then (`committed_max`,
+    /// the highest commit invoked before that poll ended; None: nothing
+    /// committed, so the member had to start at the log's start): the
+    /// records `skipped` were never processed by the group. `ops` =
+    /// [subscribe, poll].
+    #[serde(rename = "group-poll-skip")]
+    GroupPollSkip {
+        key: Key,
+        committed_max: Option<i64>,
+        offset: i64,
+        skipped: Vec<i64>,
+        ops: [u64; 2],
     },
     /// One offset of a key observed holding two or more values.
     #[serde(rename = "inconsistent-offsets")]
@@ -157,6 +188,19 @@ pub enum Anomaly {
         skipped: Vec<i64>,
         op: u64,
     },
+    /// Consumer groups: an OffsetCommit of `offset` for `key` was
+    /// acknowledged (`commit`), and a later read of the committed offsets
+    /// (`read`, invoked after the ack) shows `read_offset` below it (None:
+    /// no committed offset at all), with no commit of that lower offset
+    /// begun after the acknowledged one.
+    #[serde(rename = "lost-commit")]
+    LostCommit {
+        key: Key,
+        offset: i64,
+        read_offset: Option<i64>,
+        commit: u64,
+        read: u64,
+    },
     /// A committed write never polled although polls read past it: the
     /// `max_read_value` (first seen at `max_read_offset`, by `max_reader`)
     /// follows it in the version order.
@@ -169,6 +213,15 @@ pub enum Anomaly {
         max_read_value: i64,
         max_read_offset: i64,
         max_reader: Option<u64>,
+    },
+    /// Consumer groups: the group's committed offset of `key` went back
+    /// between two reads of it, the second begun after the first ended
+    /// (`ops` = [earlier read, later read]).
+    #[serde(rename = "nonmonotonic-commit")]
+    NonmonotonicCommit {
+        key: Key,
+        offsets: [i64; 2],
+        ops: [u64; 2],
     },
     /// A process's poll of a key started at or before where its previous
     /// poll of that key ended (`ops` = [previous, this]).
@@ -202,6 +255,17 @@ pub enum Anomaly {
     /// A txn observed a value it sent itself before committing.
     #[serde(rename = "precommitted-read")]
     PrecommittedRead { key: Key, value: i64, op: u64 },
+    /// Consumer groups, the at-least-once violation: a commit (ok or info)
+    /// of `offset` for `key` although no member of the group had polled
+    /// the record before it (`polled_max`: the highest offset of `key` any
+    /// group member had polled when the commit began; None: none).
+    #[serde(rename = "unprocessed-commit")]
+    UnprocessedCommit {
+        key: Key,
+        offset: i64,
+        polled_max: Option<i64>,
+        op: u64,
+    },
     /// Acknowledged sends to `key` that no poll ever observed.
     #[serde(rename = "unseen")]
     Unseen {
@@ -216,16 +280,20 @@ impl Anomaly {
         match self {
             Anomaly::G1a { .. } => AnomalyKind::G1a,
             Anomaly::Duplicate { .. } => AnomalyKind::Duplicate,
+            Anomaly::GroupPollSkip { .. } => AnomalyKind::GroupPollSkip,
             Anomaly::InconsistentOffsets { .. } => AnomalyKind::InconsistentOffsets,
             Anomaly::IntNonmonotonicPoll { .. } => AnomalyKind::IntNonmonotonicPoll,
             Anomaly::IntNonmonotonicSend { .. } => AnomalyKind::IntNonmonotonicSend,
             Anomaly::IntPollSkip { .. } => AnomalyKind::IntPollSkip,
             Anomaly::IntSendSkip { .. } => AnomalyKind::IntSendSkip,
+            Anomaly::LostCommit { .. } => AnomalyKind::LostCommit,
             Anomaly::LostWrite { .. } => AnomalyKind::LostWrite,
+            Anomaly::NonmonotonicCommit { .. } => AnomalyKind::NonmonotonicCommit,
             Anomaly::NonmonotonicPoll { .. } => AnomalyKind::NonmonotonicPoll,
             Anomaly::NonmonotonicSend { .. } => AnomalyKind::NonmonotonicSend,
             Anomaly::PollSkip { .. } => AnomalyKind::PollSkip,
             Anomaly::PrecommittedRead { .. } => AnomalyKind::PrecommittedRead,
+            Anomaly::UnprocessedCommit { .. } => AnomalyKind::UnprocessedCommit,
             Anomaly::Unseen { .. } => AnomalyKind::Unseen,
         }
     }
@@ -235,16 +303,20 @@ impl Anomaly {
         match self {
             Anomaly::G1a { key, .. }
             | Anomaly::Duplicate { key, .. }
+            | Anomaly::GroupPollSkip { key, .. }
             | Anomaly::InconsistentOffsets { key, .. }
             | Anomaly::IntNonmonotonicPoll { key, .. }
             | Anomaly::IntNonmonotonicSend { key, .. }
             | Anomaly::IntPollSkip { key, .. }
             | Anomaly::IntSendSkip { key, .. }
+            | Anomaly::LostCommit { key, .. }
             | Anomaly::LostWrite { key, .. }
+            | Anomaly::NonmonotonicCommit { key, .. }
             | Anomaly::NonmonotonicPoll { key, .. }
             | Anomaly::NonmonotonicSend { key, .. }
             | Anomaly::PollSkip { key, .. }
             | Anomaly::PrecommittedRead { key, .. }
+            | Anomaly::UnprocessedCommit { key, .. }
             | Anomaly::Unseen { key, .. } => key,
         }
     }

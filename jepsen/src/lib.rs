@@ -13,6 +13,7 @@
 pub mod analysis;
 pub mod anomaly;
 mod checks;
+pub mod groups;
 pub mod history;
 
 use std::fs::File;
@@ -30,7 +31,8 @@ pub use history::{
 /// processes, ascending `index`).
 pub fn analyze(history: &[Op]) -> Report {
     let analysis = Analysis::new(history);
-    let found = checks::run_all(&analysis);
+    let mut found = checks::run_all(&analysis);
+    found.extend(groups::check(history));
     let ops = analysis
         .ops
         .iter()
