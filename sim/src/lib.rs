@@ -29,6 +29,8 @@ pub mod cluster;
 #[cfg(madsim)]
 pub mod ctx;
 #[cfg(madsim)]
+pub mod group;
+#[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
 pub mod run;
