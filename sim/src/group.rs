@@ -6,8 +6,8 @@
 //! What goes into the history, so weir-jepsen's group checkers
 //! (`weir_jepsen::groups`) can judge it:
 //! - members `subscribe`, `poll` and `commit`; a member commits, after each
-//!   poll it recorded, exactly the offsets that poll processed (last offset
-//!   + 1 per partition) with a sync commit, and nothing else: auto-commit is
+//!   poll it recorded, exactly the offsets that poll processed (one past
+//!   the last offset, per partition) with a sync commit, and nothing else: auto-commit is
 //!   off, so every commit the coordinator sees is in the history;
 //! - the `offsets-probe` process reads the committed offsets (OffsetFetch)
 //!   every `PROBE_INTERVAL` from a harness node no fault touches, and once
