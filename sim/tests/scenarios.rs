@@ -298,3 +298,21 @@ fn same_seed_twice_in_one_process() {
     let (b, _) = fingerprint(7);
     assert_eq!(a, b, "seed 7 gave two runs in one process");
 }
+
+// Consumer-group scenarios (issue #5): commits recorded in the history, an
+// observer reading the committed offsets, weir-jepsen's group checkers.
+
+#[test]
+fn group_coordinator_failover() {
+    check("group-coordinator-failover", 0..2);
+}
+
+#[test]
+fn group_consumer_crash() {
+    check("group-consumer-crash", 0..2);
+}
+
+#[test]
+fn group_rebalance_partition() {
+    check("group-rebalance-partition", 0..2);
+}
