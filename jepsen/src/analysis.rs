@@ -118,6 +118,7 @@ pub fn completions(history: &[Op]) -> Vec<Op> {
             let empty = match &done.value {
                 OpValue::Mops(m) => m.is_empty(),
                 OpValue::Keys(k) => k.is_empty(),
+                OpValue::Offsets(o) => o.is_empty(),
                 OpValue::Nil => true,
             };
             if empty {

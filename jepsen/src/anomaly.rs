@@ -19,6 +19,8 @@ pub enum AnomalyKind {
     Duplicate,
     #[serde(rename = "foreign-read")]
     ForeignRead,
+    #[serde(rename = "group-poll-skip")]
+    GroupPollSkip,
     #[serde(rename = "inconsistent-offsets")]
     InconsistentOffsets,
     #[serde(rename = "int-nonmonotonic-poll")]
@@ -35,8 +37,12 @@ pub enum AnomalyKind {
     LostLatest,
     #[serde(rename = "lost-retained")]
     LostRetained,
+    #[serde(rename = "lost-commit")]
+    LostCommit,
     #[serde(rename = "lost-write")]
     LostWrite,
+    #[serde(rename = "nonmonotonic-commit")]
+    NonmonotonicCommit,
     #[serde(rename = "nonmonotonic-poll")]
     NonmonotonicPoll,
     #[serde(rename = "nonmonotonic-send")]
@@ -47,29 +53,35 @@ pub enum AnomalyKind {
     PrecommittedRead,
     #[serde(rename = "stale-value")]
     StaleValue,
+    #[serde(rename = "unprocessed-commit")]
+    UnprocessedCommit,
     #[serde(rename = "unseen")]
     Unseen,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 18] = [
+    pub const ALL: [AnomalyKind; 22] = [
         AnomalyKind::G1a,
         AnomalyKind::Duplicate,
         AnomalyKind::ForeignRead,
+        AnomalyKind::GroupPollSkip,
         AnomalyKind::InconsistentOffsets,
         AnomalyKind::IntNonmonotonicPoll,
         AnomalyKind::IntNonmonotonicSend,
         AnomalyKind::IntPollSkip,
         AnomalyKind::IntSendSkip,
         AnomalyKind::LogStartRegression,
+        AnomalyKind::LostCommit,
         AnomalyKind::LostLatest,
         AnomalyKind::LostRetained,
         AnomalyKind::LostWrite,
+        AnomalyKind::NonmonotonicCommit,
         AnomalyKind::NonmonotonicPoll,
         AnomalyKind::NonmonotonicSend,
         AnomalyKind::PollSkip,
         AnomalyKind::PrecommittedRead,
         AnomalyKind::StaleValue,
+        AnomalyKind::UnprocessedCommit,
         AnomalyKind::Unseen,
     ];
 
@@ -79,6 +91,7 @@ impl AnomalyKind {
             AnomalyKind::G1a => "G1a",
             AnomalyKind::Duplicate => "duplicate",
             AnomalyKind::ForeignRead => "foreign-read",
+            AnomalyKind::GroupPollSkip => "group-poll-skip",
             AnomalyKind::InconsistentOffsets => "inconsistent-offsets",
             AnomalyKind::IntNonmonotonicPoll => "int-nonmonotonic-poll",
             AnomalyKind::IntNonmonotonicSend => "int-nonmonotonic-send",
@@ -87,12 +100,15 @@ impl AnomalyKind {
             AnomalyKind::LogStartRegression => "log-start-regression",
             AnomalyKind::LostLatest => "lost-latest",
             AnomalyKind::LostRetained => "lost-retained",
+            AnomalyKind::LostCommit => "lost-commit",
             AnomalyKind::LostWrite => "lost-write",
+            AnomalyKind::NonmonotonicCommit => "nonmonotonic-commit",
             AnomalyKind::NonmonotonicPoll => "nonmonotonic-poll",
             AnomalyKind::NonmonotonicSend => "nonmonotonic-send",
             AnomalyKind::PollSkip => "poll-skip",
             AnomalyKind::PrecommittedRead => "precommitted-read",
             AnomalyKind::StaleValue => "stale-value",
+            AnomalyKind::UnprocessedCommit => "unprocessed-commit",
             AnomalyKind::Unseen => "unseen",
         }
     }
@@ -131,6 +147,21 @@ pub enum Anomaly {
         key: Key,
         value: i64,
         offsets: Vec<i64>,
+    },
+    /// Consumer groups: a member's first poll of `key` after it subscribed
+    /// (a new member, or one after a rebalance) started at `offset`, above
+    /// any offset the group can have committed by then (`committed_max`,
+    /// the highest commit invoked before that poll ended; None: nothing
+    /// committed, so the member had to start at the log's start): the
+    /// records `skipped` were never processed by the group. `ops` =
+    /// [subscribe, poll].
+    #[serde(rename = "group-poll-skip")]
+    GroupPollSkip {
+        key: Key,
+        committed_max: Option<i64>,
+        offset: i64,
+        skipped: Vec<i64>,
+        ops: [u64; 2],
     },
     /// One offset of a key observed holding two or more values.
     #[serde(rename = "inconsistent-offsets")]
@@ -177,6 +208,19 @@ pub enum Anomaly {
         skipped: Vec<i64>,
         op: u64,
     },
+    /// Consumer groups: an OffsetCommit of `offset` for `key` was
+    /// acknowledged (`commit`), and a later read of the committed offsets
+    /// (`read`, invoked after the ack) shows `read_offset` below it (None:
+    /// no committed offset at all), with no commit of that lower offset
+    /// begun after the acknowledged one.
+    #[serde(rename = "lost-commit")]
+    LostCommit {
+        key: Key,
+        offset: i64,
+        read_offset: Option<i64>,
+        commit: u64,
+        read: u64,
+    },
     /// A committed write never polled although polls read past it: the
     /// `max_read_value` (first seen at `max_read_offset`, by `max_reader`)
     /// follows it in the version order.
@@ -189,6 +233,15 @@ pub enum Anomaly {
         max_read_value: i64,
         max_read_offset: i64,
         max_reader: Option<u64>,
+    },
+    /// Consumer groups: the group's committed offset of `key` went back
+    /// between two reads of it, the second begun after the first ended
+    /// (`ops` = [earlier read, later read]).
+    #[serde(rename = "nonmonotonic-commit")]
+    NonmonotonicCommit {
+        key: Key,
+        offsets: [i64; 2],
+        ops: [u64; 2],
     },
     /// A process's poll of a key started at or before where its previous
     /// poll of that key ended (`ops` = [previous, this]).
@@ -282,6 +335,17 @@ pub enum Anomaly {
         offsets: [i64; 2],
         writers: [u64; 2],
     },
+    /// Consumer groups, the at-least-once violation: a commit (ok or info)
+    /// of `offset` for `key` although no member of the group had polled
+    /// the record before it (`polled_max`: the highest offset of `key` any
+    /// group member had polled when the commit began; None: none).
+    #[serde(rename = "unprocessed-commit")]
+    UnprocessedCommit {
+        key: Key,
+        offset: i64,
+        polled_max: Option<i64>,
+        op: u64,
+    },
     /// Acknowledged sends to `key` that no poll ever observed.
     #[serde(rename = "unseen")]
     Unseen {
@@ -296,12 +360,15 @@ impl Anomaly {
         match self {
             Anomaly::G1a { .. } => AnomalyKind::G1a,
             Anomaly::Duplicate { .. } => AnomalyKind::Duplicate,
+            Anomaly::GroupPollSkip { .. } => AnomalyKind::GroupPollSkip,
             Anomaly::InconsistentOffsets { .. } => AnomalyKind::InconsistentOffsets,
             Anomaly::IntNonmonotonicPoll { .. } => AnomalyKind::IntNonmonotonicPoll,
             Anomaly::IntNonmonotonicSend { .. } => AnomalyKind::IntNonmonotonicSend,
             Anomaly::IntPollSkip { .. } => AnomalyKind::IntPollSkip,
             Anomaly::IntSendSkip { .. } => AnomalyKind::IntSendSkip,
+            Anomaly::LostCommit { .. } => AnomalyKind::LostCommit,
             Anomaly::LostWrite { .. } => AnomalyKind::LostWrite,
+            Anomaly::NonmonotonicCommit { .. } => AnomalyKind::NonmonotonicCommit,
             Anomaly::NonmonotonicPoll { .. } => AnomalyKind::NonmonotonicPoll,
             Anomaly::NonmonotonicSend { .. } => AnomalyKind::NonmonotonicSend,
             Anomaly::PollSkip { .. } => AnomalyKind::PollSkip,
@@ -311,6 +378,7 @@ impl Anomaly {
             Anomaly::LostLatest { .. } => AnomalyKind::LostLatest,
             Anomaly::LostRetained { .. } => AnomalyKind::LostRetained,
             Anomaly::StaleValue { .. } => AnomalyKind::StaleValue,
+            Anomaly::UnprocessedCommit { .. } => AnomalyKind::UnprocessedCommit,
             Anomaly::Unseen { .. } => AnomalyKind::Unseen,
         }
     }
@@ -320,12 +388,15 @@ impl Anomaly {
         match self {
             Anomaly::G1a { key, .. }
             | Anomaly::Duplicate { key, .. }
+            | Anomaly::GroupPollSkip { key, .. }
             | Anomaly::InconsistentOffsets { key, .. }
             | Anomaly::IntNonmonotonicPoll { key, .. }
             | Anomaly::IntNonmonotonicSend { key, .. }
             | Anomaly::IntPollSkip { key, .. }
             | Anomaly::IntSendSkip { key, .. }
+            | Anomaly::LostCommit { key, .. }
             | Anomaly::LostWrite { key, .. }
+            | Anomaly::NonmonotonicCommit { key, .. }
             | Anomaly::NonmonotonicPoll { key, .. }
             | Anomaly::NonmonotonicSend { key, .. }
             | Anomaly::PollSkip { key, .. }
@@ -335,6 +406,7 @@ impl Anomaly {
             | Anomaly::LostLatest { key, .. }
             | Anomaly::LostRetained { key, .. }
             | Anomaly::StaleValue { key, .. }
+            | Anomaly::UnprocessedCommit { key, .. }
             | Anomaly::Unseen { key, .. } => key,
         }
     }

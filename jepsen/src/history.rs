@@ -24,6 +24,11 @@
 //!   final read begins; its process's later kpolls are the final read).
 //! - For `assign` and `subscribe` the value is a list of keys; for `crash` it
 //!   is ignored.
+//! - Consumer groups: `commit` is an OffsetCommit a group member sent, its
+//!   value the offsets committed, `{key: offset}` (offset = the next record
+//!   to read, as Kafka commits it); `committed` is an OffsetFetch of the
+//!   group's committed offsets (`null` on invoke, `{key: offset}` on ok,
+//!   keys never committed left out).
 //! - Keys identify partitions and are ints or strings. JSON object keys are
 //!   always strings, so a string that parses as an integer *is* that integer
 //!   key: `"3"` and `3` name the same partition. Values are ints, unique per key.
@@ -142,6 +147,10 @@ pub enum OpF {
     Assign,
     Subscribe,
     Crash,
+    /// A group member's OffsetCommit.
+    Commit,
+    /// A read of the group's committed offsets (OffsetFetch).
+    Committed,
 }
 
 /// One step of a send, poll or txn operation.
@@ -228,6 +237,8 @@ pub enum OpValue {
     Mops(Vec<MicroOp>),
     /// assign, subscribe: the keys.
     Keys(Vec<Key>),
+    /// commit, committed: per key, a committed offset.
+    Offsets(BTreeMap<Key, i64>),
     /// crash, or no value.
     Nil,
 }
@@ -278,6 +289,17 @@ impl TryFrom<RawOp> for Op {
                 v => OpValue::Keys(
                     serde_json::from_value(v).map_err(|e| format!("bad key list: {e}"))?,
                 ),
+            },
+            OpF::Commit | OpF::Committed => match raw.value {
+                Value::Null => OpValue::Offsets(BTreeMap::new()),
+                Value::Object(map) => {
+                    let mut out = BTreeMap::new();
+                    for (k, o) in map {
+                        out.insert(Key::parse(&k), as_value_int(&o, "committed offset")?);
+                    }
+                    OpValue::Offsets(out)
+                }
+                other => return Err(format!("expected a map of offsets, got {other}")),
             },
             OpF::Crash => OpValue::Nil,
         };
@@ -468,6 +490,12 @@ impl From<Op> for RawOp {
         let value = match &op.value {
             OpValue::Mops(mops) => Value::Array(mops.iter().map(mop_to_json).collect()),
             OpValue::Keys(keys) => json!(keys),
+            OpValue::Offsets(offsets) => Value::Object(
+                offsets
+                    .iter()
+                    .map(|(k, o)| (k.to_string(), json!(o)))
+                    .collect(),
+            ),
             OpValue::Nil => Value::Null,
         };
         RawOp {
@@ -488,6 +516,15 @@ impl Op {
         match &self.value {
             OpValue::Mops(m) => m,
             _ => &[],
+        }
+    }
+
+    /// The offsets of a commit or committed op; empty for anything else.
+    pub fn offsets(&self) -> &BTreeMap<Key, i64> {
+        static EMPTY: BTreeMap<Key, i64> = BTreeMap::new();
+        match &self.value {
+            OpValue::Offsets(o) => o,
+            _ => &EMPTY,
         }
     }
 

@@ -15,6 +15,7 @@
 pub mod analysis;
 pub mod anomaly;
 mod checks;
+pub mod groups;
 pub mod history;
 pub mod keyed;
 
@@ -38,6 +39,7 @@ pub fn analyze(history: &[Op]) -> Report {
     // topics); they read only its micro-ops, so a queue history adds nothing.
     let keyed = keyed::KeyedAnalysis::new(history);
     found.extend(keyed.check());
+    found.extend(groups::check(history));
     let ops = analysis
         .ops
         .iter()

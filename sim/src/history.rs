@@ -26,6 +26,17 @@ impl HistoryRecorder {
         value: OpValue,
         time_ns: u64,
     ) -> &mut Op {
+        self.push_as(Process::Int(process), kind, f, value, time_ns)
+    }
+
+    fn push_as(
+        &mut self,
+        process: Process,
+        kind: OpType,
+        f: OpF,
+        value: OpValue,
+        time_ns: u64,
+    ) -> &mut Op {
         let index = self.ops.len() as u64;
         if let Some(last) = self.ops.last() {
             assert!(
@@ -35,7 +46,7 @@ impl HistoryRecorder {
         }
         self.ops.push(Op {
             index,
-            process: Process::Int(process),
+            process,
             kind,
             f,
             value,
@@ -176,6 +187,65 @@ impl HistoryRecorder {
         );
     }
 
+    /// A group member begins an OffsetCommit of `offsets` (key -> the next
+    /// offset to read).
+    pub fn commit_invoke(&mut self, process: i64, offsets: &BTreeMap<i64, i64>, time_ns: u64) {
+        let value = offsets_value(offsets);
+        self.push(process, OpType::Invoke, OpF::Commit, value, time_ns);
+    }
+
+    /// The commit ended: `Ok` acknowledged; `Err((why, definite))`, where
+    /// `definite` means the coordinator refused it before writing anything
+    /// (fail), else it may have landed (info).
+    pub fn commit_complete(
+        &mut self,
+        process: i64,
+        offsets: &BTreeMap<i64, i64>,
+        result: Result<(), (String, bool)>,
+        time_ns: u64,
+    ) {
+        let value = offsets_value(offsets);
+        let (kind, error) = match result {
+            Ok(()) => (OpType::Ok, None),
+            Err((e, true)) => (OpType::Fail, Some(e)),
+            Err((e, false)) => (OpType::Info, Some(e)),
+        };
+        self.push(process, kind, OpF::Commit, value, time_ns);
+        if let Some(e) = error {
+            self.ops.last_mut().expect("just pushed").error = Some(e.into());
+        }
+    }
+
+    /// An observer (`who`, a named process) begins reading the group's
+    /// committed offsets.
+    pub fn committed_invoke(&mut self, who: &str, time_ns: u64) {
+        let value = OpValue::Offsets(BTreeMap::new());
+        let p = Process::Name(who.to_string());
+        self.push_as(p, OpType::Invoke, OpF::Committed, value, time_ns);
+    }
+
+    /// The read ended: the committed offsets (keys never committed left
+    /// out), or why it failed (a read has no effect: fail).
+    pub fn committed_complete(
+        &mut self,
+        who: &str,
+        result: Result<BTreeMap<i64, i64>, String>,
+        time_ns: u64,
+    ) {
+        let p = Process::Name(who.to_string());
+        match result {
+            Ok(offsets) => {
+                let value = offsets_value(&offsets);
+                self.push_as(p, OpType::Ok, OpF::Committed, value, time_ns);
+            }
+            Err(e) => {
+                let value = OpValue::Offsets(BTreeMap::new());
+                self.push_as(p, OpType::Fail, OpF::Committed, value, time_ns);
+                self.ops.last_mut().expect("just pushed").error = Some(e.into());
+            }
+        }
+    }
+
     pub fn ops(&self) -> &[Op] {
         &self.ops
     }
@@ -183,6 +253,10 @@ impl HistoryRecorder {
     pub fn into_ops(self) -> Vec<Op> {
         self.ops
     }
+}
+
+fn offsets_value(offsets: &BTreeMap<i64, i64>) -> OpValue {
+    OpValue::Offsets(offsets.iter().map(|(k, o)| (Key::Int(*k), *o)).collect())
 }
 
 /// Drop the acknowledgement of one acknowledged write from a history's

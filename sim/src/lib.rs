@@ -29,6 +29,8 @@ pub mod cluster;
 #[cfg(madsim)]
 pub mod ctx;
 #[cfg(madsim)]
+pub mod group;
+#[cfg(madsim)]
 pub mod isolate;
 #[cfg(madsim)]
 pub mod keyed_workload;

@@ -45,6 +45,17 @@
 //!   before the jump is traced ("ISR shrank during the clock jump"): with
 //!   no other fault running a jump must never cause one.
 //!
+//! - kill_coordinator / crash_coordinator: the consumer group's coordinator
+//!   (FindCoordinator from the probe node) is killed or loses power.
+//! - crash_consumer: a group member's node is killed (no LeaveGroup, no
+//!   last commit); after the down time a fresh member process subscribes.
+//! - pause_consumer: a group member stops with its connections open; past
+//!   the session timeout it resumes as a zombie the group has fenced.
+//! - isolate_consumer: a group member is cut from every broker.
+//! - cut_consumer_coordinator: a group member's links to the coordinator
+//!   only are cut, both ways: it can still fetch, but neither heartbeat
+//!   nor commit.
+//!
 //! Broker-to-broker cuts use madsim link clogs, which hold bytes rather
 //! than drop them: an established connection resumes after the heal, so
 //! what a cut tests is timeouts and failover, not lost packets.
@@ -56,6 +67,7 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 use weir::client::cluster::MetadataSnapshot;
+use weir::client::group::GroupAdmin;
 use weir::client::{ClientConfig, Cluster as ClientCluster};
 use weir::env::disk::OpenMode;
 use weir::env::rng::WeirRng;
@@ -65,6 +77,7 @@ use weir::env::Disk;
 
 use crate::cluster::{list_files, Cluster, DATA_DIR};
 use crate::ctx::Ctx;
+use crate::group::{GroupHarness, GROUP_ID};
 use crate::scenario::{FaultKind, FaultSpec};
 
 const WHO: &str = "nemesis";
@@ -77,6 +90,8 @@ pub struct Nemesis {
     default_net: (f64, std::ops::Range<Duration>),
     /// Asks the cluster who leads what (a harness node no fault touches).
     probe: Option<Probe>,
+    /// The workload's consumer group, when it has members.
+    group: Option<Arc<GroupHarness>>,
 }
 
 /// The nemesis's window on the cluster: Metadata through the real client,
@@ -153,6 +168,27 @@ impl Probe {
         });
         task.await.ok().flatten()
     }
+
+    /// `host:port` of the consumer group's coordinator (FindCoordinator),
+    /// as some live broker sees it; None when no broker answered in time.
+    async fn coordinator(&self) -> Option<String> {
+        let bootstrap = self.bootstrap.clone();
+        let task = self.node.spawn(async move {
+            let mut cc = ClientConfig::new(&bootstrap);
+            cc.connection.request_timeout = Duration::from_secs(1);
+            cc.connection.connect_timeout = Duration::from_secs(1);
+            cc.connection.client_id = "nemesis".to_string();
+            let query = async {
+                let cluster = ClientCluster::connect(cc).await.ok()?;
+                GroupAdmin::new(cluster)
+                    .coordinator_addr(GROUP_ID)
+                    .await
+                    .ok()
+            };
+            timeout(PROBE_TIMEOUT, query).await.ok().flatten()
+        });
+        task.await.ok().flatten()
+    }
 }
 
 /// How often a clock jump samples the ISRs.
@@ -180,7 +216,150 @@ impl Nemesis {
             clients,
             default_net,
             probe: None,
+            group: None,
         }
+    }
+
+    /// Let the nemesis crash, pause and cut the workload's group members.
+    pub fn with_group(mut self, group: Arc<GroupHarness>) -> Nemesis {
+        self.group = Some(group);
+        self
+    }
+
+    /// Index of the broker coordinating the workload's group, traced
+    /// either way.
+    async fn find_coordinator(&mut self, cluster: &Cluster) -> Option<usize> {
+        let Some(probe) = &self.probe else {
+            self.ctx.trace(WHO, "no probe: cannot find the coordinator");
+            return None;
+        };
+        let addr = probe.coordinator().await;
+        let index = addr
+            .as_ref()
+            .and_then(|a| cluster.brokers.iter().position(|b| b.addr() == *a));
+        match index {
+            Some(i) => self.ctx.trace(
+                WHO,
+                format!("group coordinator is {}", cluster.brokers[i].name),
+            ),
+            None => self.ctx.trace(
+                WHO,
+                format!("group coordinator unknown ({addr:?}); fault skipped"),
+            ),
+        }
+        index
+    }
+
+    /// A seed-chosen group member: (its index, its node).
+    fn pick_member(&mut self) -> Option<(usize, NodeId)> {
+        let members = self.group.as_ref()?.members().to_vec();
+        if members.is_empty() {
+            return None;
+        }
+        let i = self.pick(members.len());
+        Some((i, members[i]))
+    }
+
+    /// Consumer-group faults; false when `kind` is not one.
+    async fn inject_group(&mut self, cluster: &Cluster, kind: FaultKind, hold: Duration) -> bool {
+        let handle = Handle::current();
+        let hold_ms = hold.as_millis();
+        match kind {
+            FaultKind::KillCoordinator | FaultKind::CrashCoordinator => {
+                if let Some(c) = self.find_coordinator(cluster).await {
+                    if kind == FaultKind::KillCoordinator {
+                        self.kill_node(cluster, c, hold).await;
+                    } else {
+                        self.crash_node(cluster, c, hold).await;
+                    }
+                }
+            }
+            FaultKind::CrashConsumer => {
+                let Some((i, node)) = self.pick_member() else {
+                    return true;
+                };
+                self.ctx.trace(
+                    WHO,
+                    format!("crash group member node {i} (down {hold_ms} ms)"),
+                );
+                handle.kill(node);
+                sleep(hold).await;
+                handle.restart(node);
+                let seed = self.rng.next_u64();
+                if let Some(g) = &self.group {
+                    g.respawn(i, seed);
+                }
+            }
+            FaultKind::PauseConsumer => {
+                let Some((i, node)) = self.pick_member() else {
+                    return true;
+                };
+                self.ctx
+                    .trace(WHO, format!("pause group member node {i} for {hold_ms} ms"));
+                handle.pause(node);
+                sleep(hold).await;
+                self.ctx.trace(WHO, format!("resume group member node {i}"));
+                handle.resume(node);
+            }
+            FaultKind::IsolateConsumer => {
+                let Some((i, node)) = self.pick_member() else {
+                    return true;
+                };
+                self.ctx.trace(
+                    WHO,
+                    format!("isolate group member node {i} for {hold_ms} ms"),
+                );
+                let links = self.member_links(cluster, node, None);
+                sleep(hold).await;
+                Self::unclog(&links);
+                self.ctx
+                    .trace(WHO, format!("reconnect group member node {i}"));
+            }
+            FaultKind::CutConsumerCoordinator => {
+                let Some((i, node)) = self.pick_member() else {
+                    return true;
+                };
+                let Some(c) = self.find_coordinator(cluster).await else {
+                    return true;
+                };
+                self.ctx.trace(
+                    WHO,
+                    format!(
+                        "cut group member node {i} from the coordinator {} for {hold_ms} ms",
+                        cluster.brokers[c].name
+                    ),
+                );
+                let links = self.member_links(cluster, node, Some(c));
+                sleep(hold).await;
+                Self::unclog(&links);
+                self.ctx.trace(WHO, format!("uncut group member node {i}"));
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Clog both directions between a member node and every broker (or
+    /// broker `only`); returns the links, for `unclog`.
+    fn member_links(
+        &self,
+        cluster: &Cluster,
+        member: NodeId,
+        only: Option<usize>,
+    ) -> Vec<(NodeId, NodeId)> {
+        let net = NetSim::current();
+        let mut links = Vec::new();
+        for (j, b) in cluster.brokers.iter().enumerate() {
+            if only.is_some_and(|o| o != j) {
+                continue;
+            }
+            links.push((member, b.node.id()));
+            links.push((b.node.id(), member));
+        }
+        for (s, d) in &links {
+            net.clog_link(*s, *d);
+        }
+        links
     }
 
     /// Let the nemesis ask the cluster who leads (needed by kill_leader,
@@ -356,6 +535,9 @@ impl Nemesis {
     }
 
     async fn inject(&mut self, cluster: &Cluster, kind: FaultKind, i: usize, hold: Duration) {
+        if self.inject_group(cluster, kind, hold).await {
+            return;
+        }
         let handle = Handle::current();
         let b = &cluster.brokers[i];
         let id = b.node.id();
@@ -632,6 +814,13 @@ impl Nemesis {
                     restart_process(&handle, id);
                 }
             }
+            // Handled by inject_group above.
+            FaultKind::KillCoordinator
+            | FaultKind::CrashCoordinator
+            | FaultKind::CrashConsumer
+            | FaultKind::PauseConsumer
+            | FaultKind::IsolateConsumer
+            | FaultKind::CutConsumerCoordinator => {}
             FaultKind::Bitrot => {
                 let files: Vec<_> = list_files(&b.disk, Path::new(DATA_DIR))
                     .into_iter()

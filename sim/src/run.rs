@@ -14,6 +14,7 @@ use weir::env::time::{sleep, timeout, Duration};
 
 use crate::cluster::{client_ip, harness_ip, Cluster};
 use crate::ctx::{Ctx, Phase};
+use crate::group::GroupHarness;
 use crate::nemesis::{Nemesis, Probe};
 use crate::outcome::{evaluate, RunOutcome, Verdict};
 use crate::scenario::{Scenario, WorkloadKind};
@@ -233,6 +234,12 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         tasks.push(task);
     }
 
+    // Group hook: the committed-offsets observer and the member nodes.
+    let first_member = (w.producers + w.consumers) as usize;
+    let group = GroupHarness::start(
+        &env,
+        clients[first_member..].iter().map(|n| n.id()).collect(),
+    );
     let fault_end = ctx.elapsed_ms() + s.fault_s * 1000;
     let probe = Probe {
         node: handle.create_node().name("probe").ip(harness_ip(2)).build(),
@@ -247,6 +254,9 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         clients,
     )
     .with_probe(probe);
+    if let Some(g) = &group {
+        nemesis = nemesis.with_group(g.clone());
+    }
     nemesis.run(&cluster, fault_end).await;
     nemesis.heal_all(&cluster);
     ctx.set_phase(Phase::Healed);
@@ -263,6 +273,9 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         liveness.push(format!(
             "workers did not stop within {DRAIN_S_MAX} simulated s"
         ));
+    }
+    if let Some(g) = &group {
+        liveness.extend(g.finish().await);
     }
     if w.producers > 0 && ctx.healed_acks.load(Ordering::Relaxed) == 0 {
         liveness.push("no send was acknowledged in the healed phase".to_string());

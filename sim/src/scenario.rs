@@ -343,6 +343,23 @@ pub struct FaultSpec {
     pub clock_jump: f64,
     /// How far a clock jump moves the wall clock, ms (negative: back).
     pub clock_jump_ms: [i64; 2],
+    /// Process kill of the consumer group's coordinator (the leader of its
+    /// `__consumer_offsets` partition, found through FindCoordinator),
+    /// restarted after the down time.
+    pub kill_coordinator: f64,
+    /// Machine crash (unsynced writes lost) of the group's coordinator.
+    pub crash_coordinator: f64,
+    /// A group member's process dies (its node is killed: no LeaveGroup,
+    /// no commit); after the down time a fresh process subscribes on it.
+    pub crash_consumer: f64,
+    /// A group member stops (GC, SIGSTOP) for the window with its
+    /// connections open: past the session timeout it comes back a zombie.
+    pub pause_consumer: f64,
+    /// A group member is cut from every broker for the window.
+    pub isolate_consumer: f64,
+    /// A group member's links to the group coordinator only are cut both
+    /// ways (it still fetches from partition leaders).
+    pub cut_consumer_coordinator: f64,
     /// How long each state of a flapping link lasts, simulated ms.
     pub flap_ms: [u64; 2],
     pub latency_ms: [u64; 2],
@@ -383,6 +400,12 @@ impl Default for FaultSpec {
             orphan_leader: 0.0,
             clock_jump: 0.0,
             clock_jump_ms: [-3_600_000, 3_600_000],
+            kill_coordinator: 0.0,
+            crash_coordinator: 0.0,
+            crash_consumer: 0.0,
+            pause_consumer: 0.0,
+            isolate_consumer: 0.0,
+            cut_consumer_coordinator: 0.0,
             flap_ms: [100, 1000],
             latency_ms: [50, 400],
             loss_rate: 0.2,
@@ -419,6 +442,12 @@ pub enum FaultKind {
     PowerLoss,
     OrphanLeader,
     ClockJump,
+    KillCoordinator,
+    CrashCoordinator,
+    CrashConsumer,
+    PauseConsumer,
+    IsolateConsumer,
+    CutConsumerCoordinator,
 }
 
 impl FaultKind {
@@ -431,6 +460,17 @@ impl FaultKind {
                 | FaultKind::Bridge
                 | FaultKind::Flap
                 | FaultKind::OrphanLeader
+        )
+    }
+
+    /// Faults aimed at the workload's group members.
+    pub fn needs_group(self) -> bool {
+        matches!(
+            self,
+            FaultKind::CrashConsumer
+                | FaultKind::PauseConsumer
+                | FaultKind::IsolateConsumer
+                | FaultKind::CutConsumerCoordinator
         )
     }
 }
@@ -461,6 +501,15 @@ impl FaultSpec {
             (FaultKind::PowerLoss, self.power_loss),
             (FaultKind::OrphanLeader, self.orphan_leader),
             (FaultKind::ClockJump, self.clock_jump),
+            (FaultKind::KillCoordinator, self.kill_coordinator),
+            (FaultKind::CrashCoordinator, self.crash_coordinator),
+            (FaultKind::CrashConsumer, self.crash_consumer),
+            (FaultKind::PauseConsumer, self.pause_consumer),
+            (FaultKind::IsolateConsumer, self.isolate_consumer),
+            (
+                FaultKind::CutConsumerCoordinator,
+                self.cut_consumer_coordinator,
+            ),
         ]
         .into_iter()
         .filter(|(_, w)| *w > 0.0)
@@ -542,6 +591,12 @@ impl Scenario {
             for (kind, _) in self.faults.weights() {
                 anyhow::ensure!(!kind.needs_cluster(), "fault {kind:?} needs several nodes");
             }
+        }
+        for (kind, _) in self.faults.weights() {
+            anyhow::ensure!(
+                !kind.needs_group() || w.group_consumers > 0,
+                "fault {kind:?} needs workload.group_consumers > 0"
+            );
         }
         anyhow::ensure!(
             (1..=KEYS_MAX).contains(&w.keys),

@@ -14,10 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use weir::client::group::{GroupConfig, GroupConsumer};
 use weir::client::{
-    ClientConfig, ClientError, Cluster, Consumer, ConsumerConfig, ConsumerRecord, Producer,
-    ProducerConfig, ProducerRecord,
+    ClientError, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
 };
 use weir::env::rng::WeirRng;
 use weir::env::time::{sleep, timeout, Duration};
@@ -93,7 +91,7 @@ impl ClientEnv {
     }
 }
 
-fn between(rng: &mut WeirRng, r: [u64; 2]) -> Duration {
+pub(crate) fn between(rng: &mut WeirRng, r: [u64; 2]) -> Duration {
     Duration::from_millis(rng.range_u64(r[0], r[1] + 1))
 }
 
@@ -167,7 +165,9 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
 }
 
 /// Records of one poll as `key -> [(offset, value)]`, in the order returned.
-fn as_reads(records: &[ConsumerRecord]) -> Result<BTreeMap<i64, Vec<(i64, i64)>>, String> {
+pub(crate) fn as_reads(
+    records: &[ConsumerRecord],
+) -> Result<BTreeMap<i64, Vec<(i64, i64)>>, String> {
     let mut out: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
     for r in records {
         let text = r
@@ -188,7 +188,7 @@ fn as_reads(records: &[ConsumerRecord]) -> Result<BTreeMap<i64, Vec<(i64, i64)>>
     Ok(out)
 }
 
-fn summarize(reads: &BTreeMap<i64, Vec<(i64, i64)>>) -> String {
+pub(crate) fn summarize(reads: &BTreeMap<i64, Vec<(i64, i64)>>) -> String {
     let parts: Vec<String> = reads
         .iter()
         .map(|(k, rs)| {
@@ -280,125 +280,10 @@ pub async fn consumer_loop(env: ClientEnv, first_process: i64, seed: u64) {
     }
 }
 
-/// The consumer group every group consumer joins.
-const GROUP_ID: &str = "jepsen";
-
-fn group_config(env: &ClientEnv) -> anyhow::Result<GroupConfig> {
-    let mut cfg = GroupConfig::new(GROUP_ID);
-    let mut set = |k: &str, v: &str| {
-        cfg.set(k, v)
-            .map_err(|e| anyhow::anyhow!("group consumer property {k}={v}: {e}"))
-    };
-    set("auto.offset.reset", "earliest")?;
-    set("session.timeout.ms", "6000")?;
-    set("heartbeat.interval.ms", "1000")?;
-    set("auto.commit.interval.ms", "1000")?;
-    cfg.consumer = env.consumer.clone();
-    Ok(cfg)
-}
-
-async fn join_group(env: &ClientEnv, who: &str) -> Option<GroupConsumer> {
-    let cfg = match group_config(env) {
-        Ok(c) => c,
-        Err(e) => {
-            env.ctx.trace(who, format!("bad group config: {e:#}"));
-            return None;
-        }
-    };
-    let mut cc = ClientConfig::new(&env.bootstrap);
-    cc.connection.client_id = "jepsen-group".to_string();
-    cc.connection.request_timeout = env.consumer.request_timeout + env.consumer.fetch_max_wait;
-    cc.retry_backoff = env.consumer.retry_backoff;
-    let joined = async {
-        let cluster = Cluster::connect(cc).await?;
-        GroupConsumer::subscribe(cluster, cfg, &[env.topic().to_string()]).await
-    };
-    match joined.await {
-        Ok(g) => Some(g),
-        Err(e) => {
-            env.ctx
-                .trace(who, format!("subscribe failed: {}", err_text(&e)));
-            None
-        }
-    }
-}
-
-/// One group member (Jepsen's subscribe mode). Within one generation of
-/// the group a member's positions only move forward; a rebalance may hand
-/// it partitions at their committed offsets, behind what some member read.
-/// So a poll during which the generation changed is recorded `info` without
-/// its records, and the member continues as a fresh process with a new
-/// `subscribe`, as Jepsen's checker expects of a consumer that may rewind.
+/// One group member (Jepsen's subscribe mode, committing what it
+/// processed): see `crate::group`.
 pub async fn group_consumer_loop(env: ClientEnv, first_process: i64, seed: u64) {
-    let ctx = env.ctx.clone();
-    let w = &env.scenario.workload;
-    let keys: Vec<i64> = (0..w.keys as i64).collect();
-    let mut rng = WeirRng::from_seed(seed);
-    let mut process = first_process;
-    let mut member: Option<(GroupConsumer, i32)> = None;
-    while !ctx.stopping() {
-        let who = format!("g{process}");
-        if member.is_none() {
-            match join_group(&env, &who).await {
-                Some(g) => {
-                    ctx.history(|h, t| h.subscribe(process, &keys, t));
-                    ctx.trace(&who, "subscribed");
-                    member = Some((g, -1));
-                }
-                None => {
-                    sleep(RECONNECT_BACKOFF).await;
-                    continue;
-                }
-            }
-        }
-        let (g, generation) = member.as_mut().expect("joined above");
-        ctx.history(|h, t| h.poll_invoke(process, t));
-        let polled = g.poll(POLL_WAIT).await;
-        ctx.polls.fetch_add(1, Ordering::Relaxed);
-        let moved = g.generation() != *generation;
-        let result = match polled {
-            Err(e) => Err(err_text(&e)),
-            Ok(_) if moved => Err(format!(
-                "rebalanced to generation {}: reads not recorded",
-                g.generation()
-            )),
-            Ok(records) => as_reads(&records).inspect_err(|e| {
-                ctx.garbage.fetch_add(1, Ordering::Relaxed);
-                ctx.trace(&who, format!("GARBAGE: {e}"));
-            }),
-        };
-        match &result {
-            Ok(reads) if reads.is_empty() => ctx.trace(&who, "poll: nothing"),
-            Ok(reads) => ctx.trace(&who, format!("poll: {}", summarize(reads))),
-            Err(e) => ctx.trace(&who, format!("poll info: {e}")),
-        }
-        let failed = result.is_err() && !moved;
-        ctx.history(|h, t| h.poll_complete(process, result, t));
-        if failed {
-            if let Some((g, _)) = member.take() {
-                let _ = timeout(Duration::from_secs(5), g.close()).await;
-            }
-            process = ctx.fresh_process();
-        } else if moved {
-            let assigned: Vec<String> = g.assignment().iter().map(|(_, p)| p.to_string()).collect();
-            *generation = g.generation();
-            process = ctx.fresh_process();
-            ctx.history(|h, t| h.subscribe(process, &keys, t));
-            ctx.trace(
-                &format!("g{process}"),
-                format!(
-                    "generation {}: partitions [{}]",
-                    generation,
-                    assigned.join(" ")
-                ),
-            );
-        }
-        sleep(between(&mut rng, w.poll_interval_ms)).await;
-    }
-    if let Some((g, _)) = member {
-        // Leave, so the final phase does not wait out a session.
-        let _ = timeout(Duration::from_secs(5), g.close()).await;
-    }
+    crate::group::member_loop(env, first_process, seed).await
 }
 
 /// After the healed phase: a fresh process reads every key from the start

@@ -484,3 +484,21 @@ fn compact_delete_crash() {
 fn retention_cluster() {
     check_keyed("retention-cluster", 0..2);
 }
+
+// Consumer-group scenarios (issue #5): commits recorded in the history, an
+// observer reading the committed offsets, weir-jepsen's group checkers.
+
+#[test]
+fn group_coordinator_failover() {
+    check("group-coordinator-failover", 0..2);
+}
+
+#[test]
+fn group_consumer_crash() {
+    check("group-consumer-crash", 0..2);
+}
+
+#[test]
+fn group_rebalance_partition() {
+    check("group-rebalance-partition", 0..2);
+}

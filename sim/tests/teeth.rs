@@ -100,3 +100,37 @@ fn a_history_missing_one_acknowledged_write_is_lost_write() {
         report.names()
     );
 }
+
+/// Take a clean consumer-group history and make the observer's last read
+/// of the committed offsets show one partition lower than an earlier
+/// read: the checker must name nonmonotonic-commit (and lost-commit, as an
+/// acknowledged commit now reads lower).
+#[test]
+fn a_committed_offset_going_back_is_nonmonotonic_commit() {
+    let mut s = load("group-coordinator-failover.toml");
+    s.fault_s = 6;
+    s.heal_s = 4;
+    s.faults = weir_sim::scenario::FaultSpec::default();
+    let o = run_seed(&s, 1, false);
+    assert!(!o.failed(), "{:?}", o.reasons());
+    let mut history = o.history.clone();
+    assert!(analyze(&history).valid);
+    let last = history
+        .iter()
+        .rposition(|op| {
+            op.f == OpF::Committed && op.kind == OpType::Ok && op.offsets().values().any(|o| *o > 0)
+        })
+        .expect("the observer read some committed offset");
+    if let OpValue::Offsets(offsets) = &mut history[last].value {
+        let (_, o) = offsets
+            .iter_mut()
+            .find(|(_, o)| **o > 0)
+            .expect("found above");
+        *o = 0;
+    }
+    let names = analyze(&history).names();
+    assert!(
+        names.contains(&"nonmonotonic-commit") && names.contains(&"lost-commit"),
+        "expected nonmonotonic-commit and lost-commit, got {names:?}"
+    );
+}

@@ -68,7 +68,7 @@ pub fn polls(a: &Analysis, out: &mut Vec<Anomaly>) {
                     }
                 }
             }
-            OpF::Send => {}
+            OpF::Send | OpF::Commit | OpF::Committed => {}
         }
     }
 }

@@ -162,6 +162,8 @@ impl KeyedAnalysis {
                     }
                     continue;
                 }
+                // Group commits belong to the queue workload's consumers.
+                OpF::Commit | OpF::Committed => continue,
                 OpF::Send | OpF::Poll | OpF::Txn => {}
             }
             if op.kind == OpType::Invoke {
