@@ -58,6 +58,8 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 const REJOIN_BACKOFF: Duration = Duration::from_millis(300);
 /// How long a leaving member may take to close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The shortest healed phase in which a group commit must be acknowledged.
+const HEALED_PROGRESS_S_MIN: u64 = 12;
 /// How long `finish` waits for respawned members to leave.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -381,7 +383,12 @@ impl GroupHarness {
             });
             n
         };
-        let expect_progress = self.env.scenario.workload.producers > 0;
+        // A healed phase shorter than a session timeout plus a rebalance
+        // may legitimately end before a member that the faults fenced has
+        // rejoined (the short test runs), so progress is asked of long
+        // healed phases only.
+        let expect_progress = self.env.scenario.workload.producers > 0
+            && self.env.scenario.heal_s >= HEALED_PROGRESS_S_MIN;
         if expect_progress && healed_commits == 0 {
             findings.push("no group commit was acknowledged in the healed phase".to_string());
         }
