@@ -56,19 +56,16 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
         instance: request.group_instance_id.as_ref().map(|s| s.as_str()),
         generation: request.generation_id_or_member_epoch,
     };
-    let mut result = broker.groups.commit(now, &who, to_commit);
-    // Answer once the commit is in the ISR of its offsets partition, so an
-    // acknowledged commit survives a coordinator failover.
-    if let Ok((_, durable)) = &mut result {
-        for d in std::mem::take(durable) {
-            let code = d.wait(COMMIT_TIMEOUT).await;
-            if code != ec::NONE {
-                result = Err(code);
-                break;
-            }
-        }
-    }
-    let result = result.map(|(codes, _)| codes);
+    // Answer (and apply) once the commit is in the ISR of its offsets
+    // partition, so an acknowledged or visible commit survives a
+    // coordinator failover.
+    let result = match broker.groups.commit(now, &who, to_commit) {
+        Ok((codes, pending)) => match broker.groups.finish_commit(pending, COMMIT_TIMEOUT).await {
+            ec::NONE => Ok(codes),
+            code => Err(code),
+        },
+        Err(code) => Err(code),
+    };
     let mut codes = match &result {
         Ok(codes) => codes.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),

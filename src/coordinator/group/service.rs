@@ -115,6 +115,11 @@ struct Inner {
     waiters: BTreeMap<Waiter, oneshot::Sender<Reply>>,
     next_waiter: Waiter,
     rng: WeirRng,
+    /// For each committed offset applied since its group loaded: the
+    /// `__consumer_offsets` log offset of the record that carried it, so a
+    /// commit whose replication finishes late never overwrites a newer one.
+    /// Keyed (offsets partition, group, topic, partition).
+    applied_at: BTreeMap<(i32, String, String, i32), i64>,
 }
 
 /// The group coordinator of this broker.
@@ -159,6 +164,7 @@ impl GroupService {
                 waiters: BTreeMap::new(),
                 next_waiter: 1,
                 rng: WeirRng::from_env(),
+                applied_at: BTreeMap::new(),
             }),
             config,
             replicas,
@@ -215,6 +221,7 @@ impl GroupService {
                 for g in &gone {
                     inner.machine.remove_group(g);
                 }
+                inner.applied_at.retain(|(p, ..), _| *p != index);
                 tracing::info!(
                     partition = index,
                     groups = gone.len(),
@@ -350,17 +357,21 @@ impl GroupService {
         self.finish(&mut inner, now_ms, fx);
     }
 
-    /// OffsetCommit: group-level check, persist, apply. Returns the group
+    /// OffsetCommit: group-level check and persist. Returns the group
     /// error, or per-offset codes in input order (metadata too large gets
-    /// OFFSET_METADATA_TOO_LARGE, the rest are written).
+    /// OFFSET_METADATA_TOO_LARGE, the rest are written) and the commit to
+    /// finish with [`GroupService::finish_commit`]. Nothing is applied yet:
+    /// as in Kafka, a commit stays pending (OffsetFetch does not see it)
+    /// until its record is in the ISR, because a coordinator cut off from
+    /// its followers may lose it in the failover.
     pub fn commit(
         &self,
         now_ms: i64,
         who: &Committer<'_>,
         offsets: Vec<OffsetToCommit>,
-    ) -> Result<(Vec<i16>, Vec<Durable>), i16> {
+    ) -> Result<(Vec<i16>, PendingCommit), i16> {
         let group = who.group;
-        let mut inner = lock_or_recover(&self.inner);
+        let inner = lock_or_recover(&self.inner);
         if !inner.owns(group) {
             return Err(ec::NOT_COORDINATOR);
         }
@@ -394,8 +405,61 @@ impl GroupService {
                 return Err(e.code);
             }
         };
-        inner.machine.apply_offsets(now_ms, group, accepted);
-        Ok((codes, durable))
+        Ok((
+            codes,
+            PendingCommit {
+                group: group.to_string(),
+                offsets: accepted,
+                durable,
+            },
+        ))
+    }
+
+    /// Wait until a pending commit is in the ISR of its offsets partition,
+    /// then apply it (unless a commit appended after it was applied first).
+    /// NONE once applied; otherwise the error the committer sees, and the
+    /// commit stays unapplied here (a later coordinator may still load it
+    /// from the log, as with any commit whose answer was an error).
+    pub async fn finish_commit(
+        &self,
+        pending: PendingCommit,
+        timeout: crate::env::time::Duration,
+    ) -> i16 {
+        let mut log_offset = -1;
+        let mut offsets_partition = -1;
+        for d in pending.durable {
+            log_offset = log_offset.max(d.last_offset);
+            offsets_partition = d.partition_index;
+            let code = d.wait(timeout).await;
+            if code != ec::NONE {
+                return code;
+            }
+        }
+        let now_ms = self.now_ms();
+        let mut inner = lock_or_recover(&self.inner);
+        if !inner.owns(&pending.group) {
+            return ec::NOT_COORDINATOR;
+        }
+        let mut newer = Vec::with_capacity(pending.offsets.len());
+        for (topic, partition, offset) in pending.offsets {
+            let key = (
+                offsets_partition,
+                pending.group.clone(),
+                topic.clone(),
+                partition,
+            );
+            if inner
+                .applied_at
+                .get(&key)
+                .is_some_and(|&at| at > log_offset)
+            {
+                continue;
+            }
+            inner.applied_at.insert(key, log_offset);
+            newer.push((topic, partition, offset));
+        }
+        inner.machine.apply_offsets(now_ms, &pending.group, newer);
+        ec::NONE
     }
 
     /// Committed offsets of the given partitions (None = every partition).
@@ -535,6 +599,7 @@ impl GroupService {
                 })?;
             durable.push(Durable {
                 partition,
+                partition_index: p,
                 last_offset: info.last_offset,
                 epoch,
             });
@@ -543,10 +608,19 @@ impl GroupService {
     }
 }
 
+/// An offset commit written to `__consumer_offsets`, not yet applied.
+pub struct PendingCommit {
+    group: String,
+    offsets: Vec<(String, i32, CommittedOffset)>,
+    durable: Vec<Durable>,
+}
+
 /// Records appended to `__consumer_offsets` whose commit (HW past them) an
 /// OffsetCommit answer waits for, as Kafka's offsets.commit.required.acks=-1.
 pub struct Durable {
     partition: Arc<Partition>,
+    /// Which partition of `__consumer_offsets`.
+    partition_index: i32,
     last_offset: i64,
     epoch: i32,
 }
