@@ -152,6 +152,21 @@ pub struct OffsetToCommit {
 }
 
 impl GroupService {
+    /// A transaction marker for `producer_id` is in the ISR of partition
+    /// `offsets_partition` of `__consumer_offsets`: the offsets that producer
+    /// committed inside the transaction (TxnOffsetCommit) become visible on
+    /// commit and are discarded on abort. Called by the WriteTxnMarkers
+    /// handler. (Transactional offset commits are not stored yet, so there
+    /// is nothing to complete.)
+    pub async fn complete_transaction(
+        &self,
+        offsets_partition: i32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        let _ = (offsets_partition, producer_id, commit);
+    }
+
     /// Build the coordinator; partitions load as the image assigns them.
     pub fn open(server: &ServerConfig, replicas: Arc<ReplicaManager>) -> GroupService {
         let config = CoordinatorConfig::from_server(server);
