@@ -15,7 +15,8 @@
 //! min_insync_replicas = 1
 //! configs = { "flush.messages" = "1" }
 //! [workload]
-//! kind = "queue"       # or "keyed" (record_keys, records_per_send, probe_probability)
+//! kind = "queue"       # or "keyed" (record_keys, records_per_send, probe_probability,
+//!                      #   tombstone_probability)
 //! producers = 2
 //! consumers = 2
 //! keys = 4
@@ -206,6 +207,10 @@ pub struct WorkloadSpec {
     /// (drawn uniformly from [min, max]); with linger.ms above 0 they share
     /// a batch.
     pub records_per_send: [u32; 2],
+    /// Keyed workload: chance that a record sent is a tombstone (a null
+    /// value deleting its record key), so compaction's delete.retention.ms
+    /// and tombstone removal are exercised.
+    pub tombstone_probability: f64,
     pub producers: u32,
     /// Consumers that assign themselves keys (Jepsen's `assign`).
     pub consumers: u32,
@@ -232,6 +237,10 @@ pub struct WorkloadSpec {
     pub consumer: BTreeMap<String, String>,
     /// Simulated seconds the final read may take to reach every partition's end.
     pub final_read_s: u64,
+    /// Keyed workload: simulated ms between the last write and the final
+    /// read, for background work to finish (the cleaner dropping tombstones
+    /// past delete.retention.ms, retention deleting segments).
+    pub final_read_delay_ms: u64,
 }
 
 impl Default for WorkloadSpec {
@@ -241,6 +250,7 @@ impl Default for WorkloadSpec {
             record_keys: 8,
             probe_probability: 0.1,
             records_per_send: [1, 1],
+            tombstone_probability: 0.0,
             producers: 2,
             consumers: 2,
             group_consumers: 0,
@@ -253,6 +263,7 @@ impl Default for WorkloadSpec {
             producer: BTreeMap::new(),
             consumer: BTreeMap::new(),
             final_read_s: 30,
+            final_read_delay_ms: 0,
         }
     }
 }
@@ -632,6 +643,14 @@ impl Scenario {
                 self.cleanup_policy()
             );
         }
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&w.tombstone_probability),
+            "workload.tombstone_probability must be 0..=1"
+        );
+        anyhow::ensure!(
+            w.tombstone_probability == 0.0 || w.kind == WorkloadKind::Keyed,
+            "workload.tombstone_probability needs the keyed workload (kind = \"keyed\")"
+        );
         anyhow::ensure!(
             (0.0..=1.0).contains(&w.probe_probability),
             "workload.probe_probability must be 0..=1"
