@@ -341,6 +341,15 @@ pub struct FaultSpec {
     /// Whole-cluster power loss: every node killed at once, every SimDisk
     /// crashed (unsynced writes lost), all restarted after the down time.
     pub power_loss: f64,
+    /// Machine crash at one disk operation: the power goes at the n-th
+    /// mutating disk operation of one node from now (n drawn from
+    /// `power_cut_ops`), which fails with everything after it; the node is
+    /// then killed and its SimDisk crashed. Unlike `crash`, this lands
+    /// between two synchronous steps (inside a segment swap, between a
+    /// checkpoint's write and rename).
+    pub power_cut: f64,
+    /// How many mutating disk operations from now a power cut comes.
+    pub power_cut_ops: [u64; 2],
     /// Leave a partition's leader alone in its ISR, then take it away:
     /// kill every other replica, hold (the ISR shrinks to the leader, which
     /// acknowledges writes alone when min.insync.replicas allows), restart
@@ -408,6 +417,8 @@ impl Default for FaultSpec {
             bridge: 0.0,
             flap: 0.0,
             power_loss: 0.0,
+            power_cut: 0.0,
+            power_cut_ops: [0, 300],
             orphan_leader: 0.0,
             clock_jump: 0.0,
             clock_jump_ms: [-3_600_000, 3_600_000],
@@ -451,6 +462,7 @@ pub enum FaultKind {
     Bridge,
     Flap,
     PowerLoss,
+    PowerCut,
     OrphanLeader,
     ClockJump,
     KillCoordinator,
@@ -510,6 +522,7 @@ impl FaultSpec {
             (FaultKind::Bridge, self.bridge),
             (FaultKind::Flap, self.flap),
             (FaultKind::PowerLoss, self.power_loss),
+            (FaultKind::PowerCut, self.power_cut),
             (FaultKind::OrphanLeader, self.orphan_leader),
             (FaultKind::ClockJump, self.clock_jump),
             (FaultKind::KillCoordinator, self.kill_coordinator),

@@ -474,6 +474,28 @@ fn compaction_crash() {
     check_keyed("compaction-crash", 0..2);
 }
 
+/// compaction-crash with power cuts only: they land mid-pass, on a file of
+/// the cleaner's swap (`.cleaned`, `.swap`), which no process kill can
+/// interrupt, and nothing is lost.
+#[test]
+fn power_cuts_land_inside_cleaner_swaps() {
+    let mut s = short("compaction-crash");
+    s.faults.crash = 0.0;
+    s.faults.kill = 0.0;
+    let mut mid_swap = Vec::new();
+    for seed in 0..3 {
+        let o = run_seed(&s, seed, true);
+        assert!(!o.failed(), "seed {seed}: {:?}", o.reasons());
+        mid_swap.extend(o.trace.into_iter().filter(|l| {
+            l.contains("power cut") && (l.contains(".cleaned") || l.contains(".swap"))
+        }));
+    }
+    assert!(
+        !mid_swap.is_empty(),
+        "no power cut landed inside a cleaner swap"
+    );
+}
+
 /// Keys whose latest committed write is a tombstone, and how many of them
 /// the final read no longer holds at all (the cleaner dropped the tombstone
 /// after delete.retention.ms, with everything older of its key).
