@@ -132,6 +132,59 @@ fn cleaning_keeps_latest_per_key_at_original_offsets() {
     );
 }
 
+/// A key deleted by a tombstone never comes back, even when its older
+/// value sits in an idempotent producer's latest batch (an earlier cleaner
+/// kept those batches whole, so the value outlived the tombstone).
+#[test]
+fn a_deleted_key_stays_deleted_when_its_old_value_is_in_a_producers_last_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), cfg(1_000), 0).unwrap();
+    let idempotent = |recs: &[(u8, Option<u32>)]| {
+        let recs: Vec<SimpleRecord> = recs
+            .iter()
+            .map(|&(k, v)| SimpleRecord {
+                key: Some(format!("key-{k}").into_bytes()),
+                value: v.map(|v| format!("value-{v}").into_bytes()),
+                headers: vec![],
+                timestamp: 1,
+            })
+            .collect();
+        build_batch(
+            &recs,
+            BatchProducer {
+                producer_id: 7,
+                producer_epoch: 0,
+                base_sequence: 0,
+                transactional: false,
+            },
+        )
+    };
+    // Producer 7's one and only batch writes key 1; then key 1 is deleted.
+    log.append(&mut idempotent(&[(1, Some(0)), (2, Some(0))]), 0, 1)
+        .unwrap();
+    log.append(&mut mk(&[(1, None)], 1), 0, 1).unwrap();
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(3, Some(i))], 1), 0, 1).unwrap();
+    }
+    log.clean(5_000, log.log_end_offset()).unwrap().unwrap();
+    // Past the tombstone's horizon, with new dirty data to trigger a pass.
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(4, Some(i))], 1), 0, 1).unwrap();
+    }
+    log.clean(7_000, log.log_end_offset()).unwrap().unwrap();
+    let recs = read_records(&log);
+    let m = latest(&recs);
+    assert!(
+        !m.contains_key(b"key-1".as_slice()),
+        "key 1 was deleted, yet reads {:?}",
+        m.get(b"key-1".as_slice())
+    );
+    assert!(
+        m.contains_key(b"key-2".as_slice()),
+        "key 2 was never deleted"
+    );
+}
+
 #[test]
 fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
     let tmp = tempfile::tempdir().unwrap();

@@ -21,8 +21,8 @@
 //! Phases, so the broker holds the partition lock only briefly:
 //! `begin_clean` (under the lock) checks the ratio and snapshots the closed
 //! segments below the cleanable end (a [`SegmentReader`] each, on its own
-//! file handle: closed segments are immutable), the tombstone horizons and
-//! the producers' dedupe windows; [`CleanTask::step`] (no lock: the task
+//! file handle: closed segments are immutable) and the tombstone horizons;
+//! [`CleanTask::step`] (no lock: the task
 //! borrows nothing of the log) builds the offset map, then one
 //! `<base>.log.cleaned` per segment, fsynced; `finish_clean` (under the lock)
 //! checks the log's layout generation (bumped by truncation, restart-empty
@@ -39,12 +39,17 @@
 //! deleted (moving the log start if it was the first). Left untouched and never used to supersede
 //! other records: control batches and transactional batches (without a
 //! transaction index the cleaner cannot tell aborted data from committed, and
-//! an aborted record must never hide a committed one), and the batches still
-//! in an idempotent producer's dedupe window (its last five), so producer
-//! state rebuilt from the log keeps the sequence numbers that detect retries.
-//! Kafka keeps only an empty header for such a batch; keeping the records
-//! costs a little space and changes nothing a reader sees at the end.
-//! Keyless records are kept.
+//! an aborted record must never hide a committed one). Keyless records are
+//! kept.
+//!
+//! An idempotent producer's recent batches are cleaned like any other. An
+//! earlier version kept them whole so producer state rebuilt from the log
+//! would keep their sequences, but a superseded record kept that way
+//! outlives the tombstone that deleted its key and comes back once the
+//! tombstone goes (the simulator's compaction-tombstones scenario found it).
+//! Kafka keeps an empty header for a producer's last batch instead; here the
+//! producer snapshot written at every roll holds that state, and a
+//! re-encoded batch keeps its last offset and last sequence.
 //!
 //! Crash-safe swap, per segment `B`:
 //! 1. write the cleaned batches to `B.log.cleaned`, fsync;
@@ -61,7 +66,7 @@
 //! never applies the strict contiguity check to it (it is written in
 //! `finish_clean`, under the lock, before the first rename).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -146,8 +151,6 @@ enum Fate {
 /// Inputs of one pass shared by every segment.
 struct PassContext<'a> {
     latest: &'a HashMap<Bytes, i64>,
-    /// (producer id, last offset) of batches in producers' dedupe windows.
-    protected: &'a std::collections::BTreeSet<(i64, i64)>,
 }
 
 impl PartitionLog {
@@ -221,7 +224,7 @@ impl PartitionLog {
 
     /// Phase 1 (under the lock, cheap): decide whether a pass is due and
     /// snapshot what it needs: a reader per closed segment below the
-    /// cleanable end, the tombstone horizons, the producers' dedupe windows.
+    /// cleanable end, the tombstone horizons.
     pub fn begin_clean(
         &mut self,
         now_ms: i64,
@@ -236,12 +239,6 @@ impl PartitionLog {
         };
         if ratio < self.config.min_cleanable_dirty_ratio {
             return Ok(None);
-        }
-        let mut protected = BTreeSet::new();
-        for (pid, entry) in self.producers.iter() {
-            for m in &entry.batches {
-                protected.insert((pid, m.last_offset));
-            }
         }
         let bases: Vec<(i64, i64)> = self
             .segments
@@ -277,7 +274,6 @@ impl PartitionLog {
             first_dirty,
             end,
             segments,
-            protected,
             latest: None,
             next: 0,
             results: Vec::new(),
@@ -424,9 +420,6 @@ impl PartitionLog {
         if h.is_control() || h.is_transactional() {
             return Ok(Fate::Keep);
         }
-        if h.has_producer_id() && ctx.protected.contains(&(h.producer_id, h.last_offset())) {
-            return Ok(Fate::Keep);
-        }
         let records = batch::decode_records(bytes)?;
         let total = records.len();
         let kept: Vec<_> = records
@@ -512,7 +505,6 @@ pub struct CleanTask {
     /// Closed segments below `end`, oldest first; cut to those the offset
     /// map covers once it is built.
     segments: Vec<Snapshot>,
-    protected: BTreeSet<(i64, i64)>,
     /// Key -> latest offset in the dirty range, and the end it covers.
     latest: Option<(HashMap<Bytes, i64>, i64)>,
     /// Index into `segments` of the next one to clean.
@@ -633,10 +625,7 @@ impl CleanTask {
     /// it, unless nothing or everything goes.
     fn clean_segment(&self, snap: &Snapshot) -> Result<SegmentResult, LogError> {
         let (latest, _) = self.latest.as_ref().expect("offset map built first");
-        let ctx = PassContext {
-            latest,
-            protected: &self.protected,
-        };
+        let ctx = PassContext { latest };
         let base = snap.reader.base_offset();
         let cleaned_path = self.dir.join(segment::file_name(base, "log.cleaned"));
         let mut file = None;

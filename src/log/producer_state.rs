@@ -122,6 +122,23 @@ pub fn check_batch(
     {
         return Ok(SequenceCheck::Duplicate(*dup));
     }
+    // A stored batch the cleaner trimmed (its first records superseded and
+    // dropped) starts later than the retry, with the same last sequence and
+    // last offset. Within one epoch a sequence names one record, so the
+    // retry is that batch; its first offset is recovered from the length.
+    if let Some(stored) = e.batches.iter().find(|b| b.last_seq == last_seq) {
+        let len = h.last_offset_delta as i64;
+        let trimmed = sequence_delta(h.base_sequence, stored.first_seq)
+            .is_some_and(|d| d > 0 && (d as i64) <= len);
+        if trimmed {
+            return Ok(SequenceCheck::Duplicate(BatchMetadata {
+                first_seq: h.base_sequence,
+                last_seq,
+                first_offset: stored.last_offset - len,
+                last_offset: stored.last_offset,
+            }));
+        }
+    }
     let expected = match e.batches.back() {
         Some(b) => batch::increment_sequence(b.last_seq, 1),
         None => 0,
@@ -131,6 +148,17 @@ pub fn check_batch(
     } else {
         Err(out_of_order(expected))
     }
+}
+
+/// How far sequence `to` is after `from` (wrapping at i32::MAX as
+/// sequences do), when it is at most one batch's worth ahead.
+fn sequence_delta(from: i32, to: i32) -> Option<i32> {
+    let d = if to >= from {
+        to - from
+    } else {
+        (i32::MAX - from) + to + 1
+    };
+    (d <= i32::MAX / 2).then_some(d)
 }
 
 /// Record a stored batch (offsets already assigned in `h`) in `entry`.
@@ -412,6 +440,32 @@ mod tests {
             check_batch(Some(&w), &header(9, 0, 0, 1, 2)).unwrap(),
             SequenceCheck::Append
         );
+    }
+
+    #[test]
+    fn a_retry_of_a_batch_the_cleaner_trimmed_is_a_duplicate() {
+        let mut e = ProducerEntry::default();
+        apply_batch(&mut e, &header(1, 0, 0, 2, 0));
+        // Stored: sequences 2..=5 at offsets 2..=5, its first two records
+        // later cleaned away: the log holds sequences 4..=5 at 4..=5.
+        apply_batch(&mut e, &header(1, 0, 4, 2, 4));
+        let retry = header(1, 0, 2, 4, 0);
+        assert_eq!(
+            check_batch(Some(&e), &retry).unwrap(),
+            SequenceCheck::Duplicate(BatchMetadata {
+                first_seq: 2,
+                last_seq: 5,
+                first_offset: 2,
+                last_offset: 5,
+            })
+        );
+        // Same last sequence but starting after the stored copy: no retry
+        // looks like that; it is out of order.
+        let bogus = header(1, 0, 5, 1, 0);
+        assert!(check_batch(Some(&e), &bogus).is_err());
+        // Sequences wrap from i32::MAX to 0.
+        assert_eq!(sequence_delta(i32::MAX - 1, 1), Some(3));
+        assert_eq!(sequence_delta(5, 2), None);
     }
 
     #[test]
