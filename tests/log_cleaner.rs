@@ -185,6 +185,42 @@ fn a_deleted_key_stays_deleted_when_its_old_value_is_in_a_producers_last_batch()
     );
 }
 
+/// A topic that stops receiving writes still loses its tombstones once
+/// delete.retention.ms has passed: the horizon itself calls for a pass,
+/// whatever the dirty ratio (and only once per horizon).
+#[test]
+fn an_idle_log_drops_expired_tombstones_without_new_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = LogConfig {
+        min_cleanable_dirty_ratio: 0.5,
+        ..cfg(1_000)
+    };
+    let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), c, 0).unwrap();
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 1), 0, 1)
+            .unwrap();
+    }
+    log.append(&mut mk(&[(1, None)], 1), 0, 1).unwrap();
+    // Enough after it that the tombstone's segment is closed.
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(3, Some(i))], 1), 0, 1).unwrap();
+    }
+    let end = log.log_end_offset();
+    log.clean(5_000, end).unwrap().unwrap();
+    let has_key_1 =
+        |log: &PartitionLog| latest(&read_records(log)).contains_key(b"key-1".as_slice());
+    assert!(has_key_1(&log), "the tombstone is kept at first");
+    // Nothing new to clean and the horizon (6 000) not reached: no pass.
+    assert!(log.clean(5_500, end).unwrap().is_none());
+    assert!(has_key_1(&log));
+    // The horizon passed: a pass runs though nothing is dirty.
+    assert!(log.clean(6_000, end).unwrap().is_some());
+    assert!(!has_key_1(&log), "the tombstone outlived its horizon");
+    assert!(latest(&read_records(&log)).contains_key(b"key-2".as_slice()));
+    // That horizon was served: no further pass for it.
+    assert!(log.clean(6_100, end).unwrap().is_none());
+}
+
 #[test]
 fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
     let tmp = tempfile::tempdir().unwrap();

@@ -156,7 +156,14 @@ struct PassContext<'a> {
 impl PartitionLog {
     /// Dirty bytes / cleanable bytes, and the cleanable end, for
     /// `last_stable_offset` at `now_ms`. None when nothing is cleanable.
-    fn cleanable(&self, now_ms: i64, last_stable_offset: i64) -> Option<(f64, i64, i64)> {
+    /// With `horizon_pass`, a range with nothing dirty is cleanable too (a
+    /// pass that only drops expired tombstones).
+    fn cleanable(
+        &self,
+        now_ms: i64,
+        last_stable_offset: i64,
+        horizon_pass: bool,
+    ) -> Option<(f64, i64, i64)> {
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         let lag = self.config.min_compaction_lag_ms;
         let mut end = None;
@@ -179,7 +186,7 @@ impl PartitionLog {
             .cleaner_state
             .first_dirty_offset
             .max(self.log_start_offset);
-        if first_dirty >= end {
+        if first_dirty >= end && !horizon_pass {
             return None;
         }
         let (mut clean, mut dirty) = (0u64, 0u64);
@@ -199,8 +206,27 @@ impl PartitionLog {
 
     /// The dirty ratio the next pass would see (0 when nothing is cleanable).
     pub fn dirty_ratio(&self, now_ms: i64, last_stable_offset: i64) -> f64 {
-        self.cleanable(now_ms, last_stable_offset)
+        self.cleanable(now_ms, last_stable_offset, false)
             .map_or(0.0, |(r, _, _)| r)
+    }
+
+    /// Whether a cleaned segment's tombstone horizon (first cleaned +
+    /// delete.retention.ms) passed since the last pass began: its
+    /// tombstones may go now. As Kafka's cleaner does for a log whose
+    /// delete horizon passed, such a log gets a pass even below
+    /// min.cleanable.dirty.ratio, or a topic that stops receiving writes
+    /// would keep its tombstones forever.
+    fn tombstone_horizon_due(&self, now_ms: i64) -> bool {
+        let retention = self.config.delete_retention_ms;
+        let active = self.segments.keys().next_back().copied();
+        self.cleaner_state
+            .first_cleaned_ms
+            .iter()
+            .filter(|(base, _)| Some(**base) != active && self.segments.contains_key(base))
+            .any(|(_, &t)| {
+                let horizon = t.saturating_add(retention);
+                horizon > self.last_clean_pass_ms && horizon <= now_ms
+            })
     }
 
     /// One cleaning pass when cleanup.policy includes compact and the dirty
@@ -234,12 +260,16 @@ impl PartitionLog {
         if !self.config.cleanup_policy.compact {
             return Ok(None);
         }
-        let Some((ratio, first_dirty, end)) = self.cleanable(now_ms, last_stable_offset) else {
+        let horizon_pass = self.tombstone_horizon_due(now_ms);
+        let Some((ratio, first_dirty, end)) =
+            self.cleanable(now_ms, last_stable_offset, horizon_pass)
+        else {
             return Ok(None);
         };
-        if ratio < self.config.min_cleanable_dirty_ratio {
+        if ratio < self.config.min_cleanable_dirty_ratio && !horizon_pass {
             return Ok(None);
         }
+        self.last_clean_pass_ms = now_ms;
         let bases: Vec<(i64, i64)> = self
             .segments
             .keys()

@@ -326,6 +326,9 @@ pub struct PartitionLog {
     /// retention (truncation, restart-empty, a cleaner swap), so a cleaner
     /// pass that ran without the lock knows its snapshot is stale.
     layout_generation: u64,
+    /// now_ms of the last cleaner pass begun (i64::MIN since open): a
+    /// tombstone horizon passed since then calls for a pass of its own.
+    last_clean_pass_ms: i64,
     /// Leader epoch -> first offset (epoch_cache.rs), kept in step with the
     /// log: assigned on append, cut on truncation and start moves.
     epochs: LeaderEpochCache,
@@ -422,6 +425,7 @@ impl PartitionLog {
             recovery_truncated_bytes: truncated_total,
             offline: None,
             layout_generation: 0,
+            last_clean_pass_ms: i64::MIN,
             epochs: LeaderEpochCache::empty(Path::new("")),
         };
         if log.log_start_offset > log.log_end_offset() {
