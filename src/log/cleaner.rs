@@ -492,6 +492,7 @@ impl PartitionLog {
         }
         let seg = self.segments.remove(&base).expect("segment being cleaned");
         seg.delete_files(self.disk.as_ref(), &self.dir)?;
+        self.aborted.forget_segment(base, next);
         Ok(())
     }
 }
