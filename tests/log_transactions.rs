@@ -32,15 +32,17 @@ fn data(pid: i64, seq: i32, n: usize, transactional: bool) -> Vec<u8> {
             timestamp: 1,
         })
         .collect();
-    build_batch(
-        &recs,
+    let producer = if pid < 0 {
+        BatchProducer::default()
+    } else {
         BatchProducer {
             producer_id: pid,
             producer_epoch: 0,
             base_sequence: seq,
             transactional,
-        },
-    )
+        }
+    };
+    build_batch(&recs, producer)
 }
 
 fn marker(commit: bool, coordinator_epoch: i32) -> TxnMarker {
@@ -261,4 +263,279 @@ fn a_crash_that_loses_the_unsynced_tail_leaves_no_abort_beyond_the_log() {
             assert!(first < last);
         }
     }
+}
+
+mod cleaning {
+    //! The cleaner under transactions (Kafka's rules): aborted records go,
+    //! committed ones are compacted like others, markers stay while their
+    //! transaction has records, nothing at or above the first open
+    //! transaction is touched.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use weir::log::txn::is_aborted;
+    use weir::log::CleanupPolicy;
+
+    use super::*;
+
+    fn cfg(delete_retention_ms: i64) -> LogConfig {
+        LogConfig {
+            segment_bytes: 400,
+            index_interval_bytes: 100,
+            cleanup_policy: CleanupPolicy::COMPACT,
+            min_cleanable_dirty_ratio: 0.0,
+            delete_retention_ms,
+            ..LogConfig::default()
+        }
+    }
+
+    /// One batch of (key, value) records; value None = tombstone.
+    pub(super) fn batch_of(
+        pid: i64,
+        seq: i32,
+        recs: &[(u8, Option<u32>)],
+        transactional: bool,
+    ) -> Vec<u8> {
+        let recs: Vec<SimpleRecord> = recs
+            .iter()
+            .map(|&(k, v)| SimpleRecord {
+                key: Some(vec![b'k', k]),
+                value: v.map(|v| v.to_be_bytes().to_vec()),
+                headers: vec![],
+                timestamp: 1,
+            })
+            .collect();
+        let producer = if pid < 0 {
+            BatchProducer::default()
+        } else {
+            BatchProducer {
+                producer_id: pid,
+                producer_epoch: 0,
+                base_sequence: seq,
+                transactional,
+            }
+        };
+        build_batch(&recs, producer)
+    }
+
+    type Rec = (i64, Vec<u8>, Option<Vec<u8>>);
+
+    /// What a read_committed consumer reading from the log start gets:
+    /// every record below `upper` except control batches and the batches
+    /// of aborted transactions (Kafka's consumer-side filtering).
+    pub(super) fn read_committed(log: &PartitionLog, upper: i64) -> Vec<Rec> {
+        let aborted = log.aborted_transactions(log.log_start_offset(), upper);
+        let mut out = Vec::new();
+        let mut off = log.log_start_offset();
+        while off < upper {
+            let slice = log.read(off, 1 << 20, true).unwrap();
+            if slice.records.is_empty() {
+                break;
+            }
+            for (range, h) in batch::split_batches(&slice.records).unwrap() {
+                off = h.next_offset();
+                if h.base_offset >= upper {
+                    return out;
+                }
+                if h.is_control() || is_aborted(&h, &aborted) {
+                    continue;
+                }
+                for r in batch::decode_records(&slice.records[range]).unwrap() {
+                    out.push((
+                        r.offset,
+                        r.key.unwrap().to_vec(),
+                        r.value.map(|v| v.to_vec()),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn latest(recs: &[Rec]) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        recs.iter()
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Latest non-tombstone values.
+    fn live(m: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        m.iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect()
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Plain(Vec<(u8, Option<u32>)>),
+        Txn(i64, Vec<(u8, Option<u32>)>),
+        End(i64, bool),
+        Clean,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let recs =
+            || prop::collection::vec((0u8..8, prop::option::weighted(0.85, 0u32..1000)), 1..4);
+        prop_oneof![
+            3 => recs().prop_map(Op::Plain),
+            5 => (1i64..4, recs()).prop_map(|(p, r)| Op::Txn(p, r)),
+            2 => (1i64..4, any::<bool>()).prop_map(|(p, c)| Op::End(p, c)),
+            1 => Just(Op::Clean),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn read_committed_sees_the_latest_committed_value_of_every_key(
+            ops in prop::collection::vec(op(), 1..90),
+            expire in any::<bool>(),
+        ) {
+            let disk = SimDisk::new(9, SimDiskOptions::default());
+            let retention = if expire { 0 } else { i64::MAX / 4 };
+            let shared: Arc<dyn Disk> = Arc::new(disk.clone());
+            let mut log = PartitionLog::open(shared.clone(), dir(), cfg(retention), 0).unwrap();
+            // The model: committed records in offset order, and each
+            // producer's open transaction.
+            let mut committed: Vec<Rec> = Vec::new();
+            let mut open: BTreeMap<i64, Vec<Rec>> = BTreeMap::new();
+            let mut seqs: BTreeMap<i64, i32> = BTreeMap::new();
+            let mut now = 0;
+            let as_recs = |first: i64, recs: &[(u8, Option<u32>)]| -> Vec<Rec> {
+                recs.iter()
+                    .enumerate()
+                    .map(|(i, &(k, v))| (first + i as i64, vec![b'k', k], v.map(|v| v.to_be_bytes().to_vec())))
+                    .collect()
+            };
+            for op in &ops {
+                now += 10;
+                match op {
+                    Op::Plain(recs) => {
+                        let info = log.append(&mut batch_of(-1, 0, recs, false), 0, now).unwrap();
+                        committed.extend(as_recs(info.first_offset, recs));
+                    }
+                    Op::Txn(pid, recs) => {
+                        let seq = seqs.entry(*pid).or_default();
+                        let info = log.append(&mut batch_of(*pid, *seq, recs, true), 0, now).unwrap();
+                        *seq += recs.len() as i32;
+                        open.entry(*pid).or_default().extend(as_recs(info.first_offset, recs));
+                    }
+                    Op::End(pid, commit) => {
+                        log.append_marker(*pid, 0, marker(*commit, 0), 0, now).unwrap();
+                        let recs = open.remove(pid).unwrap_or_default();
+                        if *commit {
+                            committed.extend(recs);
+                        }
+                    }
+                    Op::Clean => {
+                        let end = log.log_end_offset();
+                        log.clean(now, end).unwrap();
+                        // Nothing of an open transaction was touched.
+                        let fuo = log.first_unstable_offset();
+                        let first_open = open.values().flatten().map(|r| r.0).min();
+                        prop_assert_eq!(fuo, first_open);
+                    }
+                }
+            }
+            // Close what is open (aborted), clean, and judge.
+            for pid in open.keys().copied().collect::<Vec<_>>() {
+                now += 10;
+                log.append_marker(pid, 0, marker(false, 0), 0, now).unwrap();
+            }
+            now += 10;
+            let end = log.log_end_offset();
+            log.clean(now, end).unwrap();
+            log.clean(now + 10, end).unwrap();
+            committed.sort();
+            let got = read_committed(&log, end);
+            let orig: BTreeMap<i64, &Rec> = committed.iter().map(|r| (r.0, r)).collect();
+            for w in got.windows(2) {
+                prop_assert!(w[0].0 < w[1].0, "offsets strictly increase");
+            }
+            for r in &got {
+                prop_assert_eq!(orig.get(&r.0).copied(), Some(r), "only committed originals are read");
+            }
+            prop_assert_eq!(live(&latest(&got)), live(&latest(&committed)));
+            if !expire {
+                prop_assert_eq!(latest(&got), latest(&committed));
+            }
+            // Markers were kept where records of their transactions are:
+            // rebuilt from the log alone, nothing is left open.
+            log.close().unwrap();
+            for name in disk.list_dir(&dir()).unwrap() {
+                if name.ends_with(".snapshot") {
+                    disk.remove_file(&dir().join(name)).unwrap();
+                }
+            }
+            let log = PartitionLog::open(shared, dir(), cfg(retention), 0).unwrap();
+            prop_assert_eq!(log.first_unstable_offset(), None);
+            prop_assert_eq!(read_committed(&log, end), got);
+        }
+    }
+}
+
+#[test]
+fn a_commit_marker_outlives_its_horizon_while_its_records_remain() {
+    let disk = SimDisk::new(11, SimDiskOptions::default());
+    let shared: Arc<dyn Disk> = Arc::new(disk.clone());
+    let cfg = LogConfig {
+        segment_bytes: 300,
+        cleanup_policy: weir::log::CleanupPolicy::COMPACT,
+        min_cleanable_dirty_ratio: 0.0,
+        delete_retention_ms: 0,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(shared.clone(), dir(), cfg.clone(), 0).unwrap();
+    // Producer 1 commits key "t" (never overwritten); producer 2 aborts.
+    let batch = cleaning::batch_of;
+    log.append(&mut batch(1, 0, &[(1, Some(1))], true), 0, 1)
+        .unwrap();
+    log.append(&mut batch(2, 0, &[(2, Some(2))], true), 0, 1)
+        .unwrap();
+    log.append_marker(1, 0, marker(true, 0), 0, 1).unwrap();
+    log.append_marker(2, 0, marker(false, 0), 0, 1).unwrap();
+    for i in 0..30 {
+        log.append(&mut batch(-1, 0, &[(3, Some(i))], false), 0, 1)
+            .unwrap();
+    }
+    let end = log.log_end_offset();
+    // First pass starts the horizons, the second is past them (0 ms).
+    log.clean(10, end).unwrap();
+    log.clean(20, end).unwrap();
+    let got = cleaning::read_committed(&log, end);
+    assert!(
+        got.iter().any(|r| r.0 == 0),
+        "producer 1's committed record stays"
+    );
+    assert!(
+        !got.iter().any(|r| r.0 == 1),
+        "producer 2's aborted record went"
+    );
+    let mut markers = Vec::new();
+    let mut off = log.log_start_offset();
+    while off < end {
+        let slice = log.read(off, 1 << 20, true).unwrap();
+        for (_, h) in batch::split_batches(&slice.records).unwrap() {
+            if h.is_control() {
+                markers.push(h.producer_id);
+            }
+            off = h.next_offset();
+        }
+    }
+    assert_eq!(
+        markers,
+        vec![1],
+        "the commit marker stays, the abort marker went"
+    );
+    // Rebuilt from the log alone, no transaction is left open.
+    log.close().unwrap();
+    for name in disk.list_dir(&dir()).unwrap() {
+        if name.ends_with(".snapshot") {
+            disk.remove_file(&dir().join(name)).unwrap();
+        }
+    }
+    let log = PartitionLog::open(shared, dir(), cfg, 0).unwrap();
+    assert_eq!(log.first_unstable_offset(), None);
 }

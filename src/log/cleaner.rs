@@ -36,11 +36,16 @@
 //! nothing is copied byte for byte; one that loses some records is
 //! re-encoded with kafka-protocol in its original codec (batch::reencode);
 //! one that loses all is dropped, and a segment left with no batch is
-//! deleted (moving the log start if it was the first). Left untouched and never used to supersede
-//! other records: control batches and transactional batches (without a
-//! transaction index the cleaner cannot tell aborted data from committed, and
-//! an aborted record must never hide a committed one). Keyless records are
+//! deleted (moving the log start if it was the first). Keyless records are
 //! kept.
+//!
+//! Transactions, as Kafka: the cleanable range ends below the first open
+//! transaction (whether its records count is not decided); records of an
+//! aborted transaction (the log's aborted index says which) are dropped and
+//! never enter the offset map, so they cannot hide a committed record;
+//! committed transactional records are cleaned like any others; a marker
+//! stays while any record of its transaction survives the pass, then until
+//! its segment's tombstone horizon, and then goes.
 //!
 //! An idempotent producer's recent batches are cleaned like any other. An
 //! earlier version kept them whole so producer state rebuilt from the log
@@ -66,7 +71,7 @@
 //! never applies the strict contiguity check to it (it is written in
 //! `finish_clean`, under the lock, before the first rename).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,6 +80,7 @@ use bytes::Bytes;
 use super::batch::{self, BatchHeader};
 use super::checkpoint;
 use super::segment::{self, Segment, SegmentReader};
+use super::txn::{self, AbortedTxn};
 use super::{LogError, PartitionLog};
 use crate::env::disk::{Disk, OpenMode};
 
@@ -151,7 +157,13 @@ enum Fate {
 /// Inputs of one pass shared by every segment.
 struct PassContext<'a> {
     latest: &'a HashMap<Bytes, i64>,
+    /// Aborted transactions below the cleanable end, by first offset.
+    aborted: &'a [AbortedTxn],
 }
+
+/// Per producer, whether a record of its current transaction (since its
+/// last marker) survived this pass so far: its marker must then stay.
+type TxnRetained = BTreeMap<i64, bool>;
 
 impl PartitionLog {
     /// Dirty bytes / cleanable bytes, and the cleanable end, for
@@ -166,6 +178,11 @@ impl PartitionLog {
     ) -> Option<(f64, i64, i64)> {
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         let lag = self.config.min_compaction_lag_ms;
+        // Never clean into a transaction still open: whether its records
+        // count is not decided yet.
+        let last_stable_offset = self
+            .first_unstable_offset()
+            .map_or(last_stable_offset, |f| f.min(last_stable_offset));
         let mut end = None;
         for w in bases.windows(2) {
             let seg = &self.segments[&w[0]];
@@ -223,9 +240,15 @@ impl PartitionLog {
             .first_cleaned_ms
             .iter()
             .filter(|(base, _)| Some(**base) != active && self.segments.contains_key(base))
-            .any(|(_, &t)| {
+            .any(|(base, &t)| {
+                // The last pass dropped this segment's expired tombstones
+                // unless the horizon came later, or that very pass was the
+                // segment's first clean (horizons are judged by the state
+                // before a pass).
                 let horizon = t.saturating_add(retention);
-                horizon > self.last_clean_pass_ms && horizon <= now_ms
+                horizon <= now_ms
+                    && (horizon > self.last_clean_pass_ms
+                        || self.first_cleaned_last_pass.contains(base))
             })
     }
 
@@ -305,6 +328,8 @@ impl PartitionLog {
             end,
             segments,
             latest: None,
+            aborted: self.aborted.overlapping(self.log_start_offset, end),
+            retained: TxnRetained::new(),
             next: 0,
             results: Vec::new(),
             failed: None,
@@ -359,11 +384,14 @@ impl PartitionLog {
         let results = std::mem::take(&mut task.results);
         // Every examined segment is listed as cleaned (durably, before any
         // swap: see the module doc).
+        self.first_cleaned_last_pass.clear();
         for (base, _) in &results {
-            self.cleaner_state
-                .first_cleaned_ms
-                .entry(*base)
-                .or_insert(task.now_ms);
+            if !self.cleaner_state.first_cleaned_ms.contains_key(base) {
+                self.cleaner_state
+                    .first_cleaned_ms
+                    .insert(*base, task.now_ms);
+                self.first_cleaned_last_pass.insert(*base);
+            }
         }
         self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
         let mut out = CleanOutcome {
@@ -440,16 +468,43 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// What cleaning does to one batch.
+    /// What cleaning does to one batch. Kafka's rules for transactions:
+    /// an aborted transaction's records go; a committed one's are cleaned
+    /// like any others; a marker stays while a record of its transaction
+    /// does, and then until its segment's tombstone horizon, as a
+    /// tombstone would.
     fn batch_fate(
+        h: &BatchHeader,
+        bytes: &[u8],
+        ctx: &PassContext<'_>,
+        retained: &mut TxnRetained,
+        drop_tombstones: bool,
+    ) -> Result<Fate, LogError> {
+        if h.is_control() {
+            let data_left = retained.insert(h.producer_id, false).unwrap_or(false);
+            return Ok(if data_left || !drop_tombstones {
+                Fate::Keep
+            } else {
+                Fate::Drop(1)
+            });
+        }
+        if txn::is_aborted(h, ctx.aborted) {
+            return Ok(Fate::Drop(h.record_count.max(0) as u64));
+        }
+        let fate = Self::record_fate(h, bytes, ctx, drop_tombstones)?;
+        if h.is_transactional() && !matches!(fate, Fate::Drop(_)) {
+            retained.insert(h.producer_id, true);
+        }
+        Ok(fate)
+    }
+
+    /// What cleaning does to the records of a data batch.
+    fn record_fate(
         h: &BatchHeader,
         bytes: &[u8],
         ctx: &PassContext<'_>,
         drop_tombstones: bool,
     ) -> Result<Fate, LogError> {
-        if h.is_control() || h.is_transactional() {
-            return Ok(Fate::Keep);
-        }
         let records = batch::decode_records(bytes)?;
         let total = records.len();
         let kept: Vec<_> = records
@@ -538,6 +593,10 @@ pub struct CleanTask {
     segments: Vec<Snapshot>,
     /// Key -> latest offset in the dirty range, and the end it covers.
     latest: Option<(HashMap<Bytes, i64>, i64)>,
+    /// Aborted transactions below `end`, by first offset.
+    aborted: Vec<AbortedTxn>,
+    /// Carried from segment to segment (see [`TxnRetained`]).
+    retained: TxnRetained,
     /// Index into `segments` of the next one to clean.
     next: usize,
     results: Vec<(i64, SegmentResult)>,
@@ -578,7 +637,10 @@ impl CleanTask {
         let Some(snap) = self.segments.get(self.next) else {
             return Ok(false);
         };
-        let result = self.clean_segment(snap)?;
+        let mut retained = std::mem::take(&mut self.retained);
+        let result = self.clean_segment(snap, &mut retained);
+        self.retained = retained;
+        let result = result?;
         self.results.push((snap.reader.base_offset(), result));
         self.next += 1;
         Ok(self.next < self.segments.len())
@@ -633,7 +695,8 @@ impl CleanTask {
                 break;
             }
             snap.reader.for_each_batch(|_, h, bytes| {
-                if h.is_control() || h.is_transactional() || h.last_offset() < first_dirty {
+                let skip = h.is_control() || txn::is_aborted(h, &self.aborted);
+                if skip || h.last_offset() < first_dirty {
                     return Ok(true);
                 }
                 for r in batch::decode_records(&bytes)? {
@@ -654,9 +717,16 @@ impl CleanTask {
 
     /// Write the survivors of one segment to `<base>.log.cleaned` and fsync
     /// it, unless nothing or everything goes.
-    fn clean_segment(&self, snap: &Snapshot) -> Result<SegmentResult, LogError> {
+    fn clean_segment(
+        &self,
+        snap: &Snapshot,
+        retained: &mut TxnRetained,
+    ) -> Result<SegmentResult, LogError> {
         let (latest, _) = self.latest.as_ref().expect("offset map built first");
-        let ctx = PassContext { latest };
+        let ctx = PassContext {
+            latest,
+            aborted: &self.aborted,
+        };
         let base = snap.reader.base_offset();
         let cleaned_path = self.dir.join(segment::file_name(base, "log.cleaned"));
         let mut file = None;
@@ -678,7 +748,7 @@ impl CleanTask {
             Ok(())
         };
         snap.reader.for_each_batch(|_, h, bytes| {
-            match PartitionLog::batch_fate(h, &bytes, &ctx, snap.drop_tombstones)? {
+            match PartitionLog::batch_fate(h, &bytes, &ctx, retained, snap.drop_tombstones)? {
                 Fate::Keep => pending.extend_from_slice(&bytes),
                 Fate::Drop(n) => removed += n,
                 Fate::Rewrite(new, n) => {

@@ -337,6 +337,9 @@ pub struct PartitionLog {
     /// now_ms of the last cleaner pass begun (i64::MIN since open): a
     /// tombstone horizon passed since then calls for a pass of its own.
     last_clean_pass_ms: i64,
+    /// Segments whose first clean was the last pass: their tombstones were
+    /// not judged by it (a horizon counts from the first clean).
+    first_cleaned_last_pass: std::collections::BTreeSet<i64>,
     /// Aborted transactions, for read_committed fetches and the cleaner.
     aborted: txn::AbortedIndex,
     /// Leader epoch -> first offset (epoch_cache.rs), kept in step with the
@@ -436,6 +439,7 @@ impl PartitionLog {
             offline: None,
             layout_generation: 0,
             last_clean_pass_ms: i64::MIN,
+            first_cleaned_last_pass: Default::default(),
             aborted: txn::AbortedIndex::default(),
             epochs: LeaderEpochCache::empty(Path::new("")),
         };
