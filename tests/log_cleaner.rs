@@ -185,6 +185,19 @@ fn a_deleted_key_stays_deleted_when_its_old_value_is_in_a_producers_last_batch()
     );
 }
 
+/// Keys 1 and 2 written 20 times, key 1 deleted, then 20 values of key 3,
+/// so the tombstone's segment is closed.
+fn write_key_1_then_its_tombstone(log: &mut PartitionLog) {
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 1), 0, 1)
+            .unwrap();
+    }
+    log.append(&mut mk(&[(1, None)], 1), 0, 1).unwrap();
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(3, Some(i))], 1), 0, 1).unwrap();
+    }
+}
+
 /// A topic that stops receiving writes still loses its tombstones once
 /// delete.retention.ms has passed: the horizon itself calls for a pass,
 /// whatever the dirty ratio (and only once per horizon).
@@ -196,15 +209,7 @@ fn an_idle_log_drops_expired_tombstones_without_new_writes() {
         ..cfg(1_000)
     };
     let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), c, 0).unwrap();
-    for i in 0..20u32 {
-        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 1), 0, 1)
-            .unwrap();
-    }
-    log.append(&mut mk(&[(1, None)], 1), 0, 1).unwrap();
-    // Enough after it that the tombstone's segment is closed.
-    for i in 0..20u32 {
-        log.append(&mut mk(&[(3, Some(i))], 1), 0, 1).unwrap();
-    }
+    write_key_1_then_its_tombstone(&mut log);
     let end = log.log_end_offset();
     log.clean(5_000, end).unwrap().unwrap();
     let has_key_1 =
@@ -225,14 +230,7 @@ fn an_idle_log_drops_expired_tombstones_without_new_writes() {
 fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
     let tmp = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), cfg(1_000), 0).unwrap();
-    for i in 0..20u32 {
-        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 1), 0, 1)
-            .unwrap();
-    }
-    log.append(&mut mk(&[(1, None)], 1), 0, 1).unwrap();
-    for i in 0..20u32 {
-        log.append(&mut mk(&[(3, Some(i))], 1), 0, 1).unwrap();
-    }
+    write_key_1_then_its_tombstone(&mut log);
     let end = log.log_end_offset();
     log.clean(5_000, end).unwrap().unwrap();
     let recs = read_records(&log);

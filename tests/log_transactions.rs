@@ -32,17 +32,20 @@ fn data(pid: i64, seq: i32, n: usize, transactional: bool) -> Vec<u8> {
             timestamp: 1,
         })
         .collect();
-    let producer = if pid < 0 {
-        BatchProducer::default()
-    } else {
-        BatchProducer {
-            producer_id: pid,
-            producer_epoch: 0,
-            base_sequence: seq,
-            transactional,
-        }
-    };
-    build_batch(&recs, producer)
+    build_batch(&recs, producer(pid, seq, transactional))
+}
+
+/// Producer fields of a batch: none for a negative `pid`.
+fn producer(pid: i64, seq: i32, transactional: bool) -> BatchProducer {
+    if pid < 0 {
+        return BatchProducer::default();
+    }
+    BatchProducer {
+        producer_id: pid,
+        producer_epoch: 0,
+        base_sequence: seq,
+        transactional,
+    }
 }
 
 fn marker(commit: bool, coordinator_epoch: i32) -> TxnMarker {
@@ -306,17 +309,7 @@ mod cleaning {
                 timestamp: 1,
             })
             .collect();
-        let producer = if pid < 0 {
-            BatchProducer::default()
-        } else {
-            BatchProducer {
-                producer_id: pid,
-                producer_epoch: 0,
-                base_sequence: seq,
-                transactional,
-            }
-        };
-        build_batch(&recs, producer)
+        build_batch(&recs, super::producer(pid, seq, transactional))
     }
 
     type Rec = (i64, Vec<u8>, Option<Vec<u8>>);
