@@ -76,10 +76,10 @@ async fn produce(c: &mut Client, txn_id: Option<&str>, records: Bytes) -> (i16, 
     (p.error_code, p.base_offset)
 }
 
-/// WriteTxnMarkers for one producer on `topic` partitions: the error codes.
+/// WriteTxnMarkers (v1, the one version served) for one producer on
+/// `topic` partitions: the error codes.
 async fn marker(
     c: &mut Client,
-    version: i16,
     topic: &str,
     partitions: Vec<i32>,
     pid: i64,
@@ -95,7 +95,7 @@ async fn marker(
         .with_topics(vec![WritableTxnMarkerTopic::default()
             .with_name(name(topic))
             .with_partition_indexes(partitions)])]);
-    let r = c.call(version, &req).await;
+    let r = c.call(1, &req).await;
     assert_eq!(r.markers.len(), 1);
     assert_eq!(r.markers[0].producer_id.0, pid);
     r.markers[0].topics[0]
@@ -217,7 +217,7 @@ async fn commit_abort_lso_and_aborted_list() {
 
     // COMMIT: marker at 3; everything visible, no aborted transaction.
     assert_eq!(
-        marker(&mut c, 1, TOPIC, vec![0], pid, 0, 5, true).await,
+        marker(&mut c, TOPIC, vec![0], pid, 0, 5, true).await,
         vec![0]
     );
     let rc = fetch(&mut c, 0, 1).await;
@@ -236,7 +236,7 @@ async fn commit_abort_lso_and_aborted_list() {
     );
     assert_eq!(latest(&mut c, 1).await, 4);
     assert_eq!(
-        marker(&mut c, 1, TOPIC, vec![0], pid, 0, 5, false).await,
+        marker(&mut c, TOPIC, vec![0], pid, 0, 5, false).await,
         vec![0]
     );
     let rc = fetch(&mut c, 0, 1).await;
@@ -251,15 +251,15 @@ async fn commit_abort_lso_and_aborted_list() {
 
     // Fencing and bad input, each per partition.
     assert_eq!(
-        marker(&mut c, 1, TOPIC, vec![0], pid, 0, 4, true).await,
+        marker(&mut c, TOPIC, vec![0], pid, 0, 4, true).await,
         vec![52]
     );
     assert_eq!(
-        marker(&mut c, 1, TOPIC, vec![9], pid, 0, 5, true).await,
+        marker(&mut c, TOPIC, vec![9], pid, 0, 5, true).await,
         vec![3]
     );
     assert_eq!(
-        marker(&mut c, 1, "nope", vec![0], pid, 0, 5, true).await,
+        marker(&mut c, "nope", vec![0], pid, 0, 5, true).await,
         vec![3]
     );
     // Clients never write control batches; transactional bit and id must agree.
@@ -289,7 +289,7 @@ async fn commit_abort_lso_and_aborted_list() {
     assert_eq!(rc.aborted, vec![(pid, 4)]);
     assert_eq!(latest(&mut c, 1).await, 6);
     assert_eq!(
-        marker(&mut c, 1, TOPIC, vec![0], pid, 0, 5, true).await,
+        marker(&mut c, TOPIC, vec![0], pid, 0, 5, true).await,
         vec![0]
     );
     assert_eq!(fetch(&mut c, 0, 1).await.lso, 8);
@@ -323,7 +323,7 @@ async fn commit_wakes_a_read_committed_long_poll() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!poll.is_finished(), "nothing is committed yet");
     assert_eq!(
-        marker(&mut c, 1, TOPIC, vec![0], pid, 0, 0, true).await,
+        marker(&mut c, TOPIC, vec![0], pid, 0, 0, true).await,
         vec![0]
     );
     let got = tokio::time::timeout(Duration::from_secs(10), poll)
