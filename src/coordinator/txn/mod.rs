@@ -8,6 +8,7 @@
 
 pub mod codes;
 pub mod records;
+pub mod service;
 pub mod state;
 
 #[cfg(test)]
