@@ -60,6 +60,8 @@ pub struct TxnServiceConfig {
     pub partitions: i32,
     /// transaction.state.log.replication.factor
     pub replication_factor: i16,
+    /// transaction.state.log.min.isr
+    pub min_isr: i16,
     /// transaction.abort.timed.out.transaction.cleanup.interval.ms
     pub abort_interval_ms: u64,
 }
@@ -85,6 +87,7 @@ impl TxnServiceConfig {
             partitions: get("transaction.state.log.num.partitions", 50).clamp(1, 10_000) as i32,
             replication_factor: get("transaction.state.log.replication.factor", 3)
                 .clamp(1, i16::MAX as i64) as i16,
+            min_isr: get("transaction.state.log.min.isr", 2).clamp(1, i16::MAX as i64) as i16,
             abort_interval_ms: get(
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms",
                 10_000,
