@@ -36,6 +36,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 use bytes::BytesMut;
@@ -203,6 +204,11 @@ pub async fn dispatch(
         ApiKey::EndTxn => {
             let req = decode(&mut body, version)?;
             let resp = end_txn::handle(broker, req, version).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::TxnOffsetCommit => {
+            let req = decode(&mut body, version)?;
+            let resp = txn_offset_commit::handle(broker, req, version).await;
             respond(out, correlation_id, version, &resp)?;
         }
         ApiKey::DescribeTransactions => {
