@@ -306,3 +306,114 @@ async fn prepared_transaction_finishes_after_restart() {
     assert_eq!(data, vec![0]);
     server.shutdown().await.unwrap();
 }
+
+async fn find_group_coordinator(c: &mut Client, group: &str) {
+    for _ in 0..200 {
+        let r = c
+            .call(3, &FindCoordinatorRequest::default().with_key(s(group)))
+            .await;
+        if r.error_code == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no group coordinator");
+}
+
+async fn committed_offset(c: &mut Client, group: &str) -> i64 {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let r = c
+        .call(
+            5,
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_partition_indexes(vec![0])])),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    r.topics[0].partitions[0].committed_offset
+}
+
+async fn txn_offsets(c: &mut Client, id: &str, group: &str, pid: i64, epoch: i16, offset: i64) {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let r = c
+        .call(
+            3,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(id)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(GroupId(s(group))),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let r = c
+        .call(
+            3,
+            &TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s(id)))
+                .with_group_id(GroupId(s(group)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_generation_id(-1)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(-1)])]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+}
+
+#[tokio::test]
+async fn transactional_offsets_visible_on_commit_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    setup(&mut c).await;
+    let (id, group) = ("txn-o", "g-o");
+    find_group_coordinator(&mut c, group).await;
+    find_txn_coordinator(&mut c, id).await;
+    let (pid, epoch) = init(&mut c, id).await;
+
+    txn_offsets(&mut c, id, group, pid, epoch, 5).await;
+    assert_eq!(
+        committed_offset(&mut c, group).await,
+        -1,
+        "pending until COMMIT"
+    );
+    assert_eq!(end(&mut c, id, pid, epoch, true).await, 0);
+    wait_state(&mut c, id, "CompleteCommit").await;
+    assert_eq!(committed_offset(&mut c, group).await, 5);
+
+    txn_offsets(&mut c, id, group, pid, epoch, 9).await;
+    assert_eq!(end(&mut c, id, pid, epoch, false).await, 0);
+    wait_state(&mut c, id, "CompleteAbort").await;
+    assert_eq!(
+        committed_offset(&mut c, group).await,
+        5,
+        "aborted offsets dropped"
+    );
+
+    // Reload: the committed one survives, the aborted one stays dropped.
+    server.shutdown().await.unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    find_group_coordinator(&mut c, group).await;
+    let mut got = -2;
+    for _ in 0..100 {
+        got = committed_offset(&mut c, group).await;
+        if got == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, 5);
+    server.shutdown().await.unwrap();
+}
