@@ -4,6 +4,7 @@
 //! - `state`: the I/O-free state machine (one TransactionMetadata per
 //!   transactional id, its transitions and their effects).
 //! - `records`: the key/value layout of `__transaction_state`.
+//! - `service`: the async shell (persistence, loading, marker sending).
 //! - `codes`: the Kafka error codes these APIs answer with.
 
 pub mod codes;
@@ -11,6 +12,8 @@ pub mod records;
 pub mod service;
 pub mod state;
 
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;
 
