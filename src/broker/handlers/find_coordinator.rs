@@ -1,7 +1,7 @@
 //! FindCoordinator: a group's coordinator is the leader of the partition of
 //! `__consumer_offsets` its id hashes to. v0-v3 ask for one key, v4+ for a
-//! batch of `coordinator_keys`. A transactional id's coordinator (key type
-//! 1) is the leader of its `__transaction_state` partition. The first lookup
+//! batch of `coordinator_keys`. A transactional id's coordinator (key
+//! type 1) is the leader of its `__transaction_state` partition. The first lookup
 //! creates the internal topic through the controller, as Kafka does.
 
 use std::collections::BTreeMap;
