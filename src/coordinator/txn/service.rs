@@ -262,7 +262,8 @@ impl TxnService {
                     return Ok((producer_id, producer_epoch));
                 }
                 InitOutcome::Err(code, _) => {
-                    let _ = durable.map(wait_all);
+                    // The abort it started finishes in the background.
+                    drop(durable);
                     return Err(code);
                 }
             }
