@@ -83,6 +83,12 @@ async fn node(id: i32, ctl: &Arc<FakeController>) -> Node {
         config: config.clone(),
         producer_ids: Mutex::new(ProducerIdBlock::default()),
         groups: GroupService::open(&config, replicas.clone()),
+        txns: weir::coordinator::txn::service::TxnService::open(&config, replicas.clone(), {
+            let c = cluster.clone();
+            Arc::new(weir::coordinator::txn::service::TcpMarkerSender::new(
+                move || c.image(),
+            ))
+        }),
         cluster,
         registry,
         replicas,

@@ -36,6 +36,7 @@ use crate::config::ServerConfig;
 use crate::controller::client::ControllerClient;
 use crate::controller::Controller;
 use crate::coordinator::group::{service::TICK_INTERVAL_MS, GroupService};
+use crate::coordinator::txn::service::{TcpMarkerSender, TxnService};
 use crate::env::rng::WeirRng;
 use crate::env::time::{now_ms, sleep, Duration};
 use crate::env::Disk;
@@ -61,6 +62,8 @@ pub struct Broker {
     pub producer_ids: Mutex<ProducerIdBlock>,
     /// The consumer group coordinator.
     pub groups: GroupService,
+    /// The transaction coordinator.
+    pub txns: Arc<TxnService>,
     /// Host and port Metadata and DescribeCluster advertise.
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -124,6 +127,12 @@ impl Server {
             Arc::new(TcpEndpoints::default()),
         ));
         let groups = GroupService::open(&config, replicas.clone());
+        let image_source = cluster.clone();
+        let txns = TxnService::open(
+            &config,
+            replicas.clone(),
+            Arc::new(TcpMarkerSender::new(move || image_source.image())),
+        );
         let broker = Arc::new(Broker {
             config: config.clone(),
             registry,
@@ -131,6 +140,7 @@ impl Server {
             cluster: cluster.clone(),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             groups,
+            txns,
             advertised_host,
             advertised_port,
             shutdown: shutdown_rx.clone(),
@@ -141,6 +151,7 @@ impl Server {
             tokio::spawn(log_maintenance::run(broker.clone(), shutdown_rx.clone())),
             tokio::spawn(flush_loop(broker.clone(), shutdown_rx.clone())),
             tokio::spawn(group_timer_loop(broker.clone(), shutdown_rx.clone())),
+            tokio::spawn(txn_timer_loop(broker.clone(), shutdown_rx.clone())),
         ];
         tasks.push(tokio::spawn(run_cluster_link(
             broker.clone(),
@@ -248,6 +259,7 @@ async fn run_cluster_link(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) 
                 b.replicas.apply_image(image, epoch);
                 b.groups
                     .on_image(image, b.config.node_id, b.groups.now_ms());
+                b.txns.on_image(image, b.config.node_id);
             },
             shutdown,
         )
@@ -334,6 +346,21 @@ async fn flush_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = sleep(every) => broker.registry.maybe_flush_all(now_ms()),
+            changed = shutdown.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Drives the transaction coordinator's timeouts
+/// (transaction.abort.timed.out.transaction.cleanup.interval.ms).
+async fn txn_timer_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(broker.txns.config().abort_interval_ms);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = sleep(every) => broker.txns.tick(),
             changed = shutdown.changed() => if changed.is_err() { return },
         }
     }

@@ -1,8 +1,8 @@
 //! FindCoordinator: a group's coordinator is the leader of the partition of
 //! `__consumer_offsets` its id hashes to. v0-v3 ask for one key, v4+ for a
-//! batch of `coordinator_keys`. Transaction coordinators (key type 1) are
-//! not served yet: COORDINATOR_NOT_AVAILABLE. The first lookup creates
-//! `__consumer_offsets` through the controller, as Kafka does.
+//! batch of `coordinator_keys`. A transactional id's coordinator (key
+//! type 1) is the leader of its `__transaction_state` partition. The first lookup
+//! creates the internal topic through the controller, as Kafka does.
 
 use std::collections::BTreeMap;
 
@@ -16,11 +16,13 @@ use crate::controller::api::CreateTopicSpec;
 use crate::coordinator::group::codes as ec;
 use crate::coordinator::group::records::partition_for;
 use crate::coordinator::group::service::OFFSETS_TOPIC;
+use crate::coordinator::txn::TXN_STATE_TOPIC;
 use crate::metadata::MetadataImage;
 
 /// v4 moved the answer into a list of coordinators.
 const BATCHED_VERSION: i16 = 4;
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where a key's coordinator is: (node, host, port) or an error code.
 type Located = Result<(i32, String, i32), i16>;
@@ -39,17 +41,23 @@ pub async fn handle(
     } else {
         vec![request.key.to_string()]
     };
-    let image = if request.key_type != KEY_TYPE_GROUP {
-        None
-    } else {
-        ensure_offsets_topic(broker).await;
-        Some(broker.cluster.image())
+    let topic = match request.key_type {
+        KEY_TYPE_GROUP => {
+            ensure_offsets_topic(broker).await;
+            Some(OFFSETS_TOPIC)
+        }
+        KEY_TYPE_TRANSACTION => {
+            ensure_txn_state_topic(broker).await;
+            Some(TXN_STATE_TOPIC)
+        }
+        _ => None,
     };
+    let image = broker.cluster.image();
     let located: Vec<Located> = keys
         .iter()
-        .map(|k| match &image {
-            None => Err(ec::COORDINATOR_NOT_AVAILABLE),
-            Some(img) => locate(img, k),
+        .map(|k| match topic {
+            None => Err(ec::INVALID_REQUEST),
+            Some(t) => locate(&image, t, k),
         })
         .collect();
     if version >= BATCHED_VERSION {
@@ -89,11 +97,9 @@ pub async fn handle(
     }
 }
 
-/// The live leader of the group's offsets partition.
-fn locate(image: &MetadataImage, group: &str) -> Located {
-    let topic = image
-        .topic(OFFSETS_TOPIC)
-        .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+/// The live leader of the key's partition of the internal topic.
+fn locate(image: &MetadataImage, internal: &str, group: &str) -> Located {
+    let topic = image.topic(internal).ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
     let p = partition_for(group, topic.partitions.len() as i32);
     let leader = topic.partitions[p as usize].leader;
     let b = image
@@ -124,6 +130,36 @@ async fn ensure_offsets_topic(broker: &Broker) {
             && r.error_code != crate::protocol::error_codes::TOPIC_ALREADY_EXISTS
         {
             tracing::warn!(code = r.error_code, message = ?r.message, "cannot create {OFFSETS_TOPIC}");
+        }
+    }
+}
+
+/// Create `__transaction_state` (compacted; transaction.state.log.* sizes,
+/// replication factor and min ISR capped at the live brokers) if missing.
+async fn ensure_txn_state_topic(broker: &Broker) {
+    let image = broker.cluster.image();
+    if image.topic(TXN_STATE_TOPIC).is_some() {
+        return;
+    }
+    let live = image.live_brokers().count().max(1) as i16;
+    let cfg = broker.txns.config();
+    let rf = cfg.replication_factor.min(live);
+    let min_isr = cfg.min_isr.min(rf);
+    let spec = CreateTopicSpec {
+        name: TXN_STATE_TOPIC.to_string(),
+        partitions: cfg.partitions,
+        replication_factor: rf,
+        assignments: Vec::new(),
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("min.insync.replicas".to_string(), min_isr.to_string()),
+        ]),
+    };
+    for (_, r) in create_topics_via_controller(broker, vec![spec], false).await {
+        if r.error_code != ec::NONE
+            && r.error_code != crate::protocol::error_codes::TOPIC_ALREADY_EXISTS
+        {
+            tracing::warn!(code = r.error_code, message = ?r.message, "cannot create {TXN_STATE_TOPIC}");
         }
     }
 }

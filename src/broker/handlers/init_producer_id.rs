@@ -1,6 +1,7 @@
-//! InitProducerId for idempotent (non-transactional) producers: a fresh
+//! InitProducerId: for idempotent (non-transactional) producers a fresh
 //! producer id with epoch 0 every time, as Kafka does when no transactional
-//! id is given. Transactions are not served yet.
+//! id is given; with a transactional id, the transaction coordinator's
+//! answer (same id, bumped epoch; fencing; KIP-360 from v3).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
@@ -9,14 +10,45 @@ use crate::broker::Broker;
 use crate::controller::api::{ControllerRequest, ControllerResponse};
 use crate::protocol::error_codes as ec;
 
-pub async fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+/// KIP-360: the request carries the producer's current id and epoch.
+const EXPECTED_VERSION: i16 = 3;
+/// KIP-588: PRODUCER_FENCED is known.
+const FENCED_VERSION: i16 = 4;
+
+pub async fn handle(
+    broker: &Broker,
+    request: InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if request.transactional_id.is_some() {
-        // No transaction coordinator yet: a fatal, well-understood error
-        // rather than a retriable one the client would spin on.
-        return resp.with_error_code(ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    if let Some(id) = request
+        .transactional_id
+        .as_ref()
+        .filter(|id| !id.is_empty())
+    {
+        let expected = (version >= EXPECTED_VERSION && request.producer_id.0 >= 0)
+            .then_some((request.producer_id.0, request.producer_epoch));
+        let answer = broker
+            .txns
+            .init_producer_id(
+                id.as_str(),
+                request.transaction_timeout_ms,
+                expected,
+                || next_producer_id(broker),
+            )
+            .await;
+        return match answer {
+            Ok((pid, epoch)) => resp
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            Err(code) => resp.with_error_code(super::add_partitions_to_txn::fenced_code(
+                code,
+                version,
+                FENCED_VERSION,
+            )),
+        };
     }
     match next_producer_id(broker).await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

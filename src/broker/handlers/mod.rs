@@ -6,6 +6,8 @@
 //! those become error codes in the response. Only an undecodable body closes
 //! the connection (the client sent something that is not Kafka).
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -15,6 +17,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -24,6 +28,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -31,6 +36,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 use bytes::BytesMut;
@@ -177,12 +183,42 @@ pub async fn dispatch(
                 out,
                 correlation_id,
                 version,
-                &init_producer_id::handle(broker, req).await,
+                &init_producer_id::handle(broker, req, version).await,
             )?;
         }
         ApiKey::WriteTxnMarkers => {
             let req = decode(&mut body, version)?;
             let resp = write_txn_markers::handle(broker, req).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let req = decode(&mut body, version)?;
+            let resp = add_partitions_to_txn::handle(broker, req, version).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let req = decode(&mut body, version)?;
+            let resp = add_offsets_to_txn::handle(broker, req, version).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::EndTxn => {
+            let req = decode(&mut body, version)?;
+            let resp = end_txn::handle(broker, req, version).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::TxnOffsetCommit => {
+            let req = decode(&mut body, version)?;
+            let resp = txn_offset_commit::handle(broker, req, version).await;
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::DescribeTransactions => {
+            let req = decode(&mut body, version)?;
+            let resp = describe_transactions::handle(broker, req);
+            respond(out, correlation_id, version, &resp)?;
+        }
+        ApiKey::ListTransactions => {
+            let req = decode(&mut body, version)?;
+            let resp = list_transactions::handle(broker, req);
             respond(out, correlation_id, version, &resp)?;
         }
         ApiKey::FindCoordinator => {

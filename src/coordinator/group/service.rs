@@ -120,6 +120,24 @@ struct Inner {
     /// commit whose replication finishes late never overwrites a newer one.
     /// Keyed (offsets partition, group, topic, partition).
     applied_at: BTreeMap<(i32, String, String, i32), i64>,
+    /// Transactional offset commits (TxnOffsetCommit) waiting for their
+    /// producer's marker, keyed (offsets partition, producer id).
+    txn_pending: BTreeMap<(i32, i64), Vec<TxnOffset>>,
+    /// The producer epoch and next sequence of this coordinator's
+    /// transactional appends, keyed (offsets partition, producer id): the
+    /// partition log checks them like any idempotent producer's.
+    txn_seq: BTreeMap<(i32, i64), (i16, i32)>,
+}
+
+/// One offset committed inside a transaction, not visible yet.
+#[derive(Clone, Debug)]
+struct TxnOffset {
+    group: String,
+    topic: String,
+    partition: i32,
+    offset: CommittedOffset,
+    /// Where its record is in `__consumer_offsets`.
+    log_offset: i64,
 }
 
 /// The group coordinator of this broker.
@@ -156,15 +174,138 @@ impl GroupService {
     /// `offsets_partition` of `__consumer_offsets`: the offsets that producer
     /// committed inside the transaction (TxnOffsetCommit) become visible on
     /// commit and are discarded on abort. Called by the WriteTxnMarkers
-    /// handler. (Transactional offset commits are not stored yet, so there
-    /// is nothing to complete.)
+    /// handler once the marker is in the ISR.
     pub async fn complete_transaction(
         &self,
         offsets_partition: i32,
         producer_id: i64,
         commit: bool,
     ) {
-        let _ = (offsets_partition, producer_id, commit);
+        let now_ms = self.now_ms();
+        let mut inner = lock_or_recover(&self.inner);
+        let Some(pending) = inner.txn_pending.remove(&(offsets_partition, producer_id)) else {
+            return;
+        };
+        if commit {
+            apply_txn_offsets(&mut inner, offsets_partition, now_ms, pending);
+        }
+    }
+
+    /// TxnOffsetCommit: validate (generation and member when given), append
+    /// the offsets as a transactional batch of `producer_id`/`epoch` and keep
+    /// them pending until that producer's marker. Returns per-offset codes
+    /// and what to wait on for the append to be in the ISR.
+    pub fn txn_commit(
+        &self,
+        now_ms: i64,
+        who: &Committer<'_>,
+        producer_id: i64,
+        producer_epoch: i16,
+        offsets: Vec<OffsetToCommit>,
+    ) -> Result<(Vec<i16>, Vec<Durable>), i16> {
+        let group = who.group;
+        let mut guard = lock_or_recover(&self.inner);
+        let inner = &mut *guard;
+        if !inner.owns(group) {
+            return Err(ec::NOT_COORDINATOR);
+        }
+        if who.generation >= 0 || !who.member.is_empty() {
+            let code =
+                inner
+                    .machine
+                    .validate_commit(group, who.member, who.instance, who.generation);
+            if code != ec::NONE {
+                return Err(code);
+            }
+        }
+        let p = partition_for(group, inner.offsets_partitions);
+        let mut codes = Vec::with_capacity(offsets.len());
+        let mut recs = Vec::new();
+        let mut accepted = Vec::new();
+        for o in offsets {
+            if !inner.machine.metadata_ok(&o.offset.metadata) {
+                codes.push(ec::OFFSET_METADATA_TOO_LARGE);
+                continue;
+            }
+            codes.push(ec::NONE);
+            let r = GroupRecord::Offset {
+                group: group.to_string(),
+                topic: o.topic.clone(),
+                partition: o.partition,
+                value: Some(o.offset.clone()),
+            };
+            recs.push(SimpleRecord {
+                key: Some(r.key().to_vec()),
+                value: r.value().map(|v| v.to_vec()),
+                headers: Vec::new(),
+                timestamp: now_ms,
+            });
+            accepted.push(o);
+        }
+        if recs.is_empty() {
+            return Ok((codes, Vec::new()));
+        }
+        let partition = self
+            .replicas
+            .get(OFFSETS_TOPIC, p)
+            .ok_or(ec::NOT_COORDINATOR)?;
+        let seq = match inner.txn_seq.get(&(p, producer_id)) {
+            Some(&(e, next)) if e == producer_epoch => next,
+            Some(&(e, _)) if e > producer_epoch => return Err(PRODUCER_FENCED),
+            _ => 0,
+        };
+        let mut batch = build_batch(
+            &recs,
+            BatchProducer {
+                producer_id,
+                producer_epoch,
+                base_sequence: seq,
+                transactional: true,
+            },
+        );
+        let (info, epoch) = partition
+            .append_as_leader(&mut batch, true, now_ms)
+            .map_err(|(code, message)| {
+                tracing::warn!(
+                    group,
+                    code,
+                    message,
+                    "transactional offset commit not persisted"
+                );
+                match code {
+                    ec::NOT_LEADER_OR_FOLLOWER => ec::NOT_COORDINATOR,
+                    // The producer's epoch is stale.
+                    PRODUCER_FENCED | INVALID_PRODUCER_EPOCH => PRODUCER_FENCED,
+                    _ => ec::COORDINATOR_NOT_AVAILABLE,
+                }
+            })?;
+        inner.txn_seq.insert(
+            (p, producer_id),
+            (
+                producer_epoch,
+                crate::log::batch::increment_sequence(seq, recs.len() as i32),
+            ),
+        );
+        let first = info.last_offset - recs.len() as i64 + 1;
+        let pending = inner.txn_pending.entry((p, producer_id)).or_default();
+        for (i, o) in accepted.into_iter().enumerate() {
+            pending.push(TxnOffset {
+                group: group.to_string(),
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.offset,
+                log_offset: first + i as i64,
+            });
+        }
+        Ok((
+            codes,
+            vec![Durable {
+                partition,
+                partition_index: p,
+                last_offset: info.last_offset,
+                epoch,
+            }],
+        ))
     }
 
     /// Build the coordinator; partitions load as the image assigns them.
@@ -180,6 +321,8 @@ impl GroupService {
                 next_waiter: 1,
                 rng: WeirRng::from_env(),
                 applied_at: BTreeMap::new(),
+                txn_pending: BTreeMap::new(),
+                txn_seq: BTreeMap::new(),
             }),
             config,
             replicas,
@@ -212,7 +355,7 @@ impl GroupService {
                 let Some(partition) = self.replicas.get(OFFSETS_TOPIC, index) else {
                     continue;
                 };
-                match load(&partition.log, &mut inner.machine, now_ms) {
+                match load(&partition.log, &mut inner, index, now_ms) {
                     Ok(n) => {
                         tracing::info!(
                             partition = index,
@@ -237,6 +380,8 @@ impl GroupService {
                     inner.machine.remove_group(g);
                 }
                 inner.applied_at.retain(|(p, ..), _| *p != index);
+                inner.txn_pending.retain(|(p, _), _| *p != index);
+                inner.txn_seq.retain(|(p, _), _| *p != index);
                 tracing::info!(
                     partition = index,
                     groups = gone.len(),
@@ -704,9 +849,12 @@ fn subscription_names_topic(metadata: &[u8], topic: &str) -> bool {
 /// Replay one partition of `__consumer_offsets` into `machine`.
 fn load(
     partition: &PartitionState,
-    machine: &mut GroupCoordinator,
+    inner: &mut Inner,
+    index: i32,
     now_ms: i64,
 ) -> anyhow::Result<u64> {
+    inner.txn_pending.retain(|(p, _), _| *p != index);
+    inner.txn_seq.retain(|(p, _), _| *p != index);
     let mut count = 0u64;
     {
         let (mut offset, end) = partition
@@ -727,8 +875,36 @@ fn load(
             for (range, header) in batches {
                 let next = header.next_offset();
                 if header.is_control() {
+                    // A transaction marker: the producer's pending offsets
+                    // apply on COMMIT and are dropped on ABORT.
+                    if header.is_transactional() {
+                        match crate::log::txn::parse_marker(&slice.records[range.clone()]) {
+                            Ok(m) => {
+                                if let Some(pending) =
+                                    inner.txn_pending.remove(&(index, header.producer_id))
+                                {
+                                    if m.commit {
+                                        apply_txn_offsets(inner, index, now_ms, pending);
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(partition = partition.index, offset, error = %e, "skipping undecodable marker")
+                            }
+                        }
+                    }
                     offset = next;
                     continue;
+                }
+                let txn = header.is_transactional().then_some(header.producer_id);
+                if txn.is_some() {
+                    inner.txn_seq.insert(
+                        (index, header.producer_id),
+                        (
+                            header.producer_epoch,
+                            crate::log::batch::increment_sequence(header.last_sequence(), 1),
+                        ),
+                    );
                 }
                 let mut bytes = slice.records.slice(range);
                 match kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) {
@@ -738,8 +914,26 @@ fn load(
                                 continue;
                             }
                             match GroupRecord::decode(r.key.as_deref(), r.value.as_deref()) {
+                                Ok(GroupRecord::Offset {
+                                    group,
+                                    topic,
+                                    partition: p,
+                                    value: Some(v),
+                                }) if txn.is_some() => {
+                                    let pid = txn.unwrap_or(-1);
+                                    inner.txn_pending.entry((index, pid)).or_default().push(
+                                        TxnOffset {
+                                            group,
+                                            topic,
+                                            partition: p,
+                                            offset: v,
+                                            log_offset: r.offset,
+                                        },
+                                    );
+                                    count += 1;
+                                }
                                 Ok(rec) => {
-                                    machine.replay(now_ms, rec);
+                                    replay_plain(inner, index, r.offset, now_ms, rec);
                                     count += 1;
                                 }
                                 Err(e) => tracing::warn!(
@@ -764,3 +958,48 @@ fn load(
     }
     Ok(count)
 }
+
+/// Replay a non-transactional record, remembering where each offset came
+/// from so a transactional commit appended earlier never overwrites it.
+fn replay_plain(inner: &mut Inner, index: i32, log_offset: i64, now_ms: i64, rec: GroupRecord) {
+    if let GroupRecord::Offset {
+        group,
+        topic,
+        partition,
+        value: Some(_),
+    } = &rec
+    {
+        inner.applied_at.insert(
+            (index, group.clone(), topic.clone(), *partition),
+            log_offset,
+        );
+    }
+    inner.machine.replay(now_ms, rec);
+}
+
+/// Committed transactional offsets become visible, unless a commit
+/// appended after them already applied.
+fn apply_txn_offsets(inner: &mut Inner, index: i32, now_ms: i64, pending: Vec<TxnOffset>) {
+    let mut by_group: BTreeMap<String, Vec<(String, i32, CommittedOffset)>> = BTreeMap::new();
+    for o in pending {
+        let key = (index, o.group.clone(), o.topic.clone(), o.partition);
+        if inner
+            .applied_at
+            .get(&key)
+            .is_some_and(|&at| at > o.log_offset)
+        {
+            continue;
+        }
+        inner.applied_at.insert(key, o.log_offset);
+        by_group
+            .entry(o.group)
+            .or_default()
+            .push((o.topic, o.partition, o.offset));
+    }
+    for (group, offsets) in by_group {
+        inner.machine.apply_offsets(now_ms, &group, offsets);
+    }
+}
+
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const PRODUCER_FENCED: i16 = 90;
