@@ -147,8 +147,8 @@ fn components(g: &Graph) -> Vec<BTreeSet<usize>> {
         while let Some((n, todo)) = frames.last_mut() {
             let n = *n;
             if let Some(m) = todo.pop() {
-                if !index.contains_key(&m) {
-                    index.insert(m, next);
+                if let std::collections::btree_map::Entry::Vacant(e) = index.entry(m) {
+                    e.insert(next);
                     low.insert(m, next);
                     next += 1;
                     stack.push(m);
