@@ -381,7 +381,8 @@ async fn idempotent_retry_is_stored_once_even_after_restart() {
     assert_eq!(produce(&mut c, "idem", 0, b1).await, (0, 3));
     let r = c.call(7, &list_offsets("idem", -1)).await;
     assert_eq!(r.topics[0].partitions[0].offset, 5);
-    // A transactional producer is refused cleanly.
+    // A request with a transactional id carrying a non-transactional batch
+    // is refused as Kafka does (INVALID_RECORD).
     let r = c
         .call(
             9,
@@ -389,6 +390,6 @@ async fn idempotent_retry_is_stored_once_even_after_restart() {
                 .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx")))),
         )
         .await;
-    assert_eq!(r.responses[0].partition_responses[0].error_code, 53);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 87);
     server.shutdown().await.unwrap();
 }

@@ -132,10 +132,62 @@ fn cleaning_keeps_latest_per_key_at_original_offsets() {
     );
 }
 
+/// A key deleted by a tombstone never comes back, even when its older
+/// value sits in an idempotent producer's latest batch (an earlier cleaner
+/// kept those batches whole, so the value outlived the tombstone).
 #[test]
-fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
+fn a_deleted_key_stays_deleted_when_its_old_value_is_in_a_producers_last_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), cfg(1_000), 0).unwrap();
+    let idempotent = |recs: &[(u8, Option<u32>)]| {
+        let recs: Vec<SimpleRecord> = recs
+            .iter()
+            .map(|&(k, v)| SimpleRecord {
+                key: Some(format!("key-{k}").into_bytes()),
+                value: v.map(|v| format!("value-{v}").into_bytes()),
+                headers: vec![],
+                timestamp: 1,
+            })
+            .collect();
+        build_batch(
+            &recs,
+            BatchProducer {
+                producer_id: 7,
+                producer_epoch: 0,
+                base_sequence: 0,
+                transactional: false,
+            },
+        )
+    };
+    // Producer 7's one and only batch writes key 1; then key 1 is deleted.
+    log.append(&mut idempotent(&[(1, Some(0)), (2, Some(0))]), 0, 1)
+        .unwrap();
+    log.append(&mut mk(&[(1, None)], 1), 0, 1).unwrap();
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(3, Some(i))], 1), 0, 1).unwrap();
+    }
+    log.clean(5_000, log.log_end_offset()).unwrap().unwrap();
+    // Past the tombstone's horizon, with new dirty data to trigger a pass.
+    for i in 0..20u32 {
+        log.append(&mut mk(&[(4, Some(i))], 1), 0, 1).unwrap();
+    }
+    log.clean(7_000, log.log_end_offset()).unwrap().unwrap();
+    let recs = read_records(&log);
+    let m = latest(&recs);
+    assert!(
+        !m.contains_key(b"key-1".as_slice()),
+        "key 1 was deleted, yet reads {:?}",
+        m.get(b"key-1".as_slice())
+    );
+    assert!(
+        m.contains_key(b"key-2".as_slice()),
+        "key 2 was never deleted"
+    );
+}
+
+/// Keys 1 and 2 written 20 times, key 1 deleted, then 20 values of key 3,
+/// so the tombstone's segment is closed.
+fn write_key_1_then_its_tombstone(log: &mut PartitionLog) {
     for i in 0..20u32 {
         log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 1), 0, 1)
             .unwrap();
@@ -144,6 +196,41 @@ fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
     for i in 0..20u32 {
         log.append(&mut mk(&[(3, Some(i))], 1), 0, 1).unwrap();
     }
+}
+
+/// A topic that stops receiving writes still loses its tombstones once
+/// delete.retention.ms has passed: the horizon itself calls for a pass,
+/// whatever the dirty ratio (and only once per horizon).
+#[test]
+fn an_idle_log_drops_expired_tombstones_without_new_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = LogConfig {
+        min_cleanable_dirty_ratio: 0.5,
+        ..cfg(1_000)
+    };
+    let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), c, 0).unwrap();
+    write_key_1_then_its_tombstone(&mut log);
+    let end = log.log_end_offset();
+    log.clean(5_000, end).unwrap().unwrap();
+    let has_key_1 =
+        |log: &PartitionLog| latest(&read_records(log)).contains_key(b"key-1".as_slice());
+    assert!(has_key_1(&log), "the tombstone is kept at first");
+    // Nothing new to clean and the horizon (6 000) not reached: no pass.
+    assert!(log.clean(5_500, end).unwrap().is_none());
+    assert!(has_key_1(&log));
+    // The horizon passed: a pass runs though nothing is dirty.
+    assert!(log.clean(6_000, end).unwrap().is_some());
+    assert!(!has_key_1(&log), "the tombstone outlived its horizon");
+    assert!(latest(&read_records(&log)).contains_key(b"key-2".as_slice()));
+    // That horizon was served: no further pass for it.
+    assert!(log.clean(6_100, end).unwrap().is_none());
+}
+
+#[test]
+fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), cfg(1_000), 0).unwrap();
+    write_key_1_then_its_tombstone(&mut log);
     let end = log.log_end_offset();
     log.clean(5_000, end).unwrap().unwrap();
     let recs = read_records(&log);
@@ -178,17 +265,19 @@ fn tombstones_live_for_delete_retention_after_their_segment_is_cleaned() {
 fn c_ratio() -> LogConfig {
     LogConfig {
         min_cleanable_dirty_ratio: 0.5,
-        ..cfg(0)
+        ..cfg(60_000)
     }
 }
 
 #[test]
 fn dirty_ratio_and_compaction_lag_gate_the_pass() {
     let tmp = tempfile::tempdir().unwrap();
+    // (A delete.retention.ms of 0 would earn a follow-up pass for the
+    // tombstones of segments just cleaned for the first time.)
     let c = LogConfig {
         min_cleanable_dirty_ratio: 0.5,
         min_compaction_lag_ms: 1_000,
-        ..cfg(0)
+        ..cfg(60_000)
     };
     let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), c, 0).unwrap();
     for i in 0..40u32 {

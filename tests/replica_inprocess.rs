@@ -175,17 +175,22 @@ async fn followers_replicate_and_acks_all_waits_for_the_isr() {
         assert_eq!((entries[0].epoch, entries[0].start_offset), (0, 0));
     }
     // Consumers read only below the HW; followers refuse consumers.
-    let (hw, _, recs) = leader.read_for_consumer(0, 0, 1 << 20, true).unwrap();
+    let read = leader
+        .read_for_consumer(0, 0, 1 << 20, true, false)
+        .unwrap();
+    let (hw, recs) = (read.high_watermark, read.records);
     assert_eq!(hw, 5);
     assert!(!recs.is_empty());
     assert_eq!(
         c.part(2)
-            .read_for_consumer(0, -1, 1 << 20, true)
+            .read_for_consumer(0, -1, 1 << 20, true, false)
             .unwrap_err(),
         codes::NOT_LEADER_OR_FOLLOWER
     );
     assert_eq!(
-        leader.read_for_consumer(0, 1, 1 << 20, true).unwrap_err(),
+        leader
+            .read_for_consumer(0, 1, 1 << 20, true, false)
+            .unwrap_err(),
         codes::UNKNOWN_LEADER_EPOCH
     );
 }
@@ -428,4 +433,113 @@ async fn a_leader_that_never_wrote_in_its_epoch_follows_the_next_one() {
             .collect();
         assert_eq!(pairs, vec![(0, 0), (2, 6)], "node {n}");
     }
+}
+
+/// Transactions across replicas: read_committed stops below an open
+/// transaction (the last stable offset), followers learn which transactions
+/// are open from the batches they copy, and an abort marker written by the
+/// leader reaches them with its meaning.
+#[tokio::test]
+async fn read_committed_stops_at_an_open_transaction_on_every_replica() {
+    use weir::log::txn::TxnMarker;
+    let c = start(BTreeMap::new());
+    let leader = c.part(1);
+    let hw_past = |last: i64, epoch: i32| {
+        let leader = leader.clone();
+        async move {
+            leader
+                .wait_for_hw(last, epoch, Duration::from_secs(5))
+                .await
+        }
+    };
+    let (last, epoch) = c.produce(1, 2, true).await; // 0..=1
+    assert_eq!(hw_past(last, epoch).await, codes::NONE);
+    let mut txn = build_batch(
+        &[SimpleRecord {
+            value: Some(b"in a transaction".to_vec()),
+            timestamp: 1000,
+            ..Default::default()
+        }],
+        BatchProducer {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional: true,
+        },
+    );
+    let (info, epoch) = leader.append_as_leader(&mut txn, true, now_ms()).unwrap();
+    assert_eq!(info.first_offset, 2);
+    assert_eq!(hw_past(info.last_offset, epoch).await, codes::NONE);
+    let (last, epoch) = c.produce(1, 1, true).await; // 3, after the transaction
+    assert_eq!(hw_past(last, epoch).await, codes::NONE);
+
+    let committed = leader
+        .read_for_consumer(0, -1, 1 << 20, true, true)
+        .unwrap();
+    assert_eq!(committed.high_watermark, 4);
+    assert_eq!(committed.last_stable_offset, 2);
+    let last_read = weir::log::batch::split_batches(&committed.records)
+        .unwrap()
+        .last()
+        .map(|(_, h)| h.last_offset());
+    assert_eq!(
+        last_read,
+        Some(1),
+        "read_committed stops below the open transaction"
+    );
+    let uncommitted = leader
+        .read_for_consumer(0, -1, 1 << 20, true, false)
+        .unwrap();
+    assert_eq!(uncommitted.last_stable_offset, 2);
+    assert!(uncommitted.records.len() > committed.records.len());
+    assert_eq!(leader.list_offset(-1, -1, true).unwrap().unwrap().0, 2);
+    assert_eq!(leader.list_offset(-1, -1, false).unwrap().unwrap().0, 4);
+    let open_on = |n: i32| {
+        c.part(n)
+            .log
+            .with_log(|l| Ok(l.first_unstable_offset()))
+            .unwrap()
+    };
+    c.wait_until("followers copy the open transaction", |c| {
+        (2..=3).all(|n| c.leo(n) == 4 && open_on(n) == Some(2))
+    })
+    .await;
+
+    // The coordinator aborts: everything is stable, the aborted transaction
+    // is listed for read_committed readers, on the followers too.
+    let abort = TxnMarker {
+        commit: false,
+        coordinator_epoch: 0,
+    };
+    let (m, epoch) = leader.append_marker(7, 0, abort, now_ms()).unwrap();
+    assert_eq!(m.first_offset, 4);
+    assert_eq!(hw_past(m.last_offset, epoch).await, codes::NONE);
+    let committed = leader
+        .read_for_consumer(0, -1, 1 << 20, true, true)
+        .unwrap();
+    assert_eq!(committed.last_stable_offset, 5);
+    let aborted: Vec<(i64, i64)> = committed
+        .aborted
+        .iter()
+        .map(|a| (a.producer_id, a.first_offset))
+        .collect();
+    assert_eq!(aborted, vec![(7, 2)]);
+    let aborted_on = |n: i32| {
+        c.part(n)
+            .log
+            .with_log(|l| Ok(l.aborted_transactions(0, 5).len()))
+            .unwrap()
+    };
+    c.wait_until("followers copy the abort", |c| {
+        (2..=3).all(|n| c.leo(n) == 5 && open_on(n).is_none() && aborted_on(n) == 1)
+    })
+    .await;
+    // A follower never writes markers.
+    assert_eq!(
+        c.part(2)
+            .append_marker(7, 0, abort, now_ms())
+            .unwrap_err()
+            .0,
+        codes::NOT_LEADER_OR_FOLLOWER
+    );
 }

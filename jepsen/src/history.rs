@@ -18,7 +18,9 @@
 //!   retention-limited topics; checked by [`crate::keyed`]) uses its own
 //!   micro-ops, which the queue checkers ignore, on `send` and `poll` ops:
 //!   `["ksend", partition, record_key, [offset, value]]`,
-//!   `["kpoll", {partition: [[offset, record_key, value], ...]}]`,
+//!   `["kpoll", {partition: [[offset, record_key, value], ...]}]`
+//!   (a tombstone, a record with a null Kafka value, ends its send or
+//!   record with `"tombstone"`; its value is the name the workload gave it),
 //!   `["bounds", {partition: [log_start, log_end]}]` (a ListOffsets probe)
 //!   and `["final-read", "compact,delete", {partition: [start, end]}]` (the
 //!   final read begins; its process's later kpolls are the final read).
@@ -166,12 +168,15 @@ pub enum MicroOp {
     /// in the order returned.
     Poll(BTreeMap<Key, Vec<(i64, i64)>>),
     /// Keyed workload (see [`crate::keyed`]): append `value` under record
-    /// key `record_key` to partition `key`.
+    /// key `record_key` to partition `key`. A `tombstone` deletes the key
+    /// (a null Kafka value); `value` then names the tombstone (the workload
+    /// carries it in a record header), so it can be told apart when read.
     KeyedSend {
         key: Key,
         record_key: Key,
         offset: Option<i64>,
         value: i64,
+        tombstone: bool,
     },
     /// Keyed workload: one poll, per partition the `(offset, record key,
     /// value)` records returned, in the order returned.
@@ -194,6 +199,8 @@ pub struct KeyedRecord {
     pub offset: i64,
     pub record_key: Key,
     pub value: i64,
+    /// A tombstone (null Kafka value); `value` is its name.
+    pub tombstone: bool,
 }
 
 /// A topic's cleanup.policy as the final read of a keyed history states it:
@@ -379,6 +386,7 @@ fn parse_mop(v: Value) -> Result<MicroOp, String> {
                 record_key,
                 offset,
                 value,
+                tombstone: is_tombstone_flag(items.get(4), "ksend")?,
             })
         }
         Some("kpoll") => {
@@ -387,17 +395,13 @@ fn parse_mop(v: Value) -> Result<MicroOp, String> {
                 None | Some(Value::Null) => {}
                 Some(Value::Object(map)) => {
                     for (k, records) in map {
-                        let records: Vec<(i64, Key, i64)> =
-                            serde_json::from_value(records.clone())
-                                .map_err(|e| format!("kpoll records of partition {k}: {e}"))?;
+                        let records: Vec<Vec<Value>> = serde_json::from_value(records.clone())
+                            .map_err(|e| format!("kpoll records of partition {k}: {e}"))?;
                         let records = records
-                            .into_iter()
-                            .map(|(offset, record_key, value)| KeyedRecord {
-                                offset,
-                                record_key,
-                                value,
-                            })
-                            .collect();
+                            .iter()
+                            .map(|r| parse_keyed_record(r))
+                            .collect::<Result<Vec<_>, String>>()
+                            .map_err(|e| format!("kpoll records of partition {k}: {e}"))?;
                         out.insert(Key::parse(k), records);
                     }
                 }
@@ -422,6 +426,34 @@ fn parse_mop(v: Value) -> Result<MicroOp, String> {
                 .into(),
         ),
     }
+}
+
+/// The flag a keyed micro-op carries when its record is a tombstone.
+const TOMBSTONE: &str = "tombstone";
+
+/// The optional trailing tombstone flag of a keyed send or record.
+fn is_tombstone_flag(flag: Option<&Value>, what: &str) -> Result<bool, String> {
+    match flag {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::String(s)) if s == TOMBSTONE => Ok(true),
+        Some(other) => Err(format!("{what}: expected \"{TOMBSTONE}\", got {other}")),
+    }
+}
+
+/// One keyed record: `[offset, record_key, value]` or, for a tombstone,
+/// `[offset, record_key, value, "tombstone"]`.
+fn parse_keyed_record(r: &[Value]) -> Result<KeyedRecord, String> {
+    if !(3..=4).contains(&r.len()) {
+        return Err(format!(
+            "a record is [offset, record_key, value], got {r:?}"
+        ));
+    }
+    Ok(KeyedRecord {
+        offset: as_value_int(&r[0], "record offset")?,
+        record_key: serde_json::from_value(r[1].clone()).map_err(|e| format!("record key: {e}"))?,
+        value: as_value_int(&r[2], "record value")?,
+        tombstone: is_tombstone_flag(r.get(3), "record")?,
+    })
 }
 
 /// `{partition: [start, end]}`; absent or null is empty (an invoke).
@@ -464,14 +496,25 @@ fn mop_to_json(m: &MicroOp) -> Value {
             record_key,
             offset,
             value,
+            tombstone: false,
         } => json!(["ksend", key, record_key, [offset, value]]),
+        MicroOp::KeyedSend {
+            key,
+            record_key,
+            offset,
+            value,
+            tombstone: true,
+        } => json!(["ksend", key, record_key, [offset, value], TOMBSTONE]),
         MicroOp::KeyedPoll(reads) => {
             let map: serde_json::Map<String, Value> = reads
                 .iter()
                 .map(|(k, records)| {
                     let records: Vec<Value> = records
                         .iter()
-                        .map(|r| json!([r.offset, r.record_key, r.value]))
+                        .map(|r| match r.tombstone {
+                            false => json!([r.offset, r.record_key, r.value]),
+                            true => json!([r.offset, r.record_key, r.value, TOMBSTONE]),
+                        })
                         .collect();
                     (k.to_string(), Value::Array(records))
                 })

@@ -47,25 +47,24 @@ type KeyedReads = BTreeMap<i64, Vec<KeyedRecord>>;
 type Bounds = BTreeMap<Key, (i64, i64)>;
 
 impl HistoryRecorder {
-    /// One send op of several records: `(partition, record key, value,
-    /// offset)` each, the offset where its ack reported it.
+    /// One send op of several records, each with the offset its ack
+    /// reported.
     fn keyed_sends(
         &mut self,
         process: i64,
         kind: OpType,
-        sends: &[(i64, i64, i64, Option<i64>)],
+        sends: &[KeyedWrite],
         time_ns: u64,
     ) -> &mut weir_jepsen::Op {
         let mops = sends
             .iter()
-            .map(
-                |&(partition, record_key, value, offset)| MicroOp::KeyedSend {
-                    key: Key::Int(partition),
-                    record_key: Key::Int(record_key),
-                    offset,
-                    value,
-                },
-            )
+            .map(|w| MicroOp::KeyedSend {
+                key: Key::Int(w.partition),
+                record_key: Key::Int(w.record_key),
+                offset: w.offset,
+                value: w.value,
+                tombstone: w.tombstone,
+            })
             .collect();
         self.push(process, kind, OpF::Send, OpValue::Mops(mops), time_ns)
     }
@@ -98,6 +97,37 @@ impl HistoryRecorder {
         self.push(process, kind, OpF::Poll, OpValue::Mops(vec![mop]), time_ns)
     }
 }
+
+/// One record a producer sends: a value, or a tombstone (a null Kafka
+/// value) named by `value` in its [`TOMBSTONE_HEADER`] header.
+struct KeyedWrite {
+    partition: i64,
+    record_key: i64,
+    value: i64,
+    tombstone: bool,
+    /// Where its acknowledgement put it.
+    offset: Option<i64>,
+}
+
+impl KeyedWrite {
+    fn record(&self, topic: &str) -> ProducerRecord {
+        let name = self.value.to_string();
+        let record = ProducerRecord::new(topic, name.clone())
+            .with_partition(self.partition as i32)
+            .with_key(self.record_key.to_string());
+        if self.tombstone {
+            let mut record = record.with_header(TOMBSTONE_HEADER, name);
+            record.value = None;
+            record
+        } else {
+            record
+        }
+    }
+}
+
+/// The header naming a tombstone: its value is null, so the workload's
+/// unique value travels here.
+const TOMBSTONE_HEADER: &str = "weir-sim-tombstone";
 
 fn between(rng: &mut WeirRng, r: [u64; 2]) -> Duration {
     Duration::from_millis(rng.range_u64(r[0], r[1] + 1))
@@ -149,10 +179,13 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
         let partition = rng.range_u64(0, w.keys as u64) as i64;
         let [least, most] = w.records_per_send;
         let n = rng.range_u64(least as u64, most as u64 + 1);
-        let mut sends: Vec<(i64, i64, i64, Option<i64>)> = (0..n)
-            .map(|_| {
-                let rk = rng.range_u64(0, w.record_keys as u64) as i64;
-                (partition, rk, ctx.next_value(), None)
+        let mut sends: Vec<KeyedWrite> = (0..n)
+            .map(|_| KeyedWrite {
+                partition,
+                record_key: rng.range_u64(0, w.record_keys as u64) as i64,
+                value: ctx.next_value(),
+                tombstone: w.tombstone_probability > 0.0 && rng.chance(w.tombstone_probability),
+                offset: None,
             })
             .collect();
         ctx.history(|h, t| {
@@ -160,16 +193,16 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
         });
         let text: Vec<String> = sends
             .iter()
-            .map(|(_, rk, v, _)| format!("{rk}:{v}"))
+            .map(|s| match s.tombstone {
+                false => format!("{}:{}", s.record_key, s.value),
+                true => format!("{}:{}(tombstone)", s.record_key, s.value),
+            })
             .collect();
         let text = format!("{partition}/[{}]", text.join(" "));
         ctx.trace(&who, format!("send {text}"));
         let mut deliveries = Vec::with_capacity(sends.len());
-        for &(_, rk, value, _) in &sends {
-            let record = ProducerRecord::new(topic.clone(), value.to_string())
-                .with_partition(partition as i32)
-                .with_key(rk.to_string());
-            deliveries.push(producer.send(record).await);
+        for write in &sends {
+            deliveries.push(producer.send(write.record(&topic)).await);
         }
         // Per record: Ok(offset), or the error and whether it is certain
         // nothing was appended (see workload.rs).
@@ -192,14 +225,14 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
                     if ctx.phase() == Phase::Healed {
                         ctx.healed_acks.fetch_add(1, Ordering::Relaxed);
                     }
-                    send.3 = (offset >= 0).then_some(offset);
+                    send.offset = (offset >= 0).then_some(offset);
                 }
                 Err(e) => errors.push(e),
             }
         }
         let offsets: Vec<String> = sends
             .iter()
-            .map(|s| s.3.map_or("?".to_string(), |o| o.to_string()))
+            .map(|s| s.offset.map_or("?".to_string(), |o| o.to_string()))
             .collect();
         if errors.is_empty() {
             ctx.trace(
@@ -234,7 +267,8 @@ pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
 }
 
 /// A polled record as (partition, record) or why it is not one the
-/// workload wrote (decimal key and value).
+/// workload wrote (decimal key and value, or a null value with a decimal
+/// tombstone name).
 fn as_record(r: &ConsumerRecord) -> Result<(i64, KeyedRecord), String> {
     let decimal = |b: &Option<bytes::Bytes>, what: &str| {
         b.as_ref()
@@ -248,13 +282,25 @@ fn as_record(r: &ConsumerRecord) -> Result<(i64, KeyedRecord), String> {
             })
     };
     let record_key = decimal(&r.key, "key")?;
-    let value = decimal(&r.value, "value")?;
+    // A tombstone's name is in its header; a live record's is its value.
+    let tombstone = r.value.is_none();
+    let value = if tombstone {
+        let name = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == TOMBSTONE_HEADER)
+            .and_then(|(_, v)| v.clone());
+        decimal(&name, "tombstone name")?
+    } else {
+        decimal(&r.value, "value")?
+    };
     Ok((
         r.partition as i64,
         KeyedRecord {
             offset: r.offset,
             record_key: Key::Int(record_key),
             value,
+            tombstone,
         },
     ))
 }
@@ -274,7 +320,10 @@ fn summarize(reads: &KeyedReads) -> String {
         .map(|(p, rs)| {
             let recs: Vec<String> = rs
                 .iter()
-                .map(|r| format!("{}:{}={}", r.offset, r.record_key, r.value))
+                .map(|r| match r.tombstone {
+                    false => format!("{}:{}={}", r.offset, r.record_key, r.value),
+                    true => format!("{}:{}=tombstone({})", r.offset, r.record_key, r.value),
+                })
                 .collect();
             format!("{p}=[{}]", recs.join(" "))
         })

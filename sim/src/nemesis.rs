@@ -34,6 +34,10 @@
 //!   every `flap_ms` for the window.
 //! - power_loss: every node dies at once and every SimDisk crashes
 //!   (unsynced writes are lost on every replica), then all restart.
+//! - power_cut: one node loses power at the n-th mutating disk operation
+//!   from now (`weir::env::sim_disk::SimDisk::cut_power_after`): that
+//!   operation fails, the node is killed and its disk crashed, so the crash
+//!   point can fall between two synchronous steps no kill could separate.
 //! - clock_jump: one node's wall clock steps by a seed-chosen amount in
 //!   `clock_jump_ms` (forward or back; an NTP step, a VM migration) for the
 //!   window, then steps back (itself a jump the other way). madsim has one
@@ -81,6 +85,10 @@ use crate::group::{GroupHarness, GROUP_ID};
 use crate::scenario::{FaultKind, FaultSpec};
 
 const WHO: &str = "nemesis";
+/// How long a power cut waits for its disk operation before it takes the
+/// node down wherever it is, and how often it looks.
+const POWER_CUT_WAIT: Duration = Duration::from_secs(2);
+const POWER_CUT_POLL: Duration = Duration::from_millis(1);
 
 pub struct Nemesis {
     ctx: Arc<Ctx>,
@@ -481,6 +489,38 @@ impl Nemesis {
         handle.restart(b.node.id());
     }
 
+    /// Broker `i` loses power at a seed-chosen disk operation (or, when it
+    /// does no such I/O for a while, wherever it is then), and comes back
+    /// after `hold`.
+    async fn power_cut_node(&mut self, cluster: &Cluster, i: usize, hold: Duration) {
+        let b = &cluster.brokers[i];
+        let ops = self.between(self.spec.power_cut_ops);
+        b.disk.cut_power_after(ops);
+        let mut waited = Duration::ZERO;
+        while b.disk.power_cut_at().is_none() && waited < POWER_CUT_WAIT {
+            sleep(POWER_CUT_POLL).await;
+            waited += POWER_CUT_POLL;
+        }
+        let at = b.disk.power_cut_at().map_or_else(
+            || format!("no disk operation {ops} within {POWER_CUT_WAIT:?}"),
+            |what| format!("at {what}"),
+        );
+        let handle = Handle::current();
+        handle.kill(b.node.id());
+        let summary = crash_disk(&b.disk);
+        self.ctx.trace(
+            WHO,
+            format!(
+                "power cut {} {at} (down {} ms): {summary}",
+                b.name,
+                hold.as_millis()
+            ),
+        );
+        sleep(hold).await;
+        self.ctx.trace(WHO, format!("restart {}", b.name));
+        handle.restart(b.node.id());
+    }
+
     /// Process kill of broker `i`, restarted after `hold`.
     async fn kill_node(&self, cluster: &Cluster, i: usize, hold: Duration) {
         let handle = Handle::current();
@@ -545,6 +585,7 @@ impl Nemesis {
         let hold_ms = hold.as_millis();
         match kind {
             FaultKind::Crash => self.crash_node(cluster, i, hold).await,
+            FaultKind::PowerCut => self.power_cut_node(cluster, i, hold).await,
             FaultKind::Kill => self.kill_node(cluster, i, hold).await,
             FaultKind::KillLeader | FaultKind::CrashLeader => {
                 if let Some(l) = self.find(cluster, Target::Leader).await {

@@ -280,6 +280,9 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
     if w.producers > 0 && ctx.healed_acks.load(Ordering::Relaxed) == 0 {
         liveness.push("no send was acknowledged in the healed phase".to_string());
     }
+    if w.final_read_delay_ms > 0 {
+        sleep(Duration::from_millis(w.final_read_delay_ms)).await;
+    }
     let reader = handle.create_node().name("final").ip(harness_ip(1)).build();
     let complete = if w.kind == WorkloadKind::Keyed {
         reader.spawn(crate::keyed_workload::final_read(env)).await

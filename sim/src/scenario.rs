@@ -15,7 +15,8 @@
 //! min_insync_replicas = 1
 //! configs = { "flush.messages" = "1" }
 //! [workload]
-//! kind = "queue"       # or "keyed" (record_keys, records_per_send, probe_probability)
+//! kind = "queue"       # or "keyed" (record_keys, records_per_send, probe_probability,
+//!                      #   tombstone_probability)
 //! producers = 2
 //! consumers = 2
 //! keys = 4
@@ -206,6 +207,10 @@ pub struct WorkloadSpec {
     /// (drawn uniformly from [min, max]); with linger.ms above 0 they share
     /// a batch.
     pub records_per_send: [u32; 2],
+    /// Keyed workload: chance that a record sent is a tombstone (a null
+    /// value deleting its record key), so compaction's delete.retention.ms
+    /// and tombstone removal are exercised.
+    pub tombstone_probability: f64,
     pub producers: u32,
     /// Consumers that assign themselves keys (Jepsen's `assign`).
     pub consumers: u32,
@@ -232,6 +237,10 @@ pub struct WorkloadSpec {
     pub consumer: BTreeMap<String, String>,
     /// Simulated seconds the final read may take to reach every partition's end.
     pub final_read_s: u64,
+    /// Keyed workload: simulated ms between the last write and the final
+    /// read, for background work to finish (the cleaner dropping tombstones
+    /// past delete.retention.ms, retention deleting segments).
+    pub final_read_delay_ms: u64,
 }
 
 impl Default for WorkloadSpec {
@@ -241,6 +250,7 @@ impl Default for WorkloadSpec {
             record_keys: 8,
             probe_probability: 0.1,
             records_per_send: [1, 1],
+            tombstone_probability: 0.0,
             producers: 2,
             consumers: 2,
             group_consumers: 0,
@@ -253,6 +263,7 @@ impl Default for WorkloadSpec {
             producer: BTreeMap::new(),
             consumer: BTreeMap::new(),
             final_read_s: 30,
+            final_read_delay_ms: 0,
         }
     }
 }
@@ -330,6 +341,15 @@ pub struct FaultSpec {
     /// Whole-cluster power loss: every node killed at once, every SimDisk
     /// crashed (unsynced writes lost), all restarted after the down time.
     pub power_loss: f64,
+    /// Machine crash at one disk operation: the power goes at the n-th
+    /// mutating disk operation of one node from now (n drawn from
+    /// `power_cut_ops`), which fails with everything after it; the node is
+    /// then killed and its SimDisk crashed. Unlike `crash`, this lands
+    /// between two synchronous steps (inside a segment swap, between a
+    /// checkpoint's write and rename).
+    pub power_cut: f64,
+    /// How many mutating disk operations from now a power cut comes.
+    pub power_cut_ops: [u64; 2],
     /// Leave a partition's leader alone in its ISR, then take it away:
     /// kill every other replica, hold (the ISR shrinks to the leader, which
     /// acknowledges writes alone when min.insync.replicas allows), restart
@@ -397,6 +417,8 @@ impl Default for FaultSpec {
             bridge: 0.0,
             flap: 0.0,
             power_loss: 0.0,
+            power_cut: 0.0,
+            power_cut_ops: [0, 300],
             orphan_leader: 0.0,
             clock_jump: 0.0,
             clock_jump_ms: [-3_600_000, 3_600_000],
@@ -440,6 +462,7 @@ pub enum FaultKind {
     Bridge,
     Flap,
     PowerLoss,
+    PowerCut,
     OrphanLeader,
     ClockJump,
     KillCoordinator,
@@ -499,6 +522,7 @@ impl FaultSpec {
             (FaultKind::Bridge, self.bridge),
             (FaultKind::Flap, self.flap),
             (FaultKind::PowerLoss, self.power_loss),
+            (FaultKind::PowerCut, self.power_cut),
             (FaultKind::OrphanLeader, self.orphan_leader),
             (FaultKind::ClockJump, self.clock_jump),
             (FaultKind::KillCoordinator, self.kill_coordinator),
@@ -632,6 +656,14 @@ impl Scenario {
                 self.cleanup_policy()
             );
         }
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&w.tombstone_probability),
+            "workload.tombstone_probability must be 0..=1"
+        );
+        anyhow::ensure!(
+            w.tombstone_probability == 0.0 || w.kind == WorkloadKind::Keyed,
+            "workload.tombstone_probability needs the keyed workload (kind = \"keyed\")"
+        );
         anyhow::ensure!(
             (0.0..=1.0).contains(&w.probe_probability),
             "workload.probe_probability must be 0..=1"

@@ -119,6 +119,7 @@ fn an_older_value_above_a_newer_one_is_stale_value() {
                 record_key,
                 offset: Some(o),
                 value,
+                ..
             } = m
             {
                 acked

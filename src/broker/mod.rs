@@ -232,10 +232,13 @@ async fn run_cluster_link(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) 
     // leaderships move to healthy replicas; a single node has nowhere to
     // move them, so it stays and answers KAFKA_STORAGE_ERROR.
     let in_cluster = !broker.config.controller_quorum_voters.is_empty();
-    let log_dir = broker.registry.log_dir().clone();
+    let registry = broker.registry.clone();
     let heartbeats = tokio::spawn(cluster.clone().run_heartbeat_loop(
         interval,
-        move || in_cluster && log_dir.is_offline(),
+        // Any failed dir: Weir cannot yet tell the controller which
+        // replicas went with it, so the whole broker steps aside, as a
+        // KRaft broker before Kafka 3.7 halts on a log dir failure.
+        move || in_cluster && registry.any_log_dir_offline(),
         shutdown.clone(),
     ));
     let b = broker.clone();

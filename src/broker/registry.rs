@@ -7,15 +7,20 @@
 //! logs here as images arrive. The registry persists no metadata of its own;
 //! it owns the logs and their directory's health, nothing more.
 //!
-//! Log dirs follow Kafka: `<log.dirs>/<topic>-<partition>/`.
+//! Log dirs follow Kafka: `<one of log.dirs>/<topic>-<partition>/`. With
+//! several dirs (one per disk, JBOD), every dir is scanned at startup and a
+//! partition opens where its directory is; a partition found in two dirs
+//! refuses the start, naming both. A new partition goes to the online dir
+//! holding the fewest partitions (ties: the order of log.dirs), as Kafka
+//! places them.
 //!
-//! A failed write or fsync takes the whole log dir offline, as Kafka's
+//! A failed write or fsync takes its whole log dir offline, as Kafka's
 //! LogDirFailureChannel does: once one log in a directory has failed, the
 //! filesystem under every other log there is suspect (disk full, dead
 //! device), so every partition in it answers KAFKA_STORAGE_ERROR until the
-//! broker restarts and recovers the logs. [`LogDirHealth`] carries that
-//! state; each partition holds its directory's. (This broker keeps every
-//! partition in the first of log.dirs, so today there is one.)
+//! broker restarts and recovers the logs; partitions in the other dirs go
+//! on. [`LogDirHealth`] carries that state; each partition holds its
+//! directory's.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -186,11 +191,20 @@ impl PartitionError {
 pub struct Registry {
     disk: Arc<dyn Disk>,
     config: Arc<ServerConfig>,
-    data_dir: PathBuf,
-    /// The health of `data_dir`, the one log dir every partition lives in.
-    log_dir: Arc<LogDirHealth>,
+    /// log.dirs, in their configured order, each with its health.
+    log_dirs: Vec<Arc<LogDirHealth>>,
+    /// The log dir (index into `log_dirs`) of every partition directory
+    /// found at startup or created since.
+    placement: Mutex<BTreeMap<(String, i32), usize>>,
     /// Open partitions, sorted by (topic, partition) so iteration is deterministic.
     partitions: Mutex<BTreeMap<(String, i32), Arc<PartitionState>>>,
+}
+
+/// `<topic>-<partition>` as a partition directory name, if it is one.
+fn parse_partition_dir(name: &str) -> Option<(String, i32)> {
+    let (topic, index) = name.rsplit_once('-')?;
+    let index: i32 = index.parse().ok()?;
+    (index >= 0 && validate_topic_name(topic).is_ok()).then(|| (topic.to_string(), index))
 }
 
 pub fn lock_or_recover<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -225,15 +239,46 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 }
 
 impl Registry {
-    /// An empty registry over the configured log dir (created if missing).
-    /// Logs open later, as the ReplicaManager applies metadata images.
+    /// A registry over the configured log dirs (created if missing), each
+    /// scanned for the partition directories it holds. Logs open later, as
+    /// the ReplicaManager applies metadata images.
     pub fn open(disk: Arc<dyn Disk>, config: Arc<ServerConfig>) -> anyhow::Result<Registry> {
-        let data_dir = config.data_dir();
-        disk.create_dir_all(&data_dir)?;
+        let mut dirs: Vec<PathBuf> = config.log_dirs.clone();
+        if dirs.is_empty() {
+            dirs.push(config.data_dir());
+        }
+        let mut placement: BTreeMap<(String, i32), usize> = BTreeMap::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            if dirs[..i].contains(dir) {
+                anyhow::bail!("log.dirs names {} twice", dir.display());
+            }
+            disk.create_dir_all(dir)?;
+            for name in disk.list_dir(dir)? {
+                if name.starts_with(crate::controller::METADATA_DIR)
+                    || !disk.is_dir(&dir.join(&name))
+                {
+                    continue;
+                }
+                let Some(key) = parse_partition_dir(&name) else {
+                    continue;
+                };
+                if let Some(&other) = placement.get(&key) {
+                    anyhow::bail!(
+                        "partition {name} is in two log dirs, {} and {}: remove the stale copy",
+                        dirs[other].display(),
+                        dir.display()
+                    );
+                }
+                placement.insert(key, i);
+            }
+        }
         Ok(Registry {
             disk,
-            log_dir: Arc::new(LogDirHealth::new(data_dir.clone())),
-            data_dir,
+            log_dirs: dirs
+                .into_iter()
+                .map(|d| Arc::new(LogDirHealth::new(d)))
+                .collect(),
+            placement: Mutex::new(placement),
             config,
             partitions: Mutex::new(BTreeMap::new()),
         })
@@ -248,13 +293,45 @@ impl Registry {
         &self.disk
     }
 
-    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
-        self.data_dir.join(format!("{topic}-{index}"))
+    /// The log dirs, in the order of log.dirs.
+    pub fn log_dirs(&self) -> &[Arc<LogDirHealth>] {
+        &self.log_dirs
     }
 
-    /// The health of the log dir partitions live in.
-    pub fn log_dir(&self) -> &Arc<LogDirHealth> {
-        &self.log_dir
+    /// Whether any log dir has failed.
+    pub fn any_log_dir_offline(&self) -> bool {
+        self.log_dirs.iter().any(|d| d.is_offline())
+    }
+
+    /// The log dir a partition's directory is in, if it has one yet.
+    fn placed(&self, topic: &str, index: i32) -> Option<usize> {
+        lock_or_recover(&self.placement)
+            .get(&(topic.to_string(), index))
+            .copied()
+    }
+
+    /// The log dir for a new partition: the online one holding the fewest
+    /// partitions, the first in log.dirs on a tie.
+    fn place(&self, topic: &str, index: i32) -> Result<usize, TopicError> {
+        let mut placement = lock_or_recover(&self.placement);
+        let key = (topic.to_string(), index);
+        if let Some(&i) = placement.get(&key) {
+            return Ok(i);
+        }
+        let mut counts = vec![0usize; self.log_dirs.len()];
+        for &i in placement.values() {
+            counts[i] += 1;
+        }
+        let chosen = (0..self.log_dirs.len())
+            .filter(|&i| !self.log_dirs[i].is_offline())
+            .min_by_key(|&i| (counts[i], i))
+            .ok_or_else(|| storage_error(self.log_dirs[0].error()))?;
+        placement.insert(key, chosen);
+        Ok(chosen)
+    }
+
+    fn partition_path(&self, dir: usize, topic: &str, index: i32) -> PathBuf {
+        self.log_dirs[dir].dir.join(format!("{topic}-{index}"))
     }
 
     /// The partition's state, opening its log if this broker does not hold
@@ -277,12 +354,14 @@ impl Registry {
             .config
             .log_config_for(configs)
             .map_err(|e| TopicError::new(ec::INVALID_CONFIG, e.to_string()))?;
-        if self.log_dir.is_offline() {
-            return Err(storage_error(self.log_dir.error()));
+        let dir = self.place(topic, index)?;
+        let health = &self.log_dirs[dir];
+        if health.is_offline() {
+            return Err(storage_error(health.error()));
         }
         let log = PartitionLog::open(
             self.disk.clone(),
-            self.partition_dir(topic, index),
+            self.partition_path(dir, topic, index),
             log_config,
             now_ms,
         )
@@ -292,7 +371,7 @@ impl Registry {
             index,
             log: Mutex::new(Some(log)),
             appended: Notify::new(),
-            log_dir: self.log_dir.clone(),
+            log_dir: health.clone(),
         });
         lock_or_recover(&self.partitions).insert(key, p.clone());
         tracing::info!(topic, partition = index, "opened partition log");
@@ -320,21 +399,25 @@ impl Registry {
     /// holds is suspect, so the next open must recover it.
     pub fn close_partition(&self, topic: &str, index: i32, delete: bool) -> Result<(), TopicError> {
         let p = lock_or_recover(&self.partitions).remove(&(topic.to_string(), index));
-        let p = match p {
-            Some(p) => p,
-            None if delete => {
+        let placed = self.placed(topic, index);
+        if delete {
+            lock_or_recover(&self.placement).remove(&(topic.to_string(), index));
+        }
+        let p = match (p, placed) {
+            (Some(p), _) => p,
+            (None, Some(dir)) if delete => {
                 // Nothing open, but a leftover directory must not resurface.
-                let dir = self.partition_dir(topic, index);
-                if self.disk.exists(&dir) {
-                    self.disk.remove_dir_all(&dir).map_err(storage_error)?;
+                let path = self.partition_path(dir, topic, index);
+                if self.disk.exists(&path) {
+                    self.disk.remove_dir_all(&path).map_err(storage_error)?;
                 }
                 return Ok(());
             }
-            None => return Ok(()),
+            (None, _) => return Ok(()),
         };
         let r = match p.take_log() {
             Some(log) if delete => log.delete().map_err(storage_error),
-            Some(log) if !self.log_dir.is_offline() => log.close().map_err(storage_error),
+            Some(log) if !p.log_dir.is_offline() => log.close().map_err(storage_error),
             _ => Ok(()),
         };
         p.notify_appended();
@@ -354,8 +437,8 @@ impl Registry {
     /// requests for these partitions get NOT_LEADER_OR_FOLLOWER. Every log
     /// is closed; the first failure is returned.
     pub fn close_all(&self) -> anyhow::Result<()> {
-        if self.log_dir.is_offline() {
-            tracing::warn!(dir = %self.data_dir.display(), "log dir offline: closing its logs without a clean-shutdown marker");
+        for d in self.log_dirs.iter().filter(|d| d.is_offline()) {
+            tracing::warn!(dir = %d.dir.display(), "log dir offline: closing its logs without a clean-shutdown marker");
         }
         let mut first_error = None;
         for p in self.list() {

@@ -28,6 +28,14 @@
 //! - **Lying fsync** (`lying_fsync`): `sync_data` acknowledges without
 //!   persisting, so a crash may still lose the data. Tests that must *catch*
 //!   loss use it; nothing built to the contract survives it.
+//! - **Power cut at an operation** ([`SimDisk::cut_power_after`]): the
+//!   n-th mutating operation from now (a write, truncate, fsync, create,
+//!   mkdir, rename or remove) is where the power goes. It and everything
+//!   after it fail with EIO and apply nothing (reads too), as on a machine
+//!   that died at that instant; the harness then kills the node and calls
+//!   [`SimDisk::crash`]. The node's own code has no await between the steps
+//!   of, say, a segment swap, so a kill alone can never land inside one;
+//!   this can.
 //! - **Slow I/O**: the trait is synchronous, so SimDisk cannot sleep. It adds
 //!   the latency each operation would have taken (drawn from the
 //!   `*_latency_min..=*_latency_max` options) to a counter
@@ -323,6 +331,18 @@ struct Inner {
     epoch: u64,
     pending_latency: Duration,
     stats: SimDiskStats,
+    power: Power,
+}
+
+/// The power supply (see [`SimDisk::cut_power_after`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Power {
+    On,
+    /// Goes off at the mutating operation this many operations from now
+    /// (0: the next one).
+    CutAfter(u64),
+    /// Off since the operation described.
+    Cut(String),
 }
 
 fn eio() -> io::Error {
@@ -431,8 +451,46 @@ impl Inner {
         Some(at)
     }
 
+    /// A mutating operation (`what` describes it) is about to run: Err when
+    /// the power is off or goes off right here.
+    fn powered(&mut self, what: impl FnOnce(&Inner) -> String) -> io::Result<()> {
+        match self.power {
+            Power::On => Ok(()),
+            Power::Cut(_) => Err(eio()),
+            Power::CutAfter(0) => {
+                self.power = Power::Cut(what(self));
+                Err(eio())
+            }
+            Power::CutAfter(n) => {
+                self.power = Power::CutAfter(n - 1);
+                Ok(())
+            }
+        }
+    }
+
+    /// A read: Err once the power is off.
+    fn readable(&self) -> io::Result<()> {
+        match self.power {
+            Power::Cut(_) => Err(eio()),
+            _ => Ok(()),
+        }
+    }
+
+    /// A path of `inode`, for describing an operation on an open handle.
+    fn path_of(&self, inode: u64) -> String {
+        self.ns
+            .0
+            .iter()
+            .find(|(_, e)| **e == Entry::File(inode))
+            .map_or_else(
+                || format!("unlinked inode {inode}"),
+                |(p, _)| p.display().to_string(),
+            )
+    }
+
     fn crash(&mut self) -> CrashReport {
         let mut report = CrashReport::default();
+        self.power = Power::On;
         self.epoch += 1;
         self.stats.crashes += 1;
         for f in self.files.values_mut() {
@@ -547,6 +605,7 @@ impl SimDisk {
                 epoch: 0,
                 pending_latency: Duration::ZERO,
                 stats: SimDiskStats::default(),
+                power: Power::On,
             })),
         }
     }
@@ -607,6 +666,20 @@ impl SimDisk {
         self.lock().crash()
     }
 
+    /// Cut the power at the mutating operation `ops` operations from now (0:
+    /// the next one); see the module docs. [`SimDisk::crash`] turns it back on.
+    pub fn cut_power_after(&self, ops: u64) {
+        self.lock().power = Power::CutAfter(ops);
+    }
+
+    /// The operation the power went off at, if it has.
+    pub fn power_cut_at(&self) -> Option<String> {
+        match &self.lock().power {
+            Power::Cut(what) => Some(what.clone()),
+            _ => None,
+        }
+    }
+
     /// Make every namespace change so far durable, as a disk that honours
     /// directory syncs would; a new crash point for `lose_unsynced_dir_ops`.
     /// The harness calls it after laying out a node's initial directories.
@@ -646,6 +719,7 @@ impl Disk for SimDisk {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn DiskFile>> {
         let path = normalize(path);
         let mut inner = self.lock();
+        inner.readable()?;
         let inode = match inner.ns.get(&path) {
             Some(Entry::Dir) => {
                 return Err(io::Error::new(
@@ -658,6 +732,7 @@ impl Disk for SimDisk {
                 if inner.ns.get(&parent_of(&path)) != Some(Entry::Dir) {
                     return Err(not_found(&parent_of(&path)));
                 }
+                inner.powered(|_| format!("create {}", path.display()))?;
                 let inode = inner.next_inode;
                 inner.next_inode += 1;
                 inner.files.insert(inode, FileData::default());
@@ -667,6 +742,9 @@ impl Disk for SimDisk {
             None => return Err(not_found(&path)),
         };
         let epoch = inner.epoch;
+        if mode.truncate && !inner.files[&inode].current.is_empty() {
+            inner.powered(|_| format!("truncate {}", path.display()))?;
+        }
         let file = inner.files.get_mut(&inode).expect("linked inode has data");
         file.handles += 1;
         if mode.truncate && !file.current.is_empty() {
@@ -699,6 +777,9 @@ impl Disk for SimDisk {
             }
             cur = p.parent();
         }
+        if let Some(p) = missing.last() {
+            inner.powered(|_| format!("mkdir {}", p.display()))?;
+        }
         for p in missing.into_iter().rev() {
             inner.record(NsOp::Mkdir(p));
         }
@@ -729,6 +810,7 @@ impl Disk for SimDisk {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (from, to) = (normalize(from), normalize(to));
         let mut inner = self.lock();
+        inner.readable()?;
         let src = inner.ns.get(&from).ok_or_else(|| not_found(&from))?;
         if is_root(&from) || from == to {
             return Ok(());
@@ -759,6 +841,7 @@ impl Disk for SimDisk {
                 ))
             }
         };
+        inner.powered(|_| format!("rename {} -> {}", from.display(), to.display()))?;
         inner.record(NsOp::Rename(from, to));
         for inode in replaced {
             inner.maybe_free(inode);
@@ -771,6 +854,7 @@ impl Disk for SimDisk {
         let mut inner = self.lock();
         match inner.ns.get(&path) {
             Some(Entry::File(inode)) => {
+                inner.powered(|_| format!("remove {}", path.display()))?;
                 inner.record(NsOp::RemoveAll(path));
                 inner.maybe_free(inode);
                 Ok(())
@@ -788,6 +872,7 @@ impl Disk for SimDisk {
         let mut inner = self.lock();
         match inner.ns.get(&path) {
             Some(Entry::Dir) if !is_root(&path) => {
+                inner.powered(|_| format!("remove dir {}", path.display()))?;
                 let inodes = inner.inodes_under(&path);
                 inner.record(NsOp::RemoveAll(path));
                 for inode in inodes {
@@ -844,12 +929,14 @@ impl Drop for SimFile {
 impl DiskFile for SimFile {
     fn len(&self) -> io::Result<u64> {
         let mut inner = self.lock();
+        inner.readable()?;
         Ok(inner.file(self.inode, self.epoch)?.current.len() as u64)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut inner = self.lock();
         inner.file(self.inode, self.epoch)?;
+        inner.readable()?;
         let (min, max) = (
             inner.options.read_latency_min,
             inner.options.read_latency_max,
@@ -879,6 +966,14 @@ impl DiskFile for SimFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut inner = self.lock();
         let old_len = inner.file(self.inode, self.epoch)?.current.len() as u64;
+        let inode = self.inode;
+        inner.powered(|i| {
+            format!(
+                "write {} bytes at {offset} of {}",
+                buf.len(),
+                i.path_of(inode)
+            )
+        })?;
         let (min, max) = (
             inner.options.write_latency_min,
             inner.options.write_latency_max,
@@ -905,6 +1000,8 @@ impl DiskFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut inner = self.lock();
         let old_len = inner.file(self.inode, self.epoch)?.current.len() as u64;
+        let inode = self.inode;
+        inner.powered(|i| format!("set_len {len} of {}", i.path_of(inode)))?;
         let (min, max) = (
             inner.options.write_latency_min,
             inner.options.write_latency_max,
@@ -925,6 +1022,8 @@ impl DiskFile for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         let mut inner = self.lock();
         inner.file(self.inode, self.epoch)?;
+        let inode = self.inode;
+        inner.powered(|i| format!("fsync {}", i.path_of(inode)))?;
         inner.sync_latency();
         let p = inner.options.sync_error_probability;
         if inner.rng.chance(p) {
@@ -1168,6 +1267,33 @@ mod tests {
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
+    }
+
+    #[test]
+    fn a_power_cut_stops_the_disk_at_one_operation() {
+        let d = disk(3, SimDiskOptions::default());
+        d.create_dir_all(p("/d")).unwrap();
+        let f = d.open(p("/d/a.log"), OpenMode::CREATE).unwrap();
+        f.write_at(b"one", 0).unwrap();
+        f.sync_data().unwrap();
+        d.cut_power_after(2);
+        f.write_at(b"two", 3).unwrap();
+        f.sync_data().unwrap();
+        assert_eq!(d.power_cut_at(), None);
+        // The third mutating operation is where the power goes: it and
+        // everything after fail and apply nothing, reads included.
+        assert!(d.rename(p("/d/a.log"), p("/d/b.log")).is_err());
+        assert_eq!(
+            d.power_cut_at().as_deref(),
+            Some("rename /d/a.log -> /d/b.log")
+        );
+        assert!(f.write_at(b"three", 6).is_err());
+        assert!(f.read_at(&mut [0u8; 3], 0).is_err());
+        assert!(d.open(p("/d/c.log"), OpenMode::CREATE).is_err());
+        d.crash();
+        assert_eq!(d.power_cut_at(), None);
+        assert!(d.exists(p("/d/a.log")) && !d.exists(p("/d/b.log")));
+        assert_eq!(read_all(&d, "/d/a.log"), b"onetwo");
     }
 
     #[test]

@@ -290,6 +290,13 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 }
 
 /// Set the partition leader epoch in place (not CRC-covered).
+/// Replace the attributes and recompute the CRC (building control batches).
+pub fn set_attributes(batch: &mut [u8], attributes: i16) {
+    batch[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }

@@ -21,8 +21,8 @@
 //! Phases, so the broker holds the partition lock only briefly:
 //! `begin_clean` (under the lock) checks the ratio and snapshots the closed
 //! segments below the cleanable end (a [`SegmentReader`] each, on its own
-//! file handle: closed segments are immutable), the tombstone horizons and
-//! the producers' dedupe windows; [`CleanTask::step`] (no lock: the task
+//! file handle: closed segments are immutable) and the tombstone horizons;
+//! [`CleanTask::step`] (no lock: the task
 //! borrows nothing of the log) builds the offset map, then one
 //! `<base>.log.cleaned` per segment, fsynced; `finish_clean` (under the lock)
 //! checks the log's layout generation (bumped by truncation, restart-empty
@@ -36,15 +36,25 @@
 //! nothing is copied byte for byte; one that loses some records is
 //! re-encoded with kafka-protocol in its original codec (batch::reencode);
 //! one that loses all is dropped, and a segment left with no batch is
-//! deleted (moving the log start if it was the first). Left untouched and never used to supersede
-//! other records: control batches and transactional batches (without a
-//! transaction index the cleaner cannot tell aborted data from committed, and
-//! an aborted record must never hide a committed one), and the batches still
-//! in an idempotent producer's dedupe window (its last five), so producer
-//! state rebuilt from the log keeps the sequence numbers that detect retries.
-//! Kafka keeps only an empty header for such a batch; keeping the records
-//! costs a little space and changes nothing a reader sees at the end.
-//! Keyless records are kept.
+//! deleted (moving the log start if it was the first). Keyless records are
+//! kept.
+//!
+//! Transactions, as Kafka: the cleanable range ends below the first open
+//! transaction (whether its records count is not decided); records of an
+//! aborted transaction (the log's aborted index says which) are dropped and
+//! never enter the offset map, so they cannot hide a committed record;
+//! committed transactional records are cleaned like any others; a marker
+//! stays while any record of its transaction survives the pass, then until
+//! its segment's tombstone horizon, and then goes.
+//!
+//! An idempotent producer's recent batches are cleaned like any other. An
+//! earlier version kept them whole so producer state rebuilt from the log
+//! would keep their sequences, but a superseded record kept that way
+//! outlives the tombstone that deleted its key and comes back once the
+//! tombstone goes (the simulator's compaction-tombstones scenario found it).
+//! Kafka keeps an empty header for a producer's last batch instead; here the
+//! producer snapshot written at every roll holds that state, and a
+//! re-encoded batch keeps its last offset and last sequence.
 //!
 //! Crash-safe swap, per segment `B`:
 //! 1. write the cleaned batches to `B.log.cleaned`, fsync;
@@ -61,7 +71,7 @@
 //! never applies the strict contiguity check to it (it is written in
 //! `finish_clean`, under the lock, before the first rename).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,6 +80,7 @@ use bytes::Bytes;
 use super::batch::{self, BatchHeader};
 use super::checkpoint;
 use super::segment::{self, Segment, SegmentReader};
+use super::txn::{self, AbortedTxn};
 use super::{LogError, PartitionLog};
 use crate::env::disk::{Disk, OpenMode};
 
@@ -146,16 +157,32 @@ enum Fate {
 /// Inputs of one pass shared by every segment.
 struct PassContext<'a> {
     latest: &'a HashMap<Bytes, i64>,
-    /// (producer id, last offset) of batches in producers' dedupe windows.
-    protected: &'a std::collections::BTreeSet<(i64, i64)>,
+    /// Aborted transactions below the cleanable end, by first offset.
+    aborted: &'a [AbortedTxn],
 }
+
+/// Per producer, whether a record of its current transaction (since its
+/// last marker) survived this pass so far: its marker must then stay.
+type TxnRetained = BTreeMap<i64, bool>;
 
 impl PartitionLog {
     /// Dirty bytes / cleanable bytes, and the cleanable end, for
     /// `last_stable_offset` at `now_ms`. None when nothing is cleanable.
-    fn cleanable(&self, now_ms: i64, last_stable_offset: i64) -> Option<(f64, i64, i64)> {
+    /// With `horizon_pass`, a range with nothing dirty is cleanable too (a
+    /// pass that only drops expired tombstones).
+    fn cleanable(
+        &self,
+        now_ms: i64,
+        last_stable_offset: i64,
+        horizon_pass: bool,
+    ) -> Option<(f64, i64, i64)> {
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         let lag = self.config.min_compaction_lag_ms;
+        // Never clean into a transaction still open: whether its records
+        // count is not decided yet.
+        let last_stable_offset = self
+            .first_unstable_offset()
+            .map_or(last_stable_offset, |f| f.min(last_stable_offset));
         let mut end = None;
         for w in bases.windows(2) {
             let seg = &self.segments[&w[0]];
@@ -176,7 +203,7 @@ impl PartitionLog {
             .cleaner_state
             .first_dirty_offset
             .max(self.log_start_offset);
-        if first_dirty >= end {
+        if first_dirty >= end && !horizon_pass {
             return None;
         }
         let (mut clean, mut dirty) = (0u64, 0u64);
@@ -196,8 +223,33 @@ impl PartitionLog {
 
     /// The dirty ratio the next pass would see (0 when nothing is cleanable).
     pub fn dirty_ratio(&self, now_ms: i64, last_stable_offset: i64) -> f64 {
-        self.cleanable(now_ms, last_stable_offset)
+        self.cleanable(now_ms, last_stable_offset, false)
             .map_or(0.0, |(r, _, _)| r)
+    }
+
+    /// Whether a cleaned segment's tombstone horizon (first cleaned +
+    /// delete.retention.ms) passed since the last pass began: its
+    /// tombstones may go now. As Kafka's cleaner does for a log whose
+    /// delete horizon passed, such a log gets a pass even below
+    /// min.cleanable.dirty.ratio, or a topic that stops receiving writes
+    /// would keep its tombstones forever.
+    fn tombstone_horizon_due(&self, now_ms: i64) -> bool {
+        let retention = self.config.delete_retention_ms;
+        let active = self.segments.keys().next_back().copied();
+        self.cleaner_state
+            .first_cleaned_ms
+            .iter()
+            .filter(|(base, _)| Some(**base) != active && self.segments.contains_key(base))
+            .any(|(base, &t)| {
+                // The last pass dropped this segment's expired tombstones
+                // unless the horizon came later, or that very pass was the
+                // segment's first clean (horizons are judged by the state
+                // before a pass).
+                let horizon = t.saturating_add(retention);
+                horizon <= now_ms
+                    && (horizon > self.last_clean_pass_ms
+                        || self.first_cleaned_last_pass.contains(base))
+            })
     }
 
     /// One cleaning pass when cleanup.policy includes compact and the dirty
@@ -221,7 +273,7 @@ impl PartitionLog {
 
     /// Phase 1 (under the lock, cheap): decide whether a pass is due and
     /// snapshot what it needs: a reader per closed segment below the
-    /// cleanable end, the tombstone horizons, the producers' dedupe windows.
+    /// cleanable end, the tombstone horizons.
     pub fn begin_clean(
         &mut self,
         now_ms: i64,
@@ -231,18 +283,16 @@ impl PartitionLog {
         if !self.config.cleanup_policy.compact {
             return Ok(None);
         }
-        let Some((ratio, first_dirty, end)) = self.cleanable(now_ms, last_stable_offset) else {
+        let horizon_pass = self.tombstone_horizon_due(now_ms);
+        let Some((ratio, first_dirty, end)) =
+            self.cleanable(now_ms, last_stable_offset, horizon_pass)
+        else {
             return Ok(None);
         };
-        if ratio < self.config.min_cleanable_dirty_ratio {
+        if ratio < self.config.min_cleanable_dirty_ratio && !horizon_pass {
             return Ok(None);
         }
-        let mut protected = BTreeSet::new();
-        for (pid, entry) in self.producers.iter() {
-            for m in &entry.batches {
-                protected.insert((pid, m.last_offset));
-            }
-        }
+        self.last_clean_pass_ms = now_ms;
         let bases: Vec<(i64, i64)> = self
             .segments
             .keys()
@@ -277,8 +327,9 @@ impl PartitionLog {
             first_dirty,
             end,
             segments,
-            protected,
             latest: None,
+            aborted: self.aborted.overlapping(self.log_start_offset, end),
+            retained: TxnRetained::new(),
             next: 0,
             results: Vec::new(),
             failed: None,
@@ -333,11 +384,14 @@ impl PartitionLog {
         let results = std::mem::take(&mut task.results);
         // Every examined segment is listed as cleaned (durably, before any
         // swap: see the module doc).
+        self.first_cleaned_last_pass.clear();
         for (base, _) in &results {
-            self.cleaner_state
-                .first_cleaned_ms
-                .entry(*base)
-                .or_insert(task.now_ms);
+            if !self.cleaner_state.first_cleaned_ms.contains_key(base) {
+                self.cleaner_state
+                    .first_cleaned_ms
+                    .insert(*base, task.now_ms);
+                self.first_cleaned_last_pass.insert(*base);
+            }
         }
         self.cleaner_state.write(self.disk.as_ref(), &self.dir)?;
         let mut out = CleanOutcome {
@@ -414,19 +468,43 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// What cleaning does to one batch.
+    /// What cleaning does to one batch. Kafka's rules for transactions:
+    /// an aborted transaction's records go; a committed one's are cleaned
+    /// like any others; a marker stays while a record of its transaction
+    /// does, and then until its segment's tombstone horizon, as a
+    /// tombstone would.
     fn batch_fate(
+        h: &BatchHeader,
+        bytes: &[u8],
+        ctx: &PassContext<'_>,
+        retained: &mut TxnRetained,
+        drop_tombstones: bool,
+    ) -> Result<Fate, LogError> {
+        if h.is_control() {
+            let data_left = retained.insert(h.producer_id, false).unwrap_or(false);
+            return Ok(if data_left || !drop_tombstones {
+                Fate::Keep
+            } else {
+                Fate::Drop(1)
+            });
+        }
+        if txn::is_aborted(h, ctx.aborted) {
+            return Ok(Fate::Drop(h.record_count.max(0) as u64));
+        }
+        let fate = Self::record_fate(h, bytes, ctx, drop_tombstones)?;
+        if h.is_transactional() && !matches!(fate, Fate::Drop(_)) {
+            retained.insert(h.producer_id, true);
+        }
+        Ok(fate)
+    }
+
+    /// What cleaning does to the records of a data batch.
+    fn record_fate(
         h: &BatchHeader,
         bytes: &[u8],
         ctx: &PassContext<'_>,
         drop_tombstones: bool,
     ) -> Result<Fate, LogError> {
-        if h.is_control() || h.is_transactional() {
-            return Ok(Fate::Keep);
-        }
-        if h.has_producer_id() && ctx.protected.contains(&(h.producer_id, h.last_offset())) {
-            return Ok(Fate::Keep);
-        }
         let records = batch::decode_records(bytes)?;
         let total = records.len();
         let kept: Vec<_> = records
@@ -469,6 +547,7 @@ impl PartitionLog {
         }
         let seg = self.segments.remove(&base).expect("segment being cleaned");
         seg.delete_files(self.disk.as_ref(), &self.dir)?;
+        self.aborted.forget_segment(base, next);
         Ok(())
     }
 }
@@ -512,9 +591,12 @@ pub struct CleanTask {
     /// Closed segments below `end`, oldest first; cut to those the offset
     /// map covers once it is built.
     segments: Vec<Snapshot>,
-    protected: BTreeSet<(i64, i64)>,
     /// Key -> latest offset in the dirty range, and the end it covers.
     latest: Option<(HashMap<Bytes, i64>, i64)>,
+    /// Aborted transactions below `end`, by first offset.
+    aborted: Vec<AbortedTxn>,
+    /// Carried from segment to segment (see [`TxnRetained`]).
+    retained: TxnRetained,
     /// Index into `segments` of the next one to clean.
     next: usize,
     results: Vec<(i64, SegmentResult)>,
@@ -555,7 +637,10 @@ impl CleanTask {
         let Some(snap) = self.segments.get(self.next) else {
             return Ok(false);
         };
-        let result = self.clean_segment(snap)?;
+        let mut retained = std::mem::take(&mut self.retained);
+        let result = self.clean_segment(snap, &mut retained);
+        self.retained = retained;
+        let result = result?;
         self.results.push((snap.reader.base_offset(), result));
         self.next += 1;
         Ok(self.next < self.segments.len())
@@ -610,7 +695,8 @@ impl CleanTask {
                 break;
             }
             snap.reader.for_each_batch(|_, h, bytes| {
-                if h.is_control() || h.is_transactional() || h.last_offset() < first_dirty {
+                let skip = h.is_control() || txn::is_aborted(h, &self.aborted);
+                if skip || h.last_offset() < first_dirty {
                     return Ok(true);
                 }
                 for r in batch::decode_records(&bytes)? {
@@ -631,11 +717,15 @@ impl CleanTask {
 
     /// Write the survivors of one segment to `<base>.log.cleaned` and fsync
     /// it, unless nothing or everything goes.
-    fn clean_segment(&self, snap: &Snapshot) -> Result<SegmentResult, LogError> {
+    fn clean_segment(
+        &self,
+        snap: &Snapshot,
+        retained: &mut TxnRetained,
+    ) -> Result<SegmentResult, LogError> {
         let (latest, _) = self.latest.as_ref().expect("offset map built first");
         let ctx = PassContext {
             latest,
-            protected: &self.protected,
+            aborted: &self.aborted,
         };
         let base = snap.reader.base_offset();
         let cleaned_path = self.dir.join(segment::file_name(base, "log.cleaned"));
@@ -658,7 +748,7 @@ impl CleanTask {
             Ok(())
         };
         snap.reader.for_each_batch(|_, h, bytes| {
-            match PartitionLog::batch_fate(h, &bytes, &ctx, snap.drop_tombstones)? {
+            match PartitionLog::batch_fate(h, &bytes, &ctx, retained, snap.drop_tombstones)? {
                 Fate::Keep => pending.extend_from_slice(&bytes),
                 Fate::Drop(n) => removed += n,
                 Fate::Rewrite(new, n) => {

@@ -56,6 +56,7 @@ pub mod retention;
 pub mod segment;
 pub mod time_index;
 pub mod topic_config;
+pub mod txn;
 pub mod validate;
 
 use batch::BatchHeader;
@@ -250,6 +251,12 @@ pub enum LogError {
         epoch: i16,
         current: i16,
     },
+    #[error("transaction marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, older than {current}")]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     #[error("unknown producer id {0}")]
     UnknownProducerId(i64),
     #[error("storage error: {0}")]
@@ -266,6 +273,7 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => 1,
             LogError::OutOfOrderSequence { .. } => 45,
             LogError::ProducerFenced { .. } => 47, // INVALID_PRODUCER_EPOCH
+            LogError::CoordinatorFenced { .. } => 52, // TRANSACTION_COORDINATOR_FENCED
             LogError::UnknownProducerId(_) => 59,
             LogError::Io(_) => 56, // KAFKA_STORAGE_ERROR
         }
@@ -326,6 +334,14 @@ pub struct PartitionLog {
     /// retention (truncation, restart-empty, a cleaner swap), so a cleaner
     /// pass that ran without the lock knows its snapshot is stale.
     layout_generation: u64,
+    /// now_ms of the last cleaner pass begun (i64::MIN since open): a
+    /// tombstone horizon passed since then calls for a pass of its own.
+    last_clean_pass_ms: i64,
+    /// Segments whose first clean was the last pass: their tombstones were
+    /// not judged by it (a horizon counts from the first clean).
+    first_cleaned_last_pass: std::collections::BTreeSet<i64>,
+    /// Aborted transactions, for read_committed fetches and the cleaner.
+    aborted: txn::AbortedIndex,
     /// Leader epoch -> first offset (epoch_cache.rs), kept in step with the
     /// log: assigned on append, cut on truncation and start moves.
     epochs: LeaderEpochCache,
@@ -422,6 +438,9 @@ impl PartitionLog {
             recovery_truncated_bytes: truncated_total,
             offline: None,
             layout_generation: 0,
+            last_clean_pass_ms: i64::MIN,
+            first_cleaned_last_pass: Default::default(),
+            aborted: txn::AbortedIndex::default(),
             epochs: LeaderEpochCache::empty(Path::new("")),
         };
         if log.log_start_offset > log.log_end_offset() {
@@ -432,6 +451,8 @@ impl PartitionLog {
         }
         // Finish a retention deletion a crash interrupted.
         log.delete_segments_below_start()?;
+        let bases: Vec<i64> = log.segments.keys().copied().collect();
+        log.aborted = txn::AbortedIndex::load(log.disk.as_ref(), &log.dir, &bases)?;
         log.rebuild_producer_state()?;
         log.load_epoch_cache()?;
         if clean {
@@ -455,6 +476,7 @@ impl PartitionLog {
             old.delete_files(self.disk.as_ref(), &self.dir)?;
         }
         self.segments.insert(offset, seg);
+        self.aborted.clear();
         self.cleaner_state = CleanerState {
             first_dirty_offset: offset,
             ..Default::default()
@@ -500,25 +522,80 @@ impl PartitionLog {
     }
 
     /// Load the newest usable producer snapshot and replay the batch headers
-    /// stored after it.
+    /// stored after it. Aborted transactions whose markers lie in the
+    /// replayed range are cut from the index first and recorded again by
+    /// the replay (a marker is read whole: its header does not say whether
+    /// it commits or aborts).
     fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
         let end = self.log_end_offset();
         let (mut state, from) =
             ProducerStateManager::load_snapshot(self.disk.as_ref(), &self.dir, end)?;
         let from = from.unwrap_or_else(|| self.log_start_offset());
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        self.aborted
+            .truncate_from(self.disk.as_ref(), &self.dir, &bases, from)?;
+        let mut aborted = Vec::new();
         for seg in self.segments.values() {
             if seg.next_offset() <= from {
                 continue;
             }
-            seg.for_each_header(from, |h| {
-                if h.base_offset >= from {
+            seg.for_each_header_at(from, |pos, h| {
+                if h.base_offset < from {
+                    return Ok(());
+                }
+                if !h.is_control() {
                     state.replay(h);
+                    return Ok(());
+                }
+                // Markers are rare: read the record that says commit or abort.
+                let marker = txn::parse_marker(&seg.read_batch(pos, h)?)?;
+                if let Some(first) = state.replay_marker(h, marker) {
+                    if !marker.commit {
+                        aborted.push((seg.base_offset(), h.producer_id, first, h.base_offset));
+                    }
                 }
                 Ok(())
             })?;
         }
         self.producers = state;
+        for (base, producer_id, first_offset, last_offset) in aborted {
+            self.record_abort(base, producer_id, first_offset, last_offset)?;
+        }
         Ok(())
+    }
+
+    /// Index an aborted transaction whose ABORT marker is at `last_offset`
+    /// in segment `base`.
+    fn record_abort(
+        &mut self,
+        base: i64,
+        producer_id: i64,
+        first_offset: i64,
+        last_offset: i64,
+    ) -> Result<(), LogError> {
+        let lso = self
+            .producers
+            .first_unstable_offset()
+            .unwrap_or(last_offset + 1);
+        let t = txn::AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset,
+            last_stable_offset: lso,
+        };
+        self.aborted.append(self.disk.as_ref(), &self.dir, base, t)
+    }
+
+    /// First offset of the earliest transaction still open in this log: a
+    /// read_committed reader stops below it (and below the high watermark).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.first_unstable_offset()
+    }
+
+    /// The aborted transactions a read of `[from, upper)` may meet (what
+    /// Fetch returns as aborted_transactions), by first offset.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<txn::AbortedTxn> {
+        self.aborted.overlapping(from, upper)
     }
 
     /// Fail if an earlier I/O error took the log offline.
@@ -649,6 +726,13 @@ impl PartitionLog {
                 });
             }
             h.validate_fields()?;
+            if h.is_control() {
+                // Markers come from the transaction coordinator through
+                // append_marker, never from a producer.
+                return Err(LogError::InvalidRecord(
+                    "control batches are written by the broker, not produced".into(),
+                ));
+            }
             let bytes = &batches[range.clone()];
             if h.compression() != 0 {
                 let records = validate::validate_compressed(bytes, &h)?;
@@ -739,6 +823,59 @@ impl PartitionLog {
         })
     }
 
+    /// Leader: write the marker that ends `producer_id`'s transaction here
+    /// (WriteTxnMarkers), stamped with `leader_epoch`. Refused when the
+    /// producer epoch or the coordinator epoch is older than this log has
+    /// seen (a zombie producer's or a deposed coordinator's marker). An
+    /// ABORT that closes a transaction indexes it as aborted.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: txn::TxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.ensure_online()?;
+        let mut b = txn::build_marker(producer_id, producer_epoch, marker, now_ms);
+        let offset = self.log_end_offset();
+        batch::set_base_offset(&mut b, offset);
+        batch::set_partition_leader_epoch(&mut b, leader_epoch);
+        let h = BatchHeader::parse(&b)?;
+        producer_state::check_marker(self.producers.get(producer_id), &h, marker)?;
+        if self.should_roll(b.len() as u64, 1, offset, now_ms) {
+            let r = self.roll(now_ms);
+            self.note_io(r)?;
+        }
+        let r = self.epochs.assign(self.disk.as_ref(), leader_epoch, offset);
+        self.note_io(r)?;
+        let interval = self.config.index_interval_bytes;
+        let r = self
+            .active_mut()
+            .append(&b, &[(0..b.len(), h)], interval, now_ms);
+        self.note_io(r)?;
+        self.apply_marker(&h, marker)?;
+        self.note_appended(1, now_ms)?;
+        Ok(AppendInfo {
+            first_offset: offset,
+            last_offset: offset,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// Producer state and the aborted index after a stored marker.
+    fn apply_marker(&mut self, h: &BatchHeader, marker: txn::TxnMarker) -> Result<(), LogError> {
+        let closed = self.producers.replay_marker(h, marker);
+        if let (Some(first), false) = (closed, marker.commit) {
+            let base = self.active().base_offset();
+            let r = self.record_abort(base, h.producer_id, first, h.base_offset);
+            self.note_io(r)?;
+        }
+        Ok(())
+    }
+
     /// Whether an append of `bytes` in `batch_count` batches ending at
     /// `last_offset` needs a new segment: size, age, index capacity, or
     /// relative offsets/positions that would not fit u32.
@@ -763,6 +900,8 @@ impl PartitionLog {
     fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
         let base = self.log_end_offset();
         self.active_mut().seal()?;
+        let sealed = self.active().base_offset();
+        self.aborted.sync(self.disk.as_ref(), &self.dir, sealed)?;
         self.unflushed_records = 0;
         self.first_unflushed_ms = None;
         let seg = Segment::create(self.disk.as_ref(), &self.dir, base)?;
@@ -948,6 +1087,9 @@ impl PartitionLog {
     pub fn flush(&mut self) -> Result<(), LogError> {
         self.ensure_online()?;
         let r = self.active().flush();
+        self.note_io(r)?;
+        let base = self.active().base_offset();
+        let r = self.aborted.sync(self.disk.as_ref(), &self.dir, base);
         self.note_io(r)?;
         self.unflushed_records = 0;
         self.first_unflushed_ms = None;

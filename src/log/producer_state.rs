@@ -19,13 +19,24 @@
 //!   a state loss is not detected. Weir never drops producer state except
 //!   with the data, so in practice state is only unknown for new producers.
 //!   Producer-id expiry (producer.id.expiration.ms) is not implemented yet.
-//! - control batches (transaction markers) are checked for fencing only and
-//!   bump the epoch; they carry no sequence.
+//! - control batches (transaction markers) carry no sequence: a marker with
+//!   an older producer epoch is fenced, one whose coordinator epoch is older
+//!   than the last marker's is `TransactionCoordinatorFenced`; a marker bumps
+//!   the epoch (a coordinator aborting for a fenced producer writes it at
+//!   the new epoch).
 //!
-//! Snapshot layout (big-endian): magic u32 `WPS1`, producer count u32, then
-//! per producer: id i64, epoch i16, batch count u8, and per batch
+//! Transactions: a transactional data batch opens its producer's
+//! transaction (first offset = its base offset) if none is open; a marker
+//! closes it. The earliest open transaction's first offset is the log's
+//! first unstable offset (the LSO is the lower of it and the high
+//! watermark).
+//!
+//! Snapshot layout (big-endian): magic u32 `WPS2`, producer count u32, then
+//! per producer: id i64, epoch i16, coordinator epoch i32, open
+//! transaction's first offset i64 (-1: none), batch count u8, and per batch
 //! first_seq i32, last_seq i32, first_offset i64, last_offset i64; then a
-//! CRC32C u32 of everything before it. The file name is the log offset the
+//! CRC32C u32 of everything before it. `WPS1` snapshots (no coordinator
+//! epoch, no transaction) are still read. The file name is the log offset the
 //! state is valid at (every batch below it is included, none above).
 //!
 //! Crash story: a snapshot is written to `.tmp`, fsynced and renamed into place
@@ -40,6 +51,7 @@ use std::path::Path;
 
 use super::batch::{self, BatchHeader};
 use super::segment;
+use super::txn::TxnMarker;
 use super::LogError;
 use crate::env::disk::{Disk, OpenMode};
 
@@ -47,7 +59,11 @@ use crate::env::disk::{Disk, OpenMode};
 /// (Kafka's max.in.flight.requests.per.connection limit for idempotence).
 pub const BATCHES_PER_PRODUCER: usize = 5;
 
-const SNAPSHOT_MAGIC: u32 = u32::from_be_bytes(*b"WPS1");
+const SNAPSHOT_MAGIC: u32 = u32::from_be_bytes(*b"WPS2");
+/// The layout before transactions.
+const SNAPSHOT_MAGIC_V1: u32 = u32::from_be_bytes(*b"WPS1");
+/// No marker seen yet.
+pub const NO_COORDINATOR_EPOCH: i32 = -1;
 /// Snapshots kept on disk; older ones are deleted after each write.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -59,11 +75,26 @@ pub struct BatchMetadata {
     pub last_offset: i64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
     /// Oldest first, at most [`BATCHES_PER_PRODUCER`].
     pub batches: VecDeque<BatchMetadata>,
+    /// Coordinator epoch of the last marker written for this producer.
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction on this partition.
+    pub txn_first_offset: Option<i64>,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            coordinator_epoch: NO_COORDINATOR_EPOCH,
+            txn_first_offset: None,
+        }
+    }
 }
 
 /// Verdict on one batch.
@@ -122,6 +153,23 @@ pub fn check_batch(
     {
         return Ok(SequenceCheck::Duplicate(*dup));
     }
+    // A stored batch the cleaner trimmed (its first records superseded and
+    // dropped) starts later than the retry, with the same last sequence and
+    // last offset. Within one epoch a sequence names one record, so the
+    // retry is that batch; its first offset is recovered from the length.
+    if let Some(stored) = e.batches.iter().find(|b| b.last_seq == last_seq) {
+        let len = h.last_offset_delta as i64;
+        let trimmed = sequence_delta(h.base_sequence, stored.first_seq)
+            .is_some_and(|d| d > 0 && (d as i64) <= len);
+        if trimmed {
+            return Ok(SequenceCheck::Duplicate(BatchMetadata {
+                first_seq: h.base_sequence,
+                last_seq,
+                first_offset: stored.last_offset - len,
+                last_offset: stored.last_offset,
+            }));
+        }
+    }
     let expected = match e.batches.back() {
         Some(b) => batch::increment_sequence(b.last_seq, 1),
         None => 0,
@@ -133,6 +181,17 @@ pub fn check_batch(
     }
 }
 
+/// How far sequence `to` is after `from` (wrapping at i32::MAX as
+/// sequences do), when it is at most one batch's worth ahead.
+fn sequence_delta(from: i32, to: i32) -> Option<i32> {
+    let d = if to >= from {
+        to - from
+    } else {
+        (i32::MAX - from) + to + 1
+    };
+    (d <= i32::MAX / 2).then_some(d)
+}
+
 /// Record a stored batch (offsets already assigned in `h`) in `entry`.
 pub fn apply_batch(entry: &mut ProducerEntry, h: &BatchHeader) {
     if h.producer_epoch != entry.epoch {
@@ -141,6 +200,9 @@ pub fn apply_batch(entry: &mut ProducerEntry, h: &BatchHeader) {
     }
     if h.is_control() || h.base_sequence < 0 {
         return;
+    }
+    if h.is_transactional() && entry.txn_first_offset.is_none() {
+        entry.txn_first_offset = Some(h.base_offset);
     }
     entry.batches.push_back(BatchMetadata {
         first_seq: h.base_sequence,
@@ -151,6 +213,44 @@ pub fn apply_batch(entry: &mut ProducerEntry, h: &BatchHeader) {
     while entry.batches.len() > BATCHES_PER_PRODUCER {
         entry.batches.pop_front();
     }
+}
+
+/// Check a marker (control batch `h` saying `marker`) against its
+/// producer's entry.
+pub fn check_marker(
+    entry: Option<&ProducerEntry>,
+    h: &BatchHeader,
+    marker: TxnMarker,
+) -> Result<(), LogError> {
+    let Some(e) = entry else {
+        return Ok(());
+    };
+    if h.producer_epoch < e.epoch {
+        return Err(LogError::ProducerFenced {
+            producer_id: h.producer_id,
+            epoch: h.producer_epoch,
+            current: e.epoch,
+        });
+    }
+    if marker.coordinator_epoch < e.coordinator_epoch {
+        return Err(LogError::CoordinatorFenced {
+            producer_id: h.producer_id,
+            coordinator_epoch: marker.coordinator_epoch,
+            current: e.coordinator_epoch,
+        });
+    }
+    Ok(())
+}
+
+/// Record a stored marker; returns the first offset of the transaction it
+/// closed (None: the producer wrote nothing here in that transaction).
+pub fn apply_marker(entry: &mut ProducerEntry, h: &BatchHeader, marker: TxnMarker) -> Option<i64> {
+    if h.producer_epoch != entry.epoch {
+        entry.epoch = h.producer_epoch;
+        entry.batches.clear();
+    }
+    entry.coordinator_epoch = marker.coordinator_epoch;
+    entry.txn_first_offset.take()
 }
 
 /// All producers of a partition, ordered by id (so snapshots are deterministic).
@@ -186,11 +286,26 @@ impl ProducerStateManager {
         self.producers.extend(staged);
     }
 
-    /// Apply a stored batch unconditionally (replay at open).
+    /// Apply a stored data batch unconditionally (replay at open, a
+    /// follower's append). Markers go through [`Self::replay_marker`].
     pub fn replay(&mut self, h: &BatchHeader) {
-        if h.has_producer_id() {
+        if h.has_producer_id() && !h.is_control() {
             apply_batch(self.producers.entry(h.producer_id).or_default(), h);
         }
+    }
+
+    /// Apply a stored marker unconditionally; the first offset of the
+    /// transaction it closed, if one was open.
+    pub fn replay_marker(&mut self, h: &BatchHeader, marker: TxnMarker) -> Option<i64> {
+        apply_marker(self.producers.entry(h.producer_id).or_default(), h, marker)
+    }
+
+    /// First offset of the earliest transaction still open here.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -200,6 +315,8 @@ impl ProducerStateManager {
         for (pid, e) in &self.producers {
             b.extend_from_slice(&pid.to_be_bytes());
             b.extend_from_slice(&e.epoch.to_be_bytes());
+            b.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            b.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
             b.push(e.batches.len() as u8);
             for m in &e.batches {
                 b.extend_from_slice(&m.first_seq.to_be_bytes());
@@ -221,14 +338,23 @@ impl ProducerStateManager {
             return None;
         }
         let mut r = Reader(body);
-        if r.u32()? != SNAPSHOT_MAGIC {
-            return None;
-        }
+        let v2 = match r.u32()? {
+            SNAPSHOT_MAGIC => true,
+            SNAPSHOT_MAGIC_V1 => false,
+            _ => return None,
+        };
         let count = r.u32()?;
         let mut producers = BTreeMap::new();
         for _ in 0..count {
             let pid = r.i64()?;
             let epoch = r.i16()?;
+            let (coordinator_epoch, txn_first_offset) = if v2 {
+                let ce = r.i32()?;
+                let first = r.i64()?;
+                (ce, (first >= 0).then_some(first))
+            } else {
+                (NO_COORDINATOR_EPOCH, None)
+            };
             let n = r.u8()? as usize;
             if n > BATCHES_PER_PRODUCER {
                 return None;
@@ -242,7 +368,15 @@ impl ProducerStateManager {
                     last_offset: r.i64()?,
                 });
             }
-            producers.insert(pid, ProducerEntry { epoch, batches });
+            producers.insert(
+                pid,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    coordinator_epoch,
+                    txn_first_offset,
+                },
+            );
         }
         if !r.0.is_empty() {
             return None;
@@ -412,6 +546,66 @@ mod tests {
             check_batch(Some(&w), &header(9, 0, 0, 1, 2)).unwrap(),
             SequenceCheck::Append
         );
+    }
+
+    #[test]
+    fn a_retry_of_a_batch_the_cleaner_trimmed_is_a_duplicate() {
+        let mut e = ProducerEntry::default();
+        apply_batch(&mut e, &header(1, 0, 0, 2, 0));
+        // Stored: sequences 2..=5 at offsets 2..=5, its first two records
+        // later cleaned away: the log holds sequences 4..=5 at 4..=5.
+        apply_batch(&mut e, &header(1, 0, 4, 2, 4));
+        let retry = header(1, 0, 2, 4, 0);
+        assert_eq!(
+            check_batch(Some(&e), &retry).unwrap(),
+            SequenceCheck::Duplicate(BatchMetadata {
+                first_seq: 2,
+                last_seq: 5,
+                first_offset: 2,
+                last_offset: 5,
+            })
+        );
+        // Same last sequence but starting after the stored copy: no retry
+        // looks like that; it is out of order.
+        let bogus = header(1, 0, 5, 1, 0);
+        assert!(check_batch(Some(&e), &bogus).is_err());
+        // Sequences wrap from i32::MAX to 0.
+        assert_eq!(sequence_delta(i32::MAX - 1, 1), Some(3));
+        assert_eq!(sequence_delta(5, 2), None);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_transactions_still_loads() {
+        // WPS1: magic, count, then id, epoch, batch count, batches; CRC.
+        let mut b = Vec::new();
+        b.extend_from_slice(b"WPS1");
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&7i64.to_be_bytes());
+        b.extend_from_slice(&2i16.to_be_bytes());
+        b.push(1);
+        for v in [0i32, 4] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [10i64, 14] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        let m = ProducerStateManager::decode(&b).expect("a WPS1 snapshot decodes");
+        let e = m.get(7).unwrap();
+        assert_eq!(e.epoch, 2);
+        assert_eq!(e.coordinator_epoch, NO_COORDINATOR_EPOCH);
+        assert_eq!(e.txn_first_offset, None);
+        assert_eq!(e.batches.back().unwrap().last_offset, 14);
+        // And the current layout round-trips the transaction fields.
+        let mut m = m;
+        let mut e = m.get(7).unwrap().clone();
+        e.coordinator_epoch = 3;
+        e.txn_first_offset = Some(15);
+        m.commit([(7, e.clone())].into());
+        let again = ProducerStateManager::decode(&m.encode()).unwrap();
+        assert_eq!(again.get(7), Some(&e));
+        assert_eq!(again.first_unstable_offset(), Some(15));
     }
 
     #[test]

@@ -38,9 +38,14 @@ impl PartitionLog {
             Vec::with_capacity(split.len());
         let mut records = 0u64;
         let mut gaps = false;
+        // Each marker's record, read before anything is written.
+        let mut markers = Vec::new();
         for (range, h) in split {
             let checked = batch::validate_batch(&batches[range.clone()])?;
             checked.validate_fields()?;
+            if checked.is_control() {
+                markers.push(super::txn::parse_marker(&batches[range.clone()])?);
+            }
             if checked.base_offset < next {
                 return Err(LogError::InvalidRecord(format!(
                     "follower append at {} is below the log end {next}",
@@ -79,8 +84,12 @@ impl PartitionLog {
             .active_mut()
             .append(batches, &headers, interval, now_ms);
         self.note_io(r)?;
+        let mut markers = markers.into_iter();
         for (_, h) in &headers {
-            if h.has_producer_id() {
+            if h.is_control() {
+                let marker = markers.next().expect("one marker read per control batch");
+                self.apply_marker(h, marker)?;
+            } else if h.has_producer_id() {
                 self.producers.replay(h);
             }
         }

@@ -179,6 +179,10 @@ impl PartitionLog {
             let seg = self.segments.remove(&base).expect("listed above");
             seg.delete_files(self.disk.as_ref(), &self.dir)?;
         }
+        if let Some(&first) = self.segments.keys().next() {
+            // Their aborted-transaction entries went with their files.
+            self.aborted.forget_segment(i64::MIN, first);
+        }
         if !doomed.is_empty() {
             let before = self.cleaner_state.clone();
             self.cleaner_state

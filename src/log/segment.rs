@@ -223,6 +223,12 @@ impl Segment {
     /// Create a new empty segment (replacing any files of that name).
     pub fn create(disk: &dyn Disk, dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let (lp, ip, tp) = Self::paths(dir, base_offset);
+        // An aborted-transaction index of an earlier segment at this base
+        // (a log restarted empty) describes records that are gone.
+        let txn_path = dir.join(file_name(base_offset, "txnindex"));
+        if disk.exists(&txn_path) {
+            disk.remove_file(&txn_path)?;
+        }
         let log = disk.open(&lp, OpenMode::CREATE_NEW_EMPTY)?;
         Ok(Segment {
             base_offset,
@@ -611,20 +617,29 @@ impl Segment {
         })
     }
 
+    /// As [`Segment::for_each_header`], with each batch's file position.
+    pub fn for_each_header_at(
+        &self,
+        from_offset: i64,
+        mut f: impl FnMut(u64, &BatchHeader) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let start = self.offset_index.lookup(from_offset) as u64;
+        let end = scan_batches(self.log.as_ref(), start, self.size, false, |pos, h| {
+            if h.last_offset() >= from_offset {
+                f(pos, h)?;
+            }
+            Ok(true)
+        })?;
+        self.corrupt_at_rest(&end)
+    }
+
     /// Visit every batch header from `from_offset` on (no CRC check).
     pub fn for_each_header(
         &self,
         from_offset: i64,
         mut f: impl FnMut(&BatchHeader) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
-        let start = self.offset_index.lookup(from_offset) as u64;
-        let end = scan_batches(self.log.as_ref(), start, self.size, false, |_, h| {
-            if h.last_offset() >= from_offset {
-                f(h)?;
-            }
-            Ok(true)
-        })?;
-        self.corrupt_at_rest(&end)
+        self.for_each_header_at(from_offset, |_, h| f(h))
     }
 
     /// A scan of stored bytes that stopped early found damage at rest (the
@@ -689,7 +704,7 @@ impl Segment {
     pub fn delete_files(self, disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
         let base = self.base_offset;
         drop(self);
-        for ext in ["index", "timeindex", "log"] {
+        for ext in ["index", "timeindex", "txnindex", "log"] {
             let path = dir.join(file_name(base, ext));
             match disk.remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),

@@ -578,7 +578,8 @@ fn checkpoint_hws(inner: &Arc<Inner>) {
         st.checkpointed.extend(hosted);
         st.checkpointed.clone()
     };
-    if inner.registry.log_dir().is_offline() {
+    // The checkpoint lives in the first log dir (with the metadata).
+    if inner.registry.log_dirs()[0].is_offline() {
         return;
     }
     if let Err(e) = hw_checkpoint::write(inner.registry.disk().as_ref(), &inner.hw_file_dir, &hws) {

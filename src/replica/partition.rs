@@ -70,6 +70,18 @@ pub struct ReplicaState {
     followers: BTreeMap<i32, FollowerProgress>,
 }
 
+/// What a consumer's fetch of one partition read.
+#[derive(Debug)]
+pub struct ConsumerRead {
+    pub high_watermark: i64,
+    /// The HW, or the first offset of the earliest open transaction if lower.
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+    /// read_committed only: aborted transactions the records may hold.
+    pub aborted: Vec<crate::log::txn::AbortedTxn>,
+}
+
 /// One hosted partition replica.
 pub struct Partition {
     pub topic: String,
@@ -341,6 +353,40 @@ impl Partition {
         Ok((info, epoch))
     }
 
+    /// Leader: write the marker ending `producer_id`'s transaction here (for
+    /// the transaction coordinator's WriteTxnMarkers), stamped with the
+    /// leader epoch. Returns the append and its epoch, to wait on the HW as
+    /// acks=all does.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: crate::log::txn::TxnMarker,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, i32), (Code, String)> {
+        let mut st = self.lock();
+        if st.role != Role::Leader {
+            return Err((
+                codes::NOT_LEADER_OR_FOLLOWER,
+                "this broker is not the partition leader".into(),
+            ));
+        }
+        let epoch = st.leader_epoch;
+        let info = self
+            .log
+            .with_log(|l| l.append_marker(producer_id, producer_epoch, marker, epoch, now_ms))
+            .map_err(|e| (e.error_code(), e.to_string()))?;
+        let moved = self
+            .maybe_increment_hw(&mut st)
+            .map_err(|c| (c, "log unavailable".to_string()))?;
+        drop(st);
+        self.log.notify_appended();
+        if moved {
+            self.changed.notify_waiters();
+        }
+        Ok((info, epoch))
+    }
+
     /// acks=all: wait until the HW passes `last_offset` (NONE), the
     /// leadership of `epoch` ends (NOT_LEADER_OR_FOLLOWER), the ISR is
     /// below min.insync.replicas (NOT_ENOUGH_REPLICAS_AFTER_APPEND), or
@@ -388,14 +434,18 @@ impl Partition {
         }
     }
 
-    /// Consumer fetch: batches below the HW. Returns (HW, log start, records).
+    /// Consumer fetch: batches below the HW, or with `read_committed`
+    /// below the last stable offset (the HW, or the first offset of the
+    /// earliest open transaction if lower), with the aborted transactions
+    /// the reader must filter out.
     pub fn read_for_consumer(
         &self,
         fetch_offset: i64,
         current_leader_epoch: i32,
         max_bytes: usize,
         min_one_batch: bool,
-    ) -> Result<(i64, i64, Bytes), Code> {
+        read_committed: bool,
+    ) -> Result<ConsumerRead, Code> {
         let st = self.lock();
         Self::check_epoch(&st, current_leader_epoch)?;
         if st.role != Role::Leader {
@@ -404,8 +454,21 @@ impl Partition {
         let hw = st.high_watermark;
         self.log
             .with_log(|l| {
-                let slice = l.read_below(fetch_offset, hw, max_bytes, min_one_batch)?;
-                Ok((hw, l.log_start_offset(), slice.records))
+                let lso = l.first_unstable_offset().map_or(hw, |f| f.min(hw));
+                let upper = if read_committed { lso } else { hw };
+                let slice = l.read_below(fetch_offset, upper, max_bytes, min_one_batch)?;
+                let aborted = if read_committed && !slice.records.is_empty() {
+                    l.aborted_transactions(fetch_offset, upper)
+                } else {
+                    Vec::new()
+                };
+                Ok(ConsumerRead {
+                    high_watermark: hw,
+                    last_stable_offset: lso,
+                    log_start_offset: l.log_start_offset(),
+                    records: slice.records,
+                    aborted,
+                })
             })
             .map_err(log_code)
     }
@@ -722,12 +785,14 @@ impl Partition {
         code
     }
 
-    /// ListOffsets on the leader: LATEST = HW, EARLIEST = log start,
-    /// timestamps only below the HW. Returns (offset, timestamp, epoch).
+    /// ListOffsets on the leader: LATEST = HW (the last stable offset for
+    /// `read_committed`), EARLIEST = log start, timestamps only below the
+    /// HW. Returns (offset, timestamp, epoch).
     pub fn list_offset(
         &self,
         timestamp: i64,
         current_leader_epoch: i32,
+        read_committed: bool,
     ) -> Result<Option<(i64, i64, i32)>, Code> {
         const LATEST: i64 = -1;
         const EARLIEST: i64 = -2;
@@ -741,8 +806,12 @@ impl Partition {
         self.log
             .with_log(|l| {
                 let epoch_of = |off: i64| l.epoch_for_offset(off).unwrap_or(-1);
+                let latest = match l.first_unstable_offset() {
+                    Some(first) if read_committed => first.min(hw),
+                    _ => hw,
+                };
                 Ok(match timestamp {
-                    LATEST => Some((hw, -1, l.latest_epoch().unwrap_or(-1))),
+                    LATEST => Some((latest, -1, l.latest_epoch().unwrap_or(-1))),
                     EARLIEST => {
                         let start = l.log_start_offset();
                         Some((start, -1, epoch_of(start)))

@@ -42,7 +42,10 @@ pub fn originals(a: &KeyedAnalysis, out: &mut Vec<Anomaly>) {
                 .iter()
                 .copied()
                 .filter(|&s| {
-                    a.sends[s].partition == r.partition && a.sends[s].record_key == rec.record_key
+                    let s = &a.sends[s];
+                    s.partition == r.partition
+                        && s.record_key == rec.record_key
+                        && s.tombstone == rec.tombstone
                 })
                 .collect();
             if here.is_empty() {
@@ -246,6 +249,11 @@ pub fn final_read(a: &KeyedAnalysis, out: &mut Vec<Anomaly>) {
                 .and_then(|keys| keys.get(&record_key))
                 .unwrap_or(&none);
             if final_records.range(offset + 1..).next().is_some() {
+                continue;
+            }
+            // A deleted key may be gone altogether (its tombstone purged
+            // after delete.retention.ms), never back at an older value.
+            if s.tombstone && final_records.range(..offset).next().is_none() {
                 continue;
             }
             if f.policy.delete && offset < start {

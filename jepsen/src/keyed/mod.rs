@@ -14,7 +14,8 @@
 //!   (`inconsistent-offsets`, `duplicate`, per partition): the cleaner
 //!   keeps every survivor's offset.
 //! - Every record read is an original: its value was written for that
-//!   record key of that partition (`foreign-read`), by a send that did not
+//!   record key of that partition, as a tombstone exactly when it was sent
+//!   as one (`foreign-read`), by a send that did not
 //!   fail (`G1a`).
 //! - A process reads a partition in offset order (`nonmonotonic-poll`
 //!   across its polls, `int-nonmonotonic-poll` inside one).
@@ -25,7 +26,10 @@
 //! - The log start offset never goes back: a probe that began after another
 //!   ended sees a start at least as high (`log-start-regression`).
 //! - The final read holds, on a compacted topic, every record key's latest
-//!   committed value or a later value of that key (`lost-latest`); below the
+//!   committed value or a later value of that key (`lost-latest`). When the
+//!   latest is a tombstone, the key may also be gone altogether (the cleaner
+//!   drops tombstones delete.retention.ms after cleaning them), but an older
+//!   value must not be back (a resurrected key is `lost-latest`); below the
 //!   final log start offset anything may be gone under `delete`. Without
 //!   compaction it holds every committed record at or above the final log
 //!   start offset (`lost-retained`).
@@ -58,6 +62,8 @@ pub struct KeyedSend {
     pub partition: Key,
     pub record_key: Key,
     pub value: i64,
+    /// A tombstone: deletes the record key (`value` names it).
+    pub tombstone: bool,
     /// The offset its acknowledgement reported.
     pub acked_offset: Option<i64>,
     /// Ok, Fail or Info (an invoke never completed is Info).
@@ -203,6 +209,7 @@ impl KeyedAnalysis {
                     record_key,
                     offset,
                     value,
+                    tombstone,
                 } => {
                     // A record of a partly acknowledged op (info) that
                     // carries an offset was acknowledged there itself.
@@ -214,6 +221,7 @@ impl KeyedAnalysis {
                         partition: key.clone(),
                         record_key: record_key.clone(),
                         value: *value,
+                        tombstone: *tombstone,
                         acked_offset: if kind == OpType::Ok { *offset } else { None },
                         kind,
                         invoked: invoke.index,

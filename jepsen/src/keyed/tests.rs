@@ -443,3 +443,76 @@ fn a_record_acknowledged_in_a_partly_failed_op_counts_as_acknowledged() {
     present.push(r#"3 ok poll [["kpoll",{"0":[[0,1,10]]}]]"#);
     assert!(check(&present).valid);
 }
+
+/// The five sends, then key 2 deleted: tombstone 22 acknowledged at 5.
+fn five_sends_then_delete() -> Vec<String> {
+    let mut lines = five_sends();
+    lines.extend([
+        r#"1 invoke send [["ksend",0,2,[null,22],"tombstone"]]"#.to_string(),
+        r#"1 ok send [["ksend",0,2,[5,22],"tombstone"]]"#.to_string(),
+    ]);
+    lines
+}
+
+fn final_read_of(records: &str) -> Report {
+    let poll = format!(r#"3 ok poll [["kpoll",{{"0":{records}}}]]"#);
+    with(
+        five_sends_then_delete(),
+        &[
+            r#"3 invoke poll [["final-read","compact"]]"#,
+            r#"3 ok poll [["final-read","compact",{"0":[0,6]}]]"#,
+            &poll,
+        ],
+    )
+}
+
+#[test]
+fn a_deleted_key_may_keep_its_tombstone_or_be_gone() {
+    // The tombstone is read (its values below it cleaned away) ...
+    let r = final_read_of(r#"[[4,1,13],[5,2,22,"tombstone"]]"#);
+    assert!(r.valid, "{}", r.to_json());
+    // ... or delete.retention.ms passed and the cleaner dropped it too.
+    let r = final_read_of(r#"[[4,1,13]]"#);
+    assert!(r.valid, "{}", r.to_json());
+}
+
+#[test]
+fn a_deleted_key_back_at_an_older_value_is_lost_latest() {
+    // The tombstone went but key 2's older 21 survived: the key came back.
+    let r = final_read_of(r#"[[3,2,21],[4,1,13]]"#);
+    assert_kinds(&r, &[AnomalyKind::LostLatest]);
+    assert_eq!(
+        r.of(AnomalyKind::LostLatest),
+        &[Anomaly::LostLatest {
+            key: Key::Int(0),
+            record_key: Key::Int(2),
+            value: 22,
+            offset: 5,
+            writer: 11,
+            final_latest: Some((3, 21)),
+        }]
+    );
+}
+
+#[test]
+fn a_tombstone_read_as_a_value_or_a_value_as_a_tombstone_is_foreign() {
+    // Offset 5 read as a live record named 22: 22 was sent as a tombstone.
+    let r = final_read_of(r#"[[4,1,13],[5,2,22]]"#);
+    assert_kinds(&r, &[AnomalyKind::ForeignRead]);
+    // Key 1's 13 read back as a tombstone.
+    let r = final_read_of(r#"[[4,1,13,"tombstone"],[5,2,22,"tombstone"]]"#);
+    assert_kinds(&r, &[AnomalyKind::ForeignRead]);
+}
+
+#[test]
+fn tombstones_round_trip_through_the_history_format() {
+    let ops = h(&[
+        r#"1 ok send [["ksend",0,2,[5,22],"tombstone"]]"#,
+        r#"3 ok poll [["kpoll",{"0":[[4,1,13],[5,2,22,"tombstone"]]}]]"#,
+    ]);
+    let mut text = Vec::new();
+    write_history(&mut text, &ops).unwrap();
+    assert_eq!(read_history(&text[..]).unwrap(), ops);
+    let bad = r#"{"index":0,"process":1,"type":"ok","f":"send","value":[["ksend",0,2,[5,22],"tomb"]],"time":0}"#;
+    assert!(parse_history(bad).is_err());
+}

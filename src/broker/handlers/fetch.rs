@@ -13,7 +13,8 @@
 //!
 //! Partitions come from the metadata image and are served by the
 //! ReplicaManager. A consumer reads from the leader only, below the high
-//! watermark (high_watermark = last stable offset = HW), with KIP-320 epoch
+//! watermark, or with isolation_level 1 (read_committed) below the last
+//! stable offset with the aborted transactions to filter, with KIP-320 epoch
 //! fencing (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH). A partition in the
 //! image but not led or not hosted here answers NOT_LEADER_OR_FOLLOWER
 //! naming the current leader (v12+); one not in the image answers
@@ -30,9 +31,9 @@ use std::task::Poll;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::futures::Notified;
 
 use super::hosted_replica;
@@ -77,6 +78,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         return handle_replica_fetch(broker, request, version, replica_id).await;
     }
     let (topics, targets) = resolve(broker, &request.topics, version);
+    let read_committed = request.isolation_level == 1;
     let wait_ms = request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX);
     let deadline = now() + Duration::from_millis(wait_ms as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -96,7 +98,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         for w in waits.iter_mut() {
             w.as_mut().enable();
         }
-        let (datas, bytes, any_error) = read_all(&targets, max_bytes, version);
+        let (datas, bytes, any_error) = read_all(&targets, max_bytes, version, read_committed);
         let remaining = deadline.saturating_duration_since(now());
         if bytes >= min_bytes
             || any_error
@@ -163,6 +165,7 @@ fn read_all(
     targets: &[Target],
     max_bytes: usize,
     version: i16,
+    read_committed: bool,
 ) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut out = Vec::with_capacity(targets.len());
     let mut total = 0usize;
@@ -200,16 +203,26 @@ fn read_all(
             t.current_leader_epoch,
             limit,
             min_one_batch,
+            read_committed,
         ) {
-            Ok((hw, start, records)) => {
-                total += records.len();
+            Ok(r) => {
+                total += r.records.len();
+                let aborted = r
+                    .aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect();
                 out.push((
                     t.topic_slot,
-                    data.with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
-                        .with_log_start_offset(start)
-                        .with_aborted_transactions(Some(Vec::new()))
-                        .with_records(Some(records)),
+                    data.with_high_watermark(r.high_watermark)
+                        .with_last_stable_offset(r.last_stable_offset)
+                        .with_log_start_offset(r.log_start_offset)
+                        .with_aborted_transactions(Some(aborted))
+                        .with_records(Some(r.records)),
                 ));
             }
             Err(code) => {

@@ -18,6 +18,8 @@ use crate::broker::Broker;
 const LEADER_EPOCH_VERSION: i16 = 4;
 
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // isolation_level 1 (read_committed): LATEST is the last stable offset.
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -32,7 +34,9 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         .with_offset(-1)
                         .with_leader_epoch(-1);
                     let found = hosted_replica(broker, t.name.0.as_str(), p.partition_index)
-                        .and_then(|r| r.list_offset(p.timestamp, p.current_leader_epoch));
+                        .and_then(|r| {
+                            r.list_offset(p.timestamp, p.current_leader_epoch, read_committed)
+                        });
                     match found {
                         Ok(Some((offset, timestamp, epoch))) => resp
                             .with_offset(offset)

@@ -31,6 +31,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod write_txn_markers;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
@@ -178,6 +179,11 @@ pub async fn dispatch(
                 version,
                 &init_producer_id::handle(broker, req).await,
             )?;
+        }
+        ApiKey::WriteTxnMarkers => {
+            let req = decode(&mut body, version)?;
+            let resp = write_txn_markers::handle(broker, req).await;
+            respond(out, correlation_id, version, &resp)?;
         }
         ApiKey::FindCoordinator => {
             let req = decode(&mut body, version)?;

@@ -114,11 +114,6 @@ pub async fn handle(
             };
             let r = if !(acks == 0 || acks == 1 || acks == -1) {
                 error(ec::INVALID_REQUIRED_ACKS, "acks must be 0, 1 or -1")
-            } else if transactional {
-                error(
-                    ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                    "transactions are not supported yet",
-                )
             } else {
                 match (
                     hosted_replica(broker, plan.name.0.as_str(), p.index),
@@ -129,7 +124,7 @@ pub async fn handle(
                     (Ok(_), Some(range)) if range.is_empty() => error(INVALID_RECORD, "no records"),
                     (Ok(replica), Some(range)) => {
                         let batches = &mut frame[range];
-                        if let Some((code, msg)) = reject_batches(batches) {
+                        if let Some((code, msg)) = reject_batches(batches, transactional) {
                             error(code, msg)
                         } else {
                             match replica.append_as_leader(batches, acks == -1, now_ms()) {
@@ -192,11 +187,14 @@ fn not_hosted_message(code: i16) -> &'static str {
     }
 }
 
-/// Batches the broker refuses before the log sees them: transactional
-/// batches (no transaction coordinator yet) and control batches (only a
-/// coordinator may write those). Malformed framing is left to the log, which
-/// reports CORRUPT_MESSAGE.
-fn reject_batches(batches: &[u8]) -> Option<(i16, &'static str)> {
+/// Batches the broker refuses before the log sees them: control batches
+/// (only a partition leader writes those, on WriteTxnMarkers), and a
+/// mismatch between the request's transactional id and the batches'
+/// transactional bit (as Kafka: a transactional batch needs a
+/// transactional id, and a request with one carries only transactional
+/// batches). Malformed framing is left to the log, which reports
+/// CORRUPT_MESSAGE.
+fn reject_batches(batches: &[u8], transactional_request: bool) -> Option<(i16, &'static str)> {
     let mut pos = 0usize;
     while pos + HEADER_BYTES <= batches.len() {
         let len_bytes: [u8; 4] = batches[pos + BATCH_LENGTH_AT..pos + BATCH_LENGTH_AT + 4]
@@ -206,14 +204,21 @@ fn reject_batches(batches: &[u8]) -> Option<(i16, &'static str)> {
             batches[pos + ATTRIBUTES_AT],
             batches[pos + ATTRIBUTES_AT + 1],
         ]);
-        if attrs & ATTR_TRANSACTIONAL != 0 {
-            return Some((
-                ec::INVALID_TXN_STATE,
-                "transactional batches are not supported yet",
-            ));
-        }
         if attrs & ATTR_CONTROL != 0 {
             return Some((INVALID_RECORD, "clients may not write control batches"));
+        }
+        let batch_transactional = attrs & ATTR_TRANSACTIONAL != 0;
+        if batch_transactional && !transactional_request {
+            return Some((
+                INVALID_RECORD,
+                "a transactional batch needs the request's transactional id",
+            ));
+        }
+        if !batch_transactional && transactional_request {
+            return Some((
+                INVALID_RECORD,
+                "a request with a transactional id carries only transactional batches",
+            ));
         }
         let len = i32::from_be_bytes(len_bytes);
         if len <= 0 {
