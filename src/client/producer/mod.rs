@@ -43,6 +43,7 @@
 
 mod accumulator;
 pub mod config;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
