@@ -179,6 +179,11 @@ impl TxnMachine {
         self.added.iter().cloned().collect()
     }
 
+    /// Nothing was added to the transaction: no EndTxn is needed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.offsets_added.is_empty()
+    }
+
     /// Whether AddOffsetsToTxn is still needed for `group`.
     pub fn needs_offsets_add(&self, group: &str) -> bool {
         !self.offsets_added.contains(group)
