@@ -210,6 +210,14 @@ impl Producer {
         })
     }
 
+    /// The transaction state, for a transactional producer.
+    pub fn transaction_state(&self) -> Option<super::txn::TxnState> {
+        self.inner
+            .txn
+            .as_ref()
+            .map(|t| t.machine.lock().expect("txn machine lock").state().clone())
+    }
+
     /// InitProducerId with the transactional id: fences older producers of
     /// the same id and finishes (aborts) any transaction they left open.
     pub async fn init_transactions(&self) -> Result<(), ClientError> {
