@@ -226,12 +226,15 @@ impl TxnMachine {
         let why = why.into();
         match class {
             ErrorClass::Fatal => self.state = TxnState::Fatal(why),
-            ErrorClass::Abortable => {
+            ErrorClass::Abortable => match self.state {
                 // An abort that fails abortably stays an abort to retry.
-                if !matches!(self.state, TxnState::Aborting | TxnState::Fatal(_)) {
-                    self.state = TxnState::Abortable(why);
-                }
-            }
+                TxnState::Aborting | TxnState::Fatal(_) => {}
+                // An unexpected EndTxn(commit) error: an earlier attempt may
+                // have committed, so aborting now would lie. Kafka treats it
+                // as fatal too.
+                TxnState::Committing => self.state = TxnState::Fatal(why),
+                _ => self.state = TxnState::Abortable(why),
+            },
             ErrorClass::Retry | ErrorClass::Rediscover => {}
         }
     }
@@ -323,6 +326,16 @@ mod tests {
         }
         assert_eq!(m.state(), &TxnState::Committing);
         m.check(TxnCall::Commit).unwrap();
+    }
+
+    #[test]
+    fn an_unexpected_commit_error_is_fatal_not_abortable() {
+        let mut m = TxnMachine::new();
+        m.initialized();
+        m.begin().unwrap();
+        m.ending(true).unwrap();
+        m.failed(ErrorClass::Abortable, "INVALID_TXN_STATE");
+        assert!(matches!(m.state(), TxnState::Fatal(_)), "{:?}", m.state());
     }
 
     #[test]
