@@ -110,6 +110,15 @@ fn stale_markers_are_fenced_and_producers_cannot_write_markers() {
     assert!(matches!(e, LogError::ProducerFenced { .. }), "{e}");
     let e = log.append_marker(1, 0, marker(true, 6), 0, 1).unwrap_err();
     assert!(matches!(e, LogError::ProducerFenced { .. }), "{e}");
+    // Inside its open transaction a producer writes only transactionally.
+    let mut l2 = open(
+        &SimDisk::new(20, SimDiskOptions::default()),
+        LogConfig::default(),
+    );
+    l2.append(&mut data(4, 0, 1, true), 0, 1).unwrap();
+    let e = l2.append(&mut data(4, 1, 1, false), 0, 1).unwrap_err();
+    assert!(matches!(e, LogError::InvalidTxnState(_)), "{e}");
+    assert_eq!(e.error_code(), 48);
     // Control batches never come from producers.
     let e = log
         .append(&mut build_marker(1, 1, marker(true, 6), 1), 0, 1)
@@ -277,7 +286,7 @@ mod cleaning {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
-    use weir::log::txn::is_aborted;
+    use weir::log::txn::parse_marker;
     use weir::log::CleanupPolicy;
 
     use super::*;
@@ -314,11 +323,18 @@ mod cleaning {
 
     type Rec = (i64, Vec<u8>, Option<Vec<u8>>);
 
-    /// What a read_committed consumer reading from the log start gets:
-    /// every record below `upper` except control batches and the batches
-    /// of aborted transactions (Kafka's consumer-side filtering).
+    /// What a read_committed consumer reading from the log start gets, by
+    /// the Java consumer's rule: a producer joins the aborted set when a
+    /// batch reaches the first offset of one of its aborted transactions
+    /// (as listed for the fetch), its transactional batches are skipped
+    /// while it is there, and only its ABORT marker takes it out. Control
+    /// batches are never returned.
     pub(super) fn read_committed(log: &PartitionLog, upper: i64) -> Vec<Rec> {
-        let aborted = log.aborted_transactions(log.log_start_offset(), upper);
+        let mut listed = log
+            .aborted_transactions(log.log_start_offset(), upper)
+            .into_iter()
+            .peekable();
+        let mut aborting = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         let mut off = log.log_start_offset();
         while off < upper {
@@ -331,10 +347,20 @@ mod cleaning {
                 if h.base_offset >= upper {
                     return out;
                 }
-                if h.is_control() || is_aborted(&h, &aborted) {
+                while let Some(t) = listed.next_if(|t| t.first_offset <= h.last_offset()) {
+                    aborting.insert(t.producer_id);
+                }
+                let bytes = &slice.records[range];
+                if h.is_control() {
+                    if !parse_marker(bytes).unwrap().commit {
+                        aborting.remove(&h.producer_id);
+                    }
                     continue;
                 }
-                for r in batch::decode_records(&slice.records[range]).unwrap() {
+                if h.is_transactional() && aborting.contains(&h.producer_id) {
+                    continue;
+                }
+                for r in batch::decode_records(bytes).unwrap() {
                     out.push((
                         r.offset,
                         r.key.unwrap().to_vec(),

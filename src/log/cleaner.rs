@@ -417,6 +417,7 @@ impl PartitionLog {
                     out.segments_rewritten += 1;
                     out.bytes_written += written;
                     self.swap_segment(base, written)?;
+                    self.prune_aborted_index(base)?;
                 }
             }
         }

@@ -257,6 +257,8 @@ pub enum LogError {
         coordinator_epoch: i32,
         current: i32,
     },
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
     #[error("unknown producer id {0}")]
     UnknownProducerId(i64),
     #[error("storage error: {0}")]
@@ -274,6 +276,7 @@ impl LogError {
             LogError::OutOfOrderSequence { .. } => 45,
             LogError::ProducerFenced { .. } => 47, // INVALID_PRODUCER_EPOCH
             LogError::CoordinatorFenced { .. } => 52, // TRANSACTION_COORDINATOR_FENCED
+            LogError::InvalidTxnState(_) => 48,
             LogError::UnknownProducerId(_) => 59,
             LogError::Io(_) => 56, // KAFKA_STORAGE_ERROR
         }
@@ -454,6 +457,11 @@ impl PartitionLog {
         let bases: Vec<i64> = log.segments.keys().copied().collect();
         log.aborted = txn::AbortedIndex::load(log.disk.as_ref(), &log.dir, &bases)?;
         log.rebuild_producer_state()?;
+        // A crash between a cleaner swap that removed markers and the
+        // rewrite of that segment's index leaves entries without markers.
+        for base in bases {
+            log.prune_aborted_index(base)?;
+        }
         log.load_epoch_cache()?;
         if clean {
             // From here on a crash must trigger recovery again.
@@ -562,6 +570,41 @@ impl PartitionLog {
             self.record_abort(base, producer_id, first_offset, last_offset)?;
         }
         Ok(())
+    }
+
+    /// Forget the aborted transactions of segment `base` whose ABORT marker
+    /// is no longer there (the cleaner removed it once the transaction's
+    /// records were gone and its horizon passed). A reader that meets such
+    /// an entry without its marker would treat the producer's later
+    /// transactions as aborted too, as Kafka's consumer does.
+    pub(crate) fn prune_aborted_index(&mut self, base: i64) -> Result<(), LogError> {
+        let upper = self
+            .segments
+            .range(base + 1..)
+            .next()
+            .map_or(i64::MAX, |(b, _)| *b);
+        let Some(seg) = self.segments.get(&base) else {
+            return Ok(());
+        };
+        let mut gone = Vec::new();
+        for t in self.aborted.in_range(base, upper) {
+            let marker_there = match seg.find_batch(t.last_offset)? {
+                Some((_, h)) => {
+                    h.base_offset == t.last_offset
+                        && h.is_control()
+                        && h.producer_id == t.producer_id
+                }
+                None => false,
+            };
+            if !marker_there {
+                gone.push(t.last_offset);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.aborted
+            .remove_and_rewrite(self.disk.as_ref(), &self.dir, base, upper, &gone)
     }
 
     /// Index an aborted transaction whose ABORT marker is at `last_offset`

@@ -133,6 +133,13 @@ pub fn check_batch(
     let Some(e) = entry else {
         return Ok(SequenceCheck::Append);
     };
+    if !h.is_transactional() && e.txn_first_offset.is_some() && h.producer_epoch == e.epoch {
+        // As Kafka: a producer in a transaction writes only transactionally.
+        return Err(LogError::InvalidTxnState(format!(
+            "producer {} sent a non-transactional batch inside its open transaction",
+            h.producer_id
+        )));
+    }
     let out_of_order = |expected| LogError::OutOfOrderSequence {
         producer_id: h.producer_id,
         expected,

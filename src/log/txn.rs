@@ -248,6 +248,46 @@ impl AbortedIndex {
         }
     }
 
+    /// The transactions whose markers are in `[base, upper)`.
+    pub fn in_range(&self, base: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.by_last.range(base..upper).map(|(_, t)| *t).collect()
+    }
+
+    /// Forget the transactions whose markers were at `offsets` (the cleaner
+    /// removed them) and rewrite the index file of segment `[base, upper)`
+    /// through `.tmp` and a rename, so it is whole before or after a crash.
+    pub fn remove_and_rewrite(
+        &mut self,
+        disk: &dyn Disk,
+        dir: &Path,
+        base: i64,
+        upper: i64,
+        offsets: &[i64],
+    ) -> Result<(), LogError> {
+        for o in offsets {
+            self.by_last.remove(o);
+        }
+        let path = index_path(dir, base);
+        let kept: Vec<u8> = self
+            .by_last
+            .range(base..upper)
+            .flat_map(|(_, t)| t.encode())
+            .collect();
+        if kept.is_empty() {
+            if disk.exists(&path) {
+                disk.remove_file(&path)?;
+            }
+            return Ok(());
+        }
+        let tmp = dir.join(format!("{}.tmp", segment::file_name(base, "txnindex")));
+        let f = disk.open(&tmp, OpenMode::CREATE_NEW_EMPTY)?;
+        f.write_at(&kept, 0)?;
+        f.sync_data()?;
+        drop(f);
+        disk.rename(&tmp, &path)?;
+        Ok(())
+    }
+
     pub fn clear(&mut self) {
         self.by_last.clear();
     }
