@@ -13,8 +13,12 @@ use crate::history::Key;
 /// sorts them), so a `BTreeMap<AnomalyKind, _>` lists them by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum AnomalyKind {
+    #[serde(rename = "G0")]
+    G0,
     #[serde(rename = "G1a")]
     G1a,
+    #[serde(rename = "G1c")]
+    G1c,
     #[serde(rename = "duplicate")]
     Duplicate,
     #[serde(rename = "foreign-read")]
@@ -60,8 +64,10 @@ pub enum AnomalyKind {
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 22] = [
+    pub const ALL: [AnomalyKind; 24] = [
+        AnomalyKind::G0,
         AnomalyKind::G1a,
+        AnomalyKind::G1c,
         AnomalyKind::Duplicate,
         AnomalyKind::ForeignRead,
         AnomalyKind::GroupPollSkip,
@@ -88,7 +94,9 @@ impl AnomalyKind {
     /// The Jepsen name, e.g. `lost-write`.
     pub fn name(self) -> &'static str {
         match self {
+            AnomalyKind::G0 => "G0",
             AnomalyKind::G1a => "G1a",
+            AnomalyKind::G1c => "G1c",
             AnomalyKind::Duplicate => "duplicate",
             AnomalyKind::ForeignRead => "foreign-read",
             AnomalyKind::GroupPollSkip => "group-poll-skip",
@@ -132,6 +140,12 @@ impl fmt::Display for AnomalyKind {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "anomaly")]
 pub enum Anomaly {
+    /// A cycle of ww edges only between operations that took effect.
+    #[serde(rename = "G0")]
+    G0 { key: Key, cycle: Vec<CycleStep> },
+    /// A cycle of ww and wr edges with at least one wr.
+    #[serde(rename = "G1c")]
+    G1c { key: Key, cycle: Vec<CycleStep> },
     /// A value written by a failed send or txn was observed by `reader`.
     #[serde(rename = "G1a")]
     G1a {
@@ -355,9 +369,21 @@ pub enum Anomaly {
     },
 }
 
+/// One edge of a dependency cycle: operation `op` (its history index)
+/// precedes the next step's operation (the first's, after the last) by
+/// `rel` (`ww` or `wr`) on partition `key`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct CycleStep {
+    pub op: u64,
+    pub rel: String,
+    pub key: Key,
+}
+
 impl Anomaly {
     pub fn kind(&self) -> AnomalyKind {
         match self {
+            Anomaly::G0 { .. } => AnomalyKind::G0,
+            Anomaly::G1c { .. } => AnomalyKind::G1c,
             Anomaly::G1a { .. } => AnomalyKind::G1a,
             Anomaly::Duplicate { .. } => AnomalyKind::Duplicate,
             Anomaly::GroupPollSkip { .. } => AnomalyKind::GroupPollSkip,
@@ -387,6 +413,8 @@ impl Anomaly {
     pub fn key(&self) -> &Key {
         match self {
             Anomaly::G1a { key, .. }
+            | Anomaly::G0 { key, .. }
+            | Anomaly::G1c { key, .. }
             | Anomaly::Duplicate { key, .. }
             | Anomaly::GroupPollSkip { key, .. }
             | Anomaly::InconsistentOffsets { key, .. }

@@ -24,7 +24,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 pub use analysis::{Analysis, VersionOrder};
-pub use anomaly::{Anomaly, AnomalyKind, Report};
+pub use anomaly::{Anomaly, AnomalyKind, CycleStep, Report};
 pub use history::{
     parse_history, read_history, write_history, CleanupPolicy, HistoryError, Key, KeyedRecord,
     MicroOp, Op, OpF, OpType, OpValue, Process,

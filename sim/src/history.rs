@@ -115,6 +115,50 @@ impl HistoryRecorder {
         }
     }
 
+    /// A transaction of sends begins: `(key, value)` in send order.
+    pub fn txn_invoke(&mut self, process: i64, sends: &[(i64, i64)], time_ns: u64) {
+        let mops = sends
+            .iter()
+            .map(|(key, value)| MicroOp::Send {
+                key: Key::Int(*key),
+                offset: None,
+                value: *value,
+            })
+            .collect();
+        self.push(
+            process,
+            OpType::Invoke,
+            OpF::Txn,
+            OpValue::Mops(mops),
+            time_ns,
+        );
+    }
+
+    /// A transaction ended: `kind` ok (committed), fail (aborted or
+    /// certainly not committed) or info (unknown); `sends` are
+    /// `(key, offset if acknowledged, value)`.
+    pub fn txn_complete(
+        &mut self,
+        process: i64,
+        kind: OpType,
+        sends: &[(i64, Option<i64>, i64)],
+        error: Option<String>,
+        time_ns: u64,
+    ) {
+        let mops = sends
+            .iter()
+            .map(|(key, offset, value)| MicroOp::Send {
+                key: Key::Int(*key),
+                offset: *offset,
+                value: *value,
+            })
+            .collect();
+        self.push(process, kind, OpF::Txn, OpValue::Mops(mops), time_ns);
+        if let Some(e) = error {
+            self.ops.last_mut().expect("just pushed").error = Some(e.into());
+        }
+    }
+
     pub fn poll_invoke(&mut self, process: i64, time_ns: u64) {
         let mop = MicroOp::Poll(BTreeMap::new());
         self.push(

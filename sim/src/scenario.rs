@@ -224,6 +224,14 @@ pub struct WorkloadSpec {
     /// "0", "1" or "all".
     pub acks: String,
     pub idempotence: bool,
+    /// Queue workload: producers run transactions (transactional.id
+    /// `jepsen-p<process>`) of `txn_sends` sends over random keys, recorded
+    /// as `txn` ops; consumers read committed.
+    pub transactional: bool,
+    /// Transactional workload: sends per transaction, drawn uniformly.
+    pub txn_sends: [u32; 2],
+    /// Transactional workload: chance a transaction is aborted on purpose.
+    pub abort_probability: f64,
     /// Simulated pause between one producer's sends, drawn uniformly.
     pub send_interval_ms: [u64; 2],
     /// Simulated pause between one consumer's polls, drawn uniformly.
@@ -257,6 +265,9 @@ impl Default for WorkloadSpec {
             keys: 4,
             acks: "all".to_string(),
             idempotence: false,
+            transactional: false,
+            txn_sends: [1, 4],
+            abort_probability: 0.2,
             send_interval_ms: [5, 40],
             poll_interval_ms: [5, 40],
             reassign_probability: 0.05,

@@ -61,6 +61,9 @@ pub fn consumer_config(w: &WorkloadSpec) -> anyhow::Result<ConsumerConfig> {
             .map_err(|e| anyhow::anyhow!("consumer property {k}={v}: {e}"))
     };
     set("auto.offset.reset", "earliest")?;
+    if w.transactional {
+        set("isolation.level", "read_committed")?;
+    }
     set("fetch.max.wait.ms", "100")?;
     set("request.timeout.ms", "2000")?;
     set("retry.backoff.ms", "100")?;
@@ -101,6 +104,9 @@ fn err_text(e: &ClientError) -> String {
 
 /// One producer process: send, wait for the ack, record, pause, repeat.
 pub async fn producer_loop(env: ClientEnv, process: i64, seed: u64) {
+    if env.scenario.workload.transactional {
+        return txn_producer_loop(env, process, seed).await;
+    }
     let ctx = env.ctx.clone();
     let who = format!("p{process}");
     let w = &env.scenario.workload;
@@ -347,4 +353,160 @@ pub async fn final_read(env: ClientEnv) -> bool {
         }
     };
     timeout(budget, attempt).await.is_ok()
+}
+
+/// A transactional producer, (re)initialized: a fatal error (fenced) makes
+/// a new one with the same transactional id, which fences the old.
+async fn txn_producer(env: &ClientEnv, who: &str, process: i64) -> Option<Producer> {
+    let ctx = &env.ctx;
+    let mut cfg = env.producer.clone();
+    cfg.transactional_id = Some(format!("jepsen-p{process}"));
+    cfg.enable_idempotence = Some(true);
+    loop {
+        if ctx.stopping() {
+            return None;
+        }
+        match Producer::connect(&env.bootstrap, cfg.clone()).await {
+            Ok(p) => match p.init_transactions().await {
+                Ok(()) => return Some(p),
+                Err(e) => ctx.trace(who, format!("init_transactions failed: {}", err_text(&e))),
+            },
+            Err(e) => ctx.trace(who, format!("connect failed: {}", err_text(&e))),
+        }
+        sleep(RECONNECT_BACKOFF).await;
+    }
+}
+
+/// How a transaction ended, for the history.
+enum TxnEnd {
+    Committed,
+    /// Certainly not committed (aborted, or EndTxn(commit) never sent).
+    NotCommitted(String),
+    /// EndTxn(commit) may have reached the coordinator.
+    Unknown(String),
+}
+
+/// One transactional producer process: begin, send to several keys, commit
+/// (or abort on purpose), record one `txn` op, pause, repeat.
+async fn txn_producer_loop(env: ClientEnv, process: i64, seed: u64) {
+    use weir::client::producer::txn::TxnState;
+    use weir_jepsen::OpType;
+    let ctx = env.ctx.clone();
+    let who = format!("p{process}");
+    let w = &env.scenario.workload;
+    let mut rng = WeirRng::from_seed(seed);
+    let guard = env.producer.delivery_timeout + SEND_GUARD_SLACK;
+    let Some(mut producer) = txn_producer(&env, &who, process).await else {
+        return;
+    };
+    ctx.trace(&who, "connected");
+    while !ctx.stopping() {
+        let n = rng.range_u64(w.txn_sends[0] as u64, w.txn_sends[1].max(1) as u64 + 1);
+        let sends: Vec<(i64, i64)> = (0..n)
+            .map(|_| (rng.range_u64(0, w.keys as u64) as i64, ctx.next_value()))
+            .collect();
+        let abort = rng.chance(w.abort_probability);
+        if let Err(e) = producer.begin_transaction() {
+            ctx.trace(&who, format!("begin failed: {}", err_text(&e)));
+            match txn_producer(&env, &who, process).await {
+                Some(p) => producer = p,
+                None => return,
+            }
+            continue;
+        }
+        ctx.history(|h, t| h.txn_invoke(process, &sends, t));
+        ctx.trace(&who, format!("txn {sends:?}"));
+        let mut deliveries = Vec::new();
+        let mut send_error = None;
+        for (key, value) in &sends {
+            let record = ProducerRecord::new(env.topic().to_string(), value.to_string())
+                .with_partition(*key as i32)
+                .with_key(key.to_string());
+            match producer.send(record).await {
+                Ok(d) => deliveries.push(Some(d)),
+                Err(e) => {
+                    send_error = Some(err_text(&e));
+                    deliveries.push(None);
+                    break;
+                }
+            }
+        }
+        let end = if abort || send_error.is_some() {
+            let why = send_error
+                .clone()
+                .unwrap_or_else(|| "aborted on purpose".to_string());
+            if let Err(e) = producer.abort_transaction().await {
+                ctx.trace(&who, format!("abort failed: {}", err_text(&e)));
+            }
+            TxnEnd::NotCommitted(why)
+        } else {
+            match timeout(guard, producer.commit_transaction()).await {
+                Ok(Ok(())) => TxnEnd::Committed,
+                Ok(Err(e)) => match producer.transaction_state() {
+                    // A batch failed: EndTxn(commit) was never sent.
+                    Some(TxnState::Abortable(_)) => {
+                        if let Err(e) = producer.abort_transaction().await {
+                            ctx.trace(&who, format!("abort failed: {}", err_text(&e)));
+                        }
+                        TxnEnd::NotCommitted(err_text(&e))
+                    }
+                    _ => TxnEnd::Unknown(err_text(&e)),
+                },
+                Err(_) => TxnEnd::Unknown("harness: commit not answered in time".to_string()),
+            }
+        };
+        // Offsets of acknowledged sends (all of them once committed).
+        let mut done = Vec::new();
+        for ((key, value), d) in sends.iter().zip(
+            deliveries
+                .into_iter()
+                .chain(std::iter::repeat_with(|| None)),
+        ) {
+            let offset = match d {
+                Some(d) if d.is_done() => match d.await {
+                    Ok(meta) => Some(meta.offset),
+                    Err(_) => None,
+                },
+                _ => None,
+            };
+            done.push((*key, offset, *value));
+        }
+        let (kind, error) = match &end {
+            TxnEnd::Committed => {
+                ctx.acks.fetch_add(1, Ordering::Relaxed);
+                if ctx.phase() == Phase::Healed {
+                    ctx.healed_acks.fetch_add(1, Ordering::Relaxed);
+                }
+                (OpType::Ok, None)
+            }
+            TxnEnd::NotCommitted(why) => (OpType::Fail, Some(why.clone())),
+            TxnEnd::Unknown(why) => {
+                ctx.send_errors.fetch_add(1, Ordering::Relaxed);
+                (OpType::Info, Some(why.clone()))
+            }
+        };
+        // A failed txn's offsets are dropped: its records are not in the
+        // committed log, so they must not enter the version order.
+        if kind == OpType::Fail {
+            for d in done.iter_mut() {
+                d.1 = None;
+            }
+        }
+        ctx.trace(&who, format!("txn {kind:?} {done:?} {error:?}"));
+        ctx.history(|h, t| h.txn_complete(process, kind, &done, error, t));
+        if matches!(end, TxnEnd::Unknown(_))
+            || matches!(
+                producer.transaction_state(),
+                Some(TxnState::Fatal(_)) | Some(TxnState::Abortable(_))
+            )
+        {
+            // Unknown outcome or unusable producer: start over, which fences
+            // the old epoch and lets the coordinator finish the transaction.
+            match txn_producer(&env, &who, process).await {
+                Some(p) => producer = p,
+                None => return,
+            }
+        }
+        sleep(between(&mut rng, w.send_interval_ms)).await;
+    }
 }

@@ -590,3 +590,20 @@ fn group_commit_visible_only_once_replicated() {
     let o = run_seed(&s, 6, false);
     assert!(!o.failed(), "seed 6: {:?}", o.reasons());
 }
+
+// Transactions: transactional producers (txn ops) and read_committed
+// consumers. Ignored until the transaction coordinator is on main: without
+// it InitProducerId with a transactional id is refused and no transaction
+// can run.
+
+#[test]
+#[ignore = "needs the transaction coordinator (txncoord) on main"]
+fn txn_single() {
+    check("txn-single", 0..2);
+}
+
+#[test]
+#[ignore = "needs the transaction coordinator (txncoord) on main"]
+fn txn_cluster() {
+    check("txn-cluster", 0..2);
+}

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::cluster::{ClientConfig, Cluster};
 use super::error::{codes, ClientError};
 use super::offsets::{list_offsets, TopicPartition, EARLIEST, LATEST};
-use super::records::{decode_fetched, ConsumerRecord};
+use super::records::{decode_fetched_filtered, AbortedRange, ConsumerRecord};
 use crate::env::time::{now, sleep, timeout, Duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -590,7 +590,19 @@ async fn fetch_from(
             Some(d) => {
                 let data = d.records.clone().unwrap_or_default();
                 let had_bytes = !data.is_empty();
-                match decode_fetched(t, *p, data, *offset) {
+                // read_committed: drop the aborted transactions' records
+                // (the broker lists those overlapping the data it sent).
+                let aborted = (config.isolation_level == 1).then(|| {
+                    d.aborted_transactions
+                        .iter()
+                        .flatten()
+                        .map(|a| AbortedRange {
+                            first_offset: a.first_offset,
+                            producer_id: a.producer_id.0,
+                        })
+                        .collect()
+                });
+                match decode_fetched_filtered(t, *p, data, *offset, aborted) {
                     // Bytes but not one whole batch: refetching the same
                     // offset would loop forever, so say why instead.
                     Ok((records, next)) if had_bytes && records.is_empty() && next == *offset => {

@@ -172,9 +172,83 @@ pub fn encode_batch(
 pub fn decode_fetched(
     topic: &str,
     partition: i32,
-    mut data: Bytes,
+    data: Bytes,
     fetch_offset: i64,
 ) -> Result<(Vec<ConsumerRecord>, i64), ClientError> {
+    decode_fetched_filtered(topic, partition, data, fetch_offset, None)
+}
+
+/// One aborted transaction a read_committed fetch response lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AbortedRange {
+    pub first_offset: i64,
+    pub producer_id: i64,
+}
+
+/// Control record type of an ABORT marker (key `[version i16][type i16]`).
+const CONTROL_TYPE_ABORT: i16 = 0;
+
+/// Which producers' transactional records are being dropped, as Kafka's
+/// consumer tracks it within one fetch response: an aborted transaction
+/// starts dropping its producer's transactional batches at its first
+/// offset, and that producer's ABORT marker stops it.
+struct AbortFilter {
+    /// Not yet reached, ascending by first offset.
+    pending: std::collections::VecDeque<AbortedRange>,
+    dropping: std::collections::BTreeSet<i64>,
+}
+
+impl AbortFilter {
+    fn new(mut aborted: Vec<AbortedRange>) -> AbortFilter {
+        aborted.sort();
+        AbortFilter {
+            pending: aborted.into(),
+            dropping: Default::default(),
+        }
+    }
+
+    /// Whether a record of a batch ending at `batch_last` is dropped; a
+    /// control record is always dropped, and an ABORT ends its producer's
+    /// aborted range.
+    fn drops(&mut self, r: &Record, batch_last: i64) -> bool {
+        if !r.transactional {
+            return r.control;
+        }
+        while self
+            .pending
+            .front()
+            .is_some_and(|t| t.first_offset <= batch_last)
+        {
+            let t = self.pending.pop_front().expect("front exists");
+            self.dropping.insert(t.producer_id);
+        }
+        if r.control {
+            let kind = r
+                .key
+                .as_ref()
+                .filter(|k| k.len() >= 4)
+                .map(|k| i16::from_be_bytes([k[2], k[3]]));
+            if kind == Some(CONTROL_TYPE_ABORT) {
+                self.dropping.remove(&r.producer_id);
+            }
+            return true;
+        }
+        self.dropping.contains(&r.producer_id)
+    }
+}
+
+/// [`decode_fetched`] for either isolation level: with `aborted` (a
+/// read_committed response's aborted transactions) the records of aborted
+/// transactions are dropped too. Control records are never returned; the
+/// position still moves past everything dropped.
+pub fn decode_fetched_filtered(
+    topic: &str,
+    partition: i32,
+    mut data: Bytes,
+    fetch_offset: i64,
+    aborted: Option<Vec<AbortedRange>>,
+) -> Result<(Vec<ConsumerRecord>, i64), ClientError> {
+    let mut filter = AbortFilter::new(aborted.unwrap_or_default());
     // Batch framing: baseOffset i64, batchLength i32 (bytes after this field).
     const LOG_OVERHEAD: usize = 12;
     let mut out: Vec<ConsumerRecord> = Vec::new();
@@ -193,11 +267,13 @@ pub fn decode_fetched(
         let mut batch = data.split_to(total);
         // v2 header: magic at byte 16, lastOffsetDelta (covered by the CRC)
         // at 23..27. kafka-protocol's RecordSet does not expose it.
+        let mut batch_last = i64::MAX;
         if total >= 27 && batch[16] == 2 {
             let base = (&batch[0..8]).get_i64();
             let last_delta = (&batch[23..27]).get_i32();
             if last_delta >= 0 {
-                next = next.max(base.saturating_add(last_delta as i64 + 1));
+                batch_last = base.saturating_add(last_delta as i64);
+                next = next.max(batch_last.saturating_add(1));
             }
         }
         let set = RecordBatchDecoder::decode(&mut batch)
@@ -206,7 +282,12 @@ pub fn decode_fetched(
             if r.offset >= next {
                 next = r.offset + 1;
             }
-            if r.control || r.offset < fetch_offset {
+            let last = if batch_last == i64::MAX {
+                r.offset
+            } else {
+                batch_last
+            };
+            if filter.drops(&r, last) || r.offset < fetch_offset {
                 continue;
             }
             // Offsets in a partition only grow. Data that says otherwise is
@@ -309,6 +390,135 @@ mod tests {
             assert!(records.is_empty(), "{c:?}");
             assert_eq!(next, 4, "{c:?}: a position in the cleaned tail moves on");
         }
+    }
+
+    /// Transactional batch of values `vals` by producer `pid` at `base`.
+    fn txn_batch(pid: i64, base: i64, vals: &[&str]) -> Vec<u8> {
+        use crate::log::batch::{build_batch, set_base_offset, BatchProducer, SimpleRecord};
+        let records: Vec<SimpleRecord> = vals
+            .iter()
+            .map(|v| SimpleRecord {
+                value: Some(v.as_bytes().to_vec()),
+                timestamp: 1,
+                ..SimpleRecord::default()
+            })
+            .collect();
+        let mut b = build_batch(
+            &records,
+            BatchProducer {
+                producer_id: pid,
+                producer_epoch: 0,
+                base_sequence: 0,
+                transactional: true,
+            },
+        );
+        set_base_offset(&mut b, base);
+        b
+    }
+
+    fn marker(pid: i64, base: i64, commit: bool) -> Vec<u8> {
+        use crate::log::batch::set_base_offset;
+        use crate::log::txn::{build_marker, TxnMarker};
+        let mut b = build_marker(
+            pid,
+            0,
+            TxnMarker {
+                commit,
+                coordinator_epoch: 3,
+            },
+            1,
+        );
+        set_base_offset(&mut b, base);
+        b
+    }
+
+    fn values(records: &[ConsumerRecord]) -> Vec<(i64, String)> {
+        records
+            .iter()
+            .map(|r| {
+                let v = r.value.as_deref().unwrap_or_default();
+                (r.offset, String::from_utf8_lossy(v).into_owned())
+            })
+            .collect()
+    }
+
+    /// Producer 1 aborts (a@0, b@2, ABORT@4), producer 2 commits
+    /// (x@1, y@3, COMMIT@5) interleaved with it, then producer 1 writes
+    /// again in a new transaction (c@6) that commits (COMMIT@7).
+    fn interleaved() -> Bytes {
+        let mut all = Vec::new();
+        for b in [
+            txn_batch(1, 0, &["a"]),
+            txn_batch(2, 1, &["x"]),
+            txn_batch(1, 2, &["b"]),
+            txn_batch(2, 3, &["y"]),
+            marker(1, 4, false),
+            marker(2, 5, true),
+            txn_batch(1, 6, &["c"]),
+            marker(1, 7, true),
+        ] {
+            all.extend_from_slice(&b);
+        }
+        Bytes::from(all)
+    }
+
+    #[test]
+    fn read_committed_drops_an_aborted_transaction_up_to_its_marker() {
+        let aborted = vec![AbortedRange {
+            first_offset: 0,
+            producer_id: 1,
+        }];
+        let (records, next) =
+            decode_fetched_filtered("t", 0, interleaved(), 0, Some(aborted)).unwrap();
+        assert_eq!(
+            values(&records),
+            vec![(1, "x".into()), (3, "y".into()), (6, "c".into())],
+            "the aborted producer's later, committed transaction is kept"
+        );
+        assert_eq!(next, 8, "the position moves past the markers");
+    }
+
+    #[test]
+    fn an_aborted_range_starts_at_its_first_offset() {
+        // The abort listed starts at 2: producer 1's record at 0 belongs to
+        // an earlier (committed) transaction and is kept.
+        let aborted = vec![AbortedRange {
+            first_offset: 2,
+            producer_id: 1,
+        }];
+        let (records, _) =
+            decode_fetched_filtered("t", 0, interleaved(), 0, Some(aborted)).unwrap();
+        assert_eq!(
+            values(&records),
+            vec![
+                (0, "a".into()),
+                (1, "x".into()),
+                (3, "y".into()),
+                (6, "c".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn read_uncommitted_keeps_aborted_data_but_never_control_records() {
+        let (records, next) = decode_fetched("t", 0, interleaved(), 0).unwrap();
+        assert_eq!(
+            values(&records),
+            vec![
+                (0, "a".into()),
+                (1, "x".into()),
+                (2, "b".into()),
+                (3, "y".into()),
+                (6, "c".into())
+            ]
+        );
+        assert_eq!(next, 8);
+        // A fetch of only a marker hands nothing over and still moves on.
+        let (records, next) =
+            decode_fetched_filtered("t", 0, Bytes::from(marker(1, 4, false)), 4, Some(vec![]))
+                .unwrap();
+        assert!(records.is_empty());
+        assert_eq!(next, 5);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! appends the anomalies it finds; none depends on another's output.
 
 mod aborted;
+mod cycles;
 mod internal;
 mod lost;
 mod offsets;
@@ -23,5 +24,6 @@ pub fn run_all(a: &Analysis) -> Vec<Anomaly> {
     process_order::sends(a, &mut out);
     internal::polls(a, &mut out);
     internal::sends(a, &mut out);
+    cycles::cycles(a, &mut out);
     out
 }

@@ -62,6 +62,11 @@ pub struct ProducerConfig {
     pub compression: Compression,
     pub client_id: String,
     pub allow_auto_topic_creation: bool,
+    /// transactional.id: makes the producer transactional (and idempotent).
+    pub transactional_id: Option<String>,
+    /// transaction.timeout.ms: the coordinator aborts a transaction open
+    /// this long.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -81,6 +86,8 @@ impl Default for ProducerConfig {
             compression: Compression::None,
             client_id: "weir-producer".to_string(),
             allow_auto_topic_creation: true,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -119,6 +126,10 @@ impl ProducerConfig {
                     }
                 })
             }
+            "transactional.id" => {
+                self.transactional_id = Some(value.to_string()).filter(|v| !v.is_empty())
+            }
+            "transaction.timeout.ms" => self.transaction_timeout = ms(value)?,
             "compression.type" => self.compression = parse_compression(value)?,
             "client.id" => self.client_id = value.to_string(),
             "allow.auto.create.topics" => self.allow_auto_topic_creation = value == "true",
@@ -135,6 +146,16 @@ impl ProducerConfig {
 
     /// Check combinations Kafka also rejects.
     pub fn validate(&self) -> Result<(), ClientError> {
+        if self.transactional_id.is_some() && self.enable_idempotence == Some(false) {
+            return Err(ClientError::Config(
+                "transactional.id requires enable.idempotence".to_string(),
+            ));
+        }
+        if self.transactional_id.is_some() && self.acks != Acks::All {
+            return Err(ClientError::Config(
+                "transactional.id requires acks=all".to_string(),
+            ));
+        }
         if self.enable_idempotence == Some(true) {
             if self.acks != Acks::All {
                 return Err(ClientError::Config(
@@ -176,5 +197,17 @@ mod tests {
         assert!(c.set("linger.ms", "-1").is_err());
         c.set("enable.idempotence", "true").unwrap();
         assert!(c.validate().is_err(), "idempotence needs acks=all");
+    }
+
+    #[test]
+    fn transactional_keys() {
+        let mut c = ProducerConfig::default();
+        c.set("transactional.id", "tx-1").unwrap();
+        c.set("transaction.timeout.ms", "5000").unwrap();
+        assert_eq!(c.transactional_id.as_deref(), Some("tx-1"));
+        assert_eq!(c.transaction_timeout, Duration::from_millis(5000));
+        c.validate().unwrap();
+        c.set("enable.idempotence", "false").unwrap();
+        assert!(c.validate().is_err(), "transactions need idempotence");
     }
 }

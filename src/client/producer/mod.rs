@@ -43,6 +43,8 @@
 
 mod accumulator;
 pub mod config;
+pub mod transactional;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
@@ -52,7 +54,7 @@ use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{Notify, Semaphore};
@@ -141,6 +143,8 @@ struct Inner {
     /// Batches carry a producer id and sequences (the identity itself lives
     /// in the accumulator, as a reset replaces it).
     idempotent: bool,
+    /// Set for a transactional producer (transactional.id).
+    txn: Option<transactional::TxnInner>,
     state: Mutex<State>,
     /// Wakes the sender: new batch, full batch, finished request, flush, close.
     wake: Notify,
@@ -177,7 +181,11 @@ impl Producer {
         let inner = Arc::new(Inner {
             buffer: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
             cluster,
-            idempotent: identity.is_some(),
+            idempotent: identity.is_some() || config.transactional_id.is_some(),
+            txn: config
+                .transactional_id
+                .clone()
+                .map(transactional::TxnInner::new),
             state: Mutex::new(State {
                 acc,
                 flushing: 0,
@@ -249,28 +257,44 @@ impl Producer {
             .map_err(|_| ClientError::Closed)?;
         permit.forget();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let partition = {
+            let mut state = inner.state.lock().expect("producer state lock");
+            if state.closed {
+                drop(state);
+                inner.buffer.add_permits(bytes);
+                return Err(ClientError::Closed);
+            }
+            match (record.partition, &record.key) {
+                (Some(p), _) => {
+                    if p < 0 || p >= partitions {
+                        drop(state);
+                        inner.buffer.add_permits(bytes);
+                        return Err(ClientError::kafka_with_message(
+                            codes::UNKNOWN_TOPIC_OR_PARTITION,
+                            Some(format!("partition {p} of {} does not exist", record.topic)),
+                        ));
+                    }
+                    p
+                }
+                (None, Some(key)) => partition_for_key(key, partitions),
+                (None, None) => state.acc.sticky.partition(&record.topic, partitions),
+            }
+        };
+        let topic = record.topic.clone();
+        if inner.txn.is_some() {
+            // The partition joins the transaction before any batch goes to
+            // it (AddPartitionsToTxn); the record waits for that.
+            if let Err(e) = self.txn_before_send(&topic, partition).await {
+                inner.buffer.add_permits(bytes);
+                return Err(e);
+            }
+        }
         let mut state = inner.state.lock().expect("producer state lock");
         if state.closed {
             drop(state);
             inner.buffer.add_permits(bytes);
             return Err(ClientError::Closed);
         }
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) => {
-                if p < 0 || p >= partitions {
-                    drop(state);
-                    inner.buffer.add_permits(bytes);
-                    return Err(ClientError::kafka_with_message(
-                        codes::UNKNOWN_TOPIC_OR_PARTITION,
-                        Some(format!("partition {p} of {} does not exist", record.topic)),
-                    ));
-                }
-                p
-            }
-            (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => state.acc.sticky.partition(&record.topic, partitions),
-        };
-        let topic = record.topic.clone();
         let appended = state.acc.append(
             &topic,
             partition,
@@ -342,6 +366,10 @@ async fn init_idempotence(
     cluster: &Arc<Cluster>,
     config: &ProducerConfig,
 ) -> Result<Option<(i64, i16)>, ClientError> {
+    if config.transactional_id.is_some() {
+        // init_transactions() takes the identity, with the transactional id.
+        return Ok(None);
+    }
     let wanted = match config.enable_idempotence {
         Some(w) => w,
         None => config.acks == Acks::All && config.max_in_flight <= 5,
@@ -521,6 +549,13 @@ fn finish_batch(
         Ok(_) => state.acc.acknowledged(&batch),
         // A batch with a current sequence failed for good: its successors'
         // sequences now follow a gap the broker will never fill.
+        // A transactional batch failed: the transaction can only abort, and
+        // the abort takes a new epoch (see transactional.rs).
+        Err(e) if inner.txn.is_some() => {
+            if let Some(txn) = &inner.txn {
+                txn.batch_failed(e);
+            }
+        }
         Err(e) if batch.stamp.is_some() && !state.acc.is_stale(&batch) => {
             tracing::warn!(
                 topic = %batch.topic,
@@ -687,6 +722,11 @@ fn build_request(
             producer_epoch: s.producer_epoch,
             base_sequence: s.base_sequence,
         });
+        // A transactional producer's batches carry the transactional bit.
+        let transactional = inner.txn.is_some() && identity.is_some();
+        for r in batch.records.iter_mut() {
+            r.transactional = transactional;
+        }
         match encode_batch(&mut batch.records, config.compression, identity) {
             Ok(bytes) => topics.entry(batch.topic.clone()).or_default().push(
                 PartitionProduceData::default()
@@ -697,6 +737,12 @@ fn build_request(
         }
     }
     let request = ProduceRequest::default()
+        .with_transactional_id(
+            config
+                .transactional_id
+                .as_deref()
+                .map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+        )
         .with_acks(config.acks.wire())
         .with_timeout_ms(config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
         .with_topic_data(
