@@ -597,13 +597,11 @@ fn group_commit_visible_only_once_replicated() {
 // can run.
 
 #[test]
-#[ignore = "needs the transaction coordinator (txncoord) on main"]
 fn txn_single() {
     check("txn-single", 0..2);
 }
 
 #[test]
-#[ignore = "needs the transaction coordinator (txncoord) on main"]
 fn txn_cluster() {
     check("txn-cluster", 0..2);
 }

@@ -471,6 +471,12 @@ impl Consumer {
                     state.fetch_position = Some(next);
                     state.high_watermark = hw;
                     state.buffered.extend(records);
+                    if state.buffered.is_empty() {
+                        // Nothing left to hand out: the position moves past
+                        // what the fetch skipped (control batches, aborted
+                        // or cleaned-away records), as Kafka's consumer.
+                        state.position = Some(state.position.map_or(next, |p| p.max(next)));
+                    }
                 }
                 Err(e) if e.code() == Some(codes::OFFSET_OUT_OF_RANGE) => {
                     match self.config.auto_offset_reset {
