@@ -321,7 +321,7 @@ impl Partition {
         acks_all: bool,
         now_ms: i64,
     ) -> Result<(AppendInfo, i32), (Code, String)> {
-        let mut st = self.lock();
+        let st = self.lock();
         if st.role != Role::Leader {
             return Err((
                 codes::NOT_LEADER_OR_FOLLOWER,
@@ -337,10 +337,24 @@ impl Partition {
                 ),
             ));
         }
+        self.append_in_epoch(st, |l, epoch| l.append(batches, epoch, now_ms))
+    }
+
+    /// Run `append` on the log at the current leader epoch, then move the
+    /// HW and wake fetches and acks=all waiters. Returns the append and the
+    /// epoch it was made in.
+    fn append_in_epoch(
+        &self,
+        mut st: std::sync::MutexGuard<'_, ReplicaState>,
+        append: impl FnOnce(
+            &mut crate::log::PartitionLog,
+            i32,
+        ) -> Result<AppendInfo, crate::log::LogError>,
+    ) -> Result<(AppendInfo, i32), (Code, String)> {
         let epoch = st.leader_epoch;
         let info = self
             .log
-            .with_log(|l| l.append(batches, epoch, now_ms))
+            .with_log(|l| append(l, epoch))
             .map_err(|e| (e.error_code(), e.to_string()))?;
         let moved = self
             .maybe_increment_hw(&mut st)
@@ -364,27 +378,16 @@ impl Partition {
         marker: crate::log::txn::TxnMarker,
         now_ms: i64,
     ) -> Result<(AppendInfo, i32), (Code, String)> {
-        let mut st = self.lock();
+        let st = self.lock();
         if st.role != Role::Leader {
             return Err((
                 codes::NOT_LEADER_OR_FOLLOWER,
                 "this broker is not the partition leader".into(),
             ));
         }
-        let epoch = st.leader_epoch;
-        let info = self
-            .log
-            .with_log(|l| l.append_marker(producer_id, producer_epoch, marker, epoch, now_ms))
-            .map_err(|e| (e.error_code(), e.to_string()))?;
-        let moved = self
-            .maybe_increment_hw(&mut st)
-            .map_err(|c| (c, "log unavailable".to_string()))?;
-        drop(st);
-        self.log.notify_appended();
-        if moved {
-            self.changed.notify_waiters();
-        }
-        Ok((info, epoch))
+        self.append_in_epoch(st, |l, epoch| {
+            l.append_marker(producer_id, producer_epoch, marker, epoch, now_ms)
+        })
     }
 
     /// acks=all: wait until the HW passes `last_offset` (NONE), the
