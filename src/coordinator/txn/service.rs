@@ -26,6 +26,7 @@ use crate::coordinator::group::records::partition_for;
 use crate::env::time::{sleep, Duration, SteadyWallClock};
 use crate::log::batch::{build_batch, split_batches, BatchProducer, SimpleRecord};
 use crate::metadata::MetadataImage;
+use crate::protocol::error_codes as wire;
 use crate::replica::partition::Partition;
 use crate::replica::ReplicaManager;
 
@@ -112,6 +113,16 @@ impl Inner {
         self.partition_of(id)
             .is_some_and(|p| self.loaded.contains_key(&p))
     }
+    /// Whether `job`'s markers are still this coordinator's to write: its
+    /// partition is loaded at `coordinator_epoch` (a newer epoch resent the
+    /// job itself, and the old epoch's markers would only be fenced) and
+    /// the transaction is still in the job's Prepare* state.
+    fn job_due(&self, job: &MarkerJob, coordinator_epoch: i32) -> bool {
+        let loaded_at = self
+            .partition_of(&job.transactional_id)
+            .and_then(|p| self.loaded.get(&p));
+        loaded_at == Some(&coordinator_epoch) && self.machine.is_preparing(job)
+    }
 }
 
 /// The transaction coordinator of this broker.
@@ -179,26 +190,17 @@ impl TxnService {
                 let leads = p.leader == me;
                 let loaded_epoch = inner.loaded.get(&index).copied();
                 if leads && loaded_epoch != Some(p.leader_epoch) {
-                    let Some(partition) = self.replicas.get(TXN_STATE_TOPIC, index) else {
+                    if self.replicas.get(TXN_STATE_TOPIC, index).is_none() {
                         continue;
-                    };
-                    inner.machine.retain(|id| partition_for(id, count) != index);
-                    match load(&partition.log, &mut inner.machine) {
-                        Ok(n) => {
-                            tracing::info!(
-                                partition = index,
-                                records = n,
-                                "loaded {TXN_STATE_TOPIC} partition"
-                            );
-                            inner.loaded.insert(index, p.leader_epoch);
-                            let jobs = inner
-                                .machine
-                                .pending_markers(|id| partition_for(id, count) == index);
-                            resend.extend(jobs.into_iter().map(|j| (j, p.leader_epoch)));
-                        }
-                        Err(e) => {
-                            tracing::error!(partition = index, error = %e, "loading {TXN_STATE_TOPIC} failed")
-                        }
+                    }
+                    inner.loaded.insert(index, p.leader_epoch);
+                    self.reload(&mut inner, index);
+                    if inner.loaded.contains_key(&index) {
+                        tracing::info!(partition = index, "loaded {TXN_STATE_TOPIC} partition");
+                        let jobs = inner
+                            .machine
+                            .pending_markers(|id| partition_for(id, count) == index);
+                        resend.extend(jobs.into_iter().map(|j| (j, p.leader_epoch)));
                     }
                 } else if !leads && inner.loaded.remove(&index).is_some() {
                     inner.machine.retain(|id| partition_for(id, count) != index);
@@ -245,7 +247,7 @@ impl TxnService {
                     }
                     InitOutcome::NeedProducerId => Effects::default(),
                 };
-                let durable = self.apply(&inner, fx);
+                let durable = self.apply(&mut inner, fx);
                 (outcome, durable)
             };
             match outcome {
@@ -290,7 +292,7 @@ impl TxnService {
                 partitions,
                 self.now_ms(),
             ) {
-                Ok(fx) => self.apply(&inner, fx),
+                Ok(fx) => self.apply(&mut inner, fx),
                 Err(code) => return code,
             }
         };
@@ -320,7 +322,7 @@ impl TxnService {
                 commit,
                 self.now_ms(),
             ) {
-                Ok(fx) => self.apply(&inner, fx),
+                Ok(fx) => self.apply(&mut inner, fx),
                 Err(code) => return code,
             }
         };
@@ -354,35 +356,82 @@ impl TxnService {
     /// Persist `fx.records` (under the caller's lock, so log order is
     /// transition order) and start the markers of `fx.markers` once their
     /// Prepare* record is durable.
-    fn apply(self: &Arc<Self>, inner: &Inner, fx: Effects) -> Result<Vec<Durable>, i16> {
-        let durable = self.persist(inner, &fx.records)?;
-        if !fx.markers.is_empty() {
-            let jobs: Vec<(MarkerJob, i32)> = fx
-                .markers
-                .into_iter()
-                .filter_map(|j| {
-                    let p = inner.partition_of(&j.transactional_id)?;
-                    Some((j, *inner.loaded.get(&p)?))
-                })
-                .collect();
-            let waits: Vec<(i64, i32, Arc<Partition>)> = durable
-                .iter()
-                .map(|d| (d.last_offset, d.epoch, d.partition.clone()))
-                .collect();
-            let me = self.clone();
-            tokio::spawn(async move {
-                for (last, epoch, p) in waits {
-                    if p.wait_for_hw(last, epoch, DURABLE_TIMEOUT).await != ec::NONE {
-                        // The next coordinator finishes them from the log.
-                        return;
-                    }
-                }
-                for (job, epoch) in jobs {
-                    me.spawn_markers(job, epoch);
-                }
-            });
+    ///
+    /// The machine applied the transition in memory already. Where an
+    /// append fails, nothing reached that partition's log, so its
+    /// transactions are reloaded from the log: memory then holds exactly
+    /// what was persisted, and the client's retry finds the state it left
+    /// (without this, an EndTxn whose Prepare* append was refused left the
+    /// transaction in Prepare* with no record and no markers, answering
+    /// CONCURRENT_TRANSACTIONS for as long as this broker led).
+    fn apply(self: &Arc<Self>, inner: &mut Inner, fx: Effects) -> Result<Vec<Durable>, i16> {
+        let (durable, failed) = self.persist(inner, &fx.records);
+        for &(index, _) in &failed {
+            self.reload(inner, index);
         }
-        Ok(durable)
+        for job in fx.markers {
+            let Some(index) = inner.partition_of(&job.transactional_id) else {
+                continue;
+            };
+            let Some(&coordinator_epoch) = inner.loaded.get(&index) else {
+                continue;
+            };
+            if let Some(d) = durable.iter().find(|d| d.partition.index == index) {
+                let wait = (d.partition.clone(), d.last_offset, d.epoch);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if me.await_prepared(wait).await {
+                        me.send_markers(job, coordinator_epoch).await;
+                    }
+                });
+            }
+        }
+        match failed.first() {
+            Some(&(_, code)) => Err(code),
+            None => Ok(durable),
+        }
+    }
+
+    /// Wait until a Prepare* record is in the ISR (true), or until this
+    /// broker's leadership of its partition at the append's epoch ends
+    /// (false: the next leader, perhaps this broker again, loads the log and
+    /// finishes the transaction). An ISR below min.insync.replicas or a slow
+    /// follower only delays the markers: the decision is made and the record
+    /// stays in the log, so giving up here would strand the transaction in
+    /// Prepare* (EndTxn retries answered CONCURRENT_TRANSACTIONS forever).
+    async fn await_prepared(
+        &self,
+        (partition, last_offset, epoch): (Arc<Partition>, i64, i32),
+    ) -> bool {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match partition
+                .wait_for_hw(last_offset, epoch, DURABLE_TIMEOUT)
+                .await
+            {
+                ec::NONE => return true,
+                wire::NOT_ENOUGH_REPLICAS_AFTER_APPEND | wire::REQUEST_TIMED_OUT => {
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    /// Replace the transactions of `__transaction_state` partition `index`
+    /// with what its log holds.
+    fn reload(&self, inner: &mut Inner, index: i32) {
+        let count = inner.partitions;
+        inner.machine.retain(|id| partition_for(id, count) != index);
+        let Some(partition) = self.replicas.get(TXN_STATE_TOPIC, index) else {
+            inner.loaded.remove(&index);
+            return;
+        };
+        if let Err(e) = load(&partition.log, &mut inner.machine) {
+            tracing::error!(partition = index, error = %e, "reloading {TXN_STATE_TOPIC} failed");
+            inner.loaded.remove(&index);
+        }
     }
 
     fn spawn_markers(self: &Arc<Self>, job: MarkerJob, coordinator_epoch: i32) {
@@ -396,7 +445,7 @@ impl TxnService {
         let mut left: BTreeSet<(String, i32)> = job.partitions.iter().cloned().collect();
         let mut backoff = Duration::from_millis(20);
         while !left.is_empty() {
-            if !self.owns(&job.transactional_id) {
+            if !lock_or_recover(&self.inner).job_due(&job, coordinator_epoch) {
                 return;
             }
             let mut done = Vec::new();
@@ -426,25 +475,47 @@ impl TxnService {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
-        let inner = &mut *lock_or_recover(&self.inner);
-        if !inner.owns(&job.transactional_id) {
-            return;
-        }
-        let fx = inner.machine.markers_written(&job, self.now_ms());
-        if let Err(code) = self.apply(inner, fx) {
-            tracing::warn!(code, id = job.transactional_id, "Complete* not persisted");
+        // Every marker is written: persist Complete*. A refused append left
+        // the transaction in Prepare* (reloaded from the log), so try again
+        // until it sticks or the transaction is no longer ours.
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            {
+                let inner = &mut *lock_or_recover(&self.inner);
+                if !inner.job_due(&job, coordinator_epoch) {
+                    return;
+                }
+                let fx = inner.machine.markers_written(&job, self.now_ms());
+                match self.apply(inner, fx) {
+                    Ok(_) => return,
+                    Err(code) => {
+                        tracing::debug!(
+                            code,
+                            id = job.transactional_id,
+                            "Complete* not persisted; retrying"
+                        )
+                    }
+                }
+            }
+            sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 
+    /// Append `recs` to their `__transaction_state` partitions: what was
+    /// appended (to wait for), and the partitions whose append failed with
+    /// the code to answer.
     fn persist(
         &self,
         inner: &Inner,
         recs: &[(String, Option<super::TxnMetadata>)],
-    ) -> Result<Vec<Durable>, i16> {
+    ) -> (Vec<Durable>, Vec<(i32, i16)>) {
         let mut by_partition: BTreeMap<i32, Vec<SimpleRecord>> = BTreeMap::new();
         let now_ms = self.now_ms();
         for (id, value) in recs {
-            let p = inner.partition_of(id).ok_or(ec::NOT_COORDINATOR)?;
+            let p = inner
+                .partition_of(id)
+                .expect("txn invariant: a transition only touches ids this broker owns");
             by_partition.entry(p).or_default().push(SimpleRecord {
                 key: Some(records::encode_key(id).to_vec()),
                 value: value.as_ref().map(|m| records::encode_value(m).to_vec()),
@@ -452,29 +523,33 @@ impl TxnService {
                 timestamp: now_ms,
             });
         }
-        let mut out = Vec::new();
+        let mut durable = Vec::new();
+        let mut failed = Vec::new();
         for (p, recs) in by_partition {
-            let partition = self
-                .replicas
-                .get(TXN_STATE_TOPIC, p)
-                .ok_or(ec::NOT_COORDINATOR)?;
+            let Some(partition) = self.replicas.get(TXN_STATE_TOPIC, p) else {
+                failed.push((p, ec::NOT_COORDINATOR));
+                continue;
+            };
             let mut batch = build_batch(&recs, BatchProducer::default());
-            let (info, epoch) = partition
-                .append_as_leader(&mut batch, true, now_ms)
-                .map_err(|(code, message)| {
+            match partition.append_as_leader(&mut batch, true, now_ms) {
+                Ok((info, epoch)) => durable.push(Durable {
+                    partition,
+                    last_offset: info.last_offset,
+                    epoch,
+                }),
+                Err((code, message)) => {
                     tracing::warn!(code, message, "appending to {TXN_STATE_TOPIC} failed");
-                    match code {
-                        6 => ec::NOT_COORDINATOR,
-                        _ => ec::COORDINATOR_NOT_AVAILABLE,
-                    }
-                })?;
-            out.push(Durable {
-                partition,
-                last_offset: info.last_offset,
-                epoch,
-            });
+                    failed.push((
+                        p,
+                        match code {
+                            wire::NOT_LEADER_OR_FOLLOWER => ec::NOT_COORDINATOR,
+                            _ => ec::COORDINATOR_NOT_AVAILABLE,
+                        },
+                    ));
+                }
+            }
         }
-        Ok(out)
+        (durable, failed)
     }
 }
 
@@ -485,9 +560,8 @@ async fn wait_all(durable: Vec<Durable>) -> Result<(), i16> {
             .wait_for_hw(d.last_offset, d.epoch, DURABLE_TIMEOUT)
             .await
         {
-            0 => {}
-            6 => return Err(ec::NOT_COORDINATOR),
-            7 => return Err(ec::COORDINATOR_NOT_AVAILABLE),
+            ec::NONE => {}
+            wire::NOT_LEADER_OR_FOLLOWER => return Err(ec::NOT_COORDINATOR),
             _ => return Err(ec::COORDINATOR_NOT_AVAILABLE),
         }
     }

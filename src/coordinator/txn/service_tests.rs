@@ -45,30 +45,41 @@ impl MarkerSender for FakeSender {
 }
 
 fn image(leader_epoch: i32) -> MetadataImage {
+    txn_image(leader_epoch, 0, &[1], 1)
+}
+
+/// `__transaction_state` with one partition led by broker 1 (brokers 1 and
+/// 2 registered): its replicas, ISR [1] plus broker 2 when a replica, and
+/// min.insync.replicas.
+fn txn_image(leader_epoch: i32, partition_epoch: i32, isr: &[i32], min_isr: u8) -> MetadataImage {
+    let broker = |id: i32| {
+        MetadataRecord::RegisterBroker(BrokerRegistration {
+            id,
+            incarnation: Uuid::from_u128(id as u128),
+            epoch: 0,
+            host: "127.0.0.1".into(),
+            port: 9090 + id,
+            rack: None,
+            fenced: false,
+            in_controlled_shutdown: false,
+        })
+    };
     let mut img = MetadataImage::default();
     img.apply_entry(
         1,
         &[
-            MetadataRecord::RegisterBroker(BrokerRegistration {
-                id: 1,
-                incarnation: Uuid::from_u128(1),
-                epoch: 0,
-                host: "127.0.0.1".into(),
-                port: 9092,
-                rack: None,
-                fenced: false,
-                in_controlled_shutdown: false,
-            }),
+            broker(1),
+            broker(2),
             MetadataRecord::CreateTopic {
                 name: TXN_STATE_TOPIC.into(),
                 id: Uuid::from_u128(7),
-                configs: BTreeMap::new(),
+                configs: BTreeMap::from([("min.insync.replicas".into(), min_isr.to_string())]),
                 partitions: vec![PartitionRegistration {
-                    isr: vec![1],
+                    isr: isr.to_vec(),
                     leader: 1,
-                    replicas: vec![1],
+                    replicas: if isr.len() > 1 { vec![1, 2] } else { vec![1] },
                     leader_epoch,
-                    partition_epoch: 0,
+                    partition_epoch,
                 }],
             },
         ],
@@ -166,4 +177,108 @@ async fn end_txn_sends_markers_then_completes_and_reload_finishes_prepare() {
     assert!(!sent[0].commit);
     assert_eq!(sent[0].coordinator_epoch, 5);
     assert_eq!((sent[0].topic.as_str(), sent[0].partition), ("a", 0));
+}
+
+fn state_of(svc: &Arc<TxnService>, id: &str) -> Option<TxnState> {
+    svc.snapshot()
+        .into_iter()
+        .find(|m| m.transactional_id == id)
+        .map(|m| m.state)
+}
+
+/// An EndTxn whose Prepare* record the log refuses (the ISR below
+/// min.insync.replicas) leaves the transaction as it was, so the client's
+/// retry commits it once the partition takes writes again. (It used to stay
+/// in PrepareCommit with no record and no markers: every retry answered
+/// CONCURRENT_TRANSACTIONS while this broker led.)
+#[tokio::test]
+async fn a_refused_prepare_append_leaves_the_transaction_ongoing() {
+    let disk = Arc::new(SimDisk::new(1, SimDiskOptions::default()));
+    let (config, replicas, _registry) = node(disk);
+    let healthy = txn_image(3, 0, &[1], 1);
+    replicas.apply_image(&healthy, 1);
+    let sender = Arc::new(FakeSender::default());
+    let svc = TxnService::open(&config, replicas.clone(), sender.clone());
+    svc.on_image(&healthy, 1);
+    let id = "t";
+    let (pid, epoch) = svc
+        .init_producer_id(id, 10_000, None, || async { Ok(1000) })
+        .await
+        .unwrap();
+    let parts = vec![("a".to_string(), 0)];
+    assert_eq!(svc.add_partitions(id, pid, epoch, &parts).await, ec::NONE);
+
+    let refusing = txn_image(3, 1, &[1], 2);
+    replicas.apply_image(&refusing, 1);
+    svc.on_image(&refusing, 1);
+    assert_eq!(
+        svc.end_txn(id, pid, epoch, true).await,
+        ec::COORDINATOR_NOT_AVAILABLE
+    );
+    assert_eq!(state_of(&svc, id), Some(TxnState::Ongoing));
+
+    let healed = txn_image(3, 2, &[1], 1);
+    replicas.apply_image(&healed, 1);
+    svc.on_image(&healed, 1);
+    assert_eq!(svc.end_txn(id, pid, epoch, true).await, ec::NONE);
+    until(|| state_of(&svc, id) == Some(TxnState::CompleteCommit)).await;
+    let sent = sender.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].commit);
+}
+
+/// A Prepare* record appended while the ISR was whole, which then shrank
+/// below min.insync.replicas before the record committed: the client's
+/// EndTxn fails, but the decision stands in the log, so its markers go out
+/// once the record commits (here: min.insync.replicas lowered) instead of
+/// never (the transaction stranded in PrepareCommit).
+#[tokio::test]
+async fn markers_wait_for_a_prepare_record_the_isr_lost_and_then_go_out() {
+    let disk = Arc::new(SimDisk::new(1, SimDiskOptions::default()));
+    let (config, replicas, _registry) = node(disk);
+    let whole = txn_image(3, 0, &[1], 1);
+    replicas.apply_image(&whole, 1);
+    let sender = Arc::new(FakeSender::default());
+    let svc = TxnService::open(&config, replicas.clone(), sender.clone());
+    svc.on_image(&whole, 1);
+    let id = "t";
+    let (pid, epoch) = svc
+        .init_producer_id(id, 10_000, None, || async { Ok(1000) })
+        .await
+        .unwrap();
+    let parts = vec![("a".to_string(), 0)];
+    assert_eq!(svc.add_partitions(id, pid, epoch, &parts).await, ec::NONE);
+
+    // Broker 2 joins the ISR (it never fetches, so nothing commits now).
+    let two = txn_image(3, 1, &[1, 2], 2);
+    replicas.apply_image(&two, 1);
+    svc.on_image(&two, 1);
+    let end = {
+        let svc = svc.clone();
+        tokio::spawn(async move { svc.end_txn(id, pid, epoch, true).await })
+    };
+    until(|| state_of(&svc, id) == Some(TxnState::PrepareCommit)).await;
+    // The ISR shrinks to the leader alone, below min.insync.replicas.
+    let shrunk = txn_image(3, 2, &[1], 2);
+    replicas.apply_image(&shrunk, 1);
+    svc.on_image(&shrunk, 1);
+    assert_eq!(end.await.unwrap(), ec::COORDINATOR_NOT_AVAILABLE);
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(state_of(&svc, id), Some(TxnState::PrepareCommit));
+    assert!(
+        sender.sent.lock().unwrap().is_empty(),
+        "no marker before the record commits"
+    );
+
+    let lowered = txn_image(3, 3, &[1], 1);
+    replicas.apply_image(&lowered, 1);
+    svc.on_image(&lowered, 1);
+    until(|| state_of(&svc, id) == Some(TxnState::CompleteCommit)).await;
+    assert_eq!(
+        svc.end_txn(id, pid, epoch, true).await,
+        ec::NONE,
+        "a retry sees the commit"
+    );
+    let sent = sender.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
 }

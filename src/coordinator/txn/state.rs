@@ -436,21 +436,28 @@ impl TxnCoordinator {
         }
     }
 
-    /// Every marker of `job` is written: Prepare* -> Complete*, unless the
-    /// transaction moved on meanwhile (then nothing happens).
-    pub fn markers_written(&mut self, job: &MarkerJob, now_ms: i64) -> Effects {
-        let Some(m) = self.txns.get(&job.transactional_id) else {
-            return Effects::default();
-        };
+    /// Whether `job`'s transaction is still in the Prepare* state that
+    /// made it (same producer id and epoch).
+    pub fn is_preparing(&self, job: &MarkerJob) -> bool {
         let want = if job.commit {
             TxnState::PrepareCommit
         } else {
             TxnState::PrepareAbort
         };
-        if m.state != want || m.producer_id != job.producer_id {
+        self.txns.get(&job.transactional_id).is_some_and(|m| {
+            m.state == want
+                && m.producer_id == job.producer_id
+                && m.producer_epoch == job.producer_epoch
+        })
+    }
+
+    /// Every marker of `job` is written: Prepare* -> Complete*, unless the
+    /// transaction moved on meanwhile (then nothing happens).
+    pub fn markers_written(&mut self, job: &MarkerJob, now_ms: i64) -> Effects {
+        if !self.is_preparing(job) {
             return Effects::default();
         }
-        let mut next = m.clone();
+        let mut next = self.txns[&job.transactional_id].clone();
         next.state = if job.commit {
             TxnState::CompleteCommit
         } else {
