@@ -405,17 +405,8 @@ impl Partition {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let st = self.lock();
-                if st.role != Role::Leader || st.leader_epoch != epoch {
-                    return codes::NOT_LEADER_OR_FOLLOWER;
-                }
-                if (st.isr.len() as i32) < st.min_insync_replicas {
-                    return codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND;
-                }
-                if st.high_watermark > last_offset {
-                    return codes::NONE;
-                }
+            if let Some(code) = self.hw_status(last_offset, epoch) {
+                return code;
             }
             let remaining = deadline.saturating_duration_since(crate::env::time::now());
             if remaining.is_zero() {
@@ -423,6 +414,19 @@ impl Partition {
             }
             let _ = crate::env::time::timeout(remaining, notified).await;
         }
+    }
+
+    /// What [`Partition::wait_for_hw`] would answer now, or None while it
+    /// would still wait.
+    pub fn hw_status(&self, last_offset: i64, epoch: i32) -> Option<Code> {
+        let st = self.lock();
+        if st.role != Role::Leader || st.leader_epoch != epoch {
+            return Some(codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        if (st.isr.len() as i32) < st.min_insync_replicas {
+            return Some(codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+        }
+        (st.high_watermark > last_offset).then_some(codes::NONE)
     }
 
     /// Leader-side epoch check of a client request (KIP-320): an older

@@ -103,6 +103,9 @@ struct Inner {
     /// (the coordinator epoch of their markers).
     loaded: BTreeMap<i32, i32>,
     partitions: i32,
+    /// Each id whose latest record may not be in the ISR yet: the machine
+    /// shows its transition, but the log could still lose it.
+    unsettled: BTreeMap<String, Durable>,
 }
 
 impl Inner {
@@ -113,6 +116,38 @@ impl Inner {
         self.partition_of(id)
             .is_some_and(|p| self.loaded.contains_key(&p))
     }
+    /// Whether `id`'s state may be answered from: its latest record is in
+    /// the ISR. Until then the answer is CONCURRENT_TRANSACTIONS (Kafka's
+    /// answer while a transition is pending), which clients retry: a
+    /// request answered from an unsettled state could be told NONE for a
+    /// change a failover then loses (an AddPartitionsToTxn retried onto
+    /// the partitions its lost first attempt had added, after which EndTxn
+    /// wrote no marker to them).
+    fn settle(&mut self, id: &str) -> Result<(), i16> {
+        let Some(d) = self.unsettled.get(id) else {
+            return Ok(());
+        };
+        // Committed is the HW past the record in the leadership that wrote
+        // it, whatever the ISR's size now.
+        match d.partition.hw_status(d.last_offset, d.epoch) {
+            Some(wire::NOT_LEADER_OR_FOLLOWER) => Err(ec::NOT_COORDINATOR),
+            _ if d.partition.high_watermark() > d.last_offset => {
+                self.unsettled.remove(id);
+                Ok(())
+            }
+            _ => Err(ec::CONCURRENT_TRANSACTIONS),
+        }
+    }
+
+    /// Forget the transactions of partition `index` (leadership moved, or
+    /// about to be reloaded from its log).
+    fn forget(&mut self, index: i32) {
+        let count = self.partitions;
+        self.machine.retain(|id| partition_for(id, count) != index);
+        self.unsettled
+            .retain(|id, _| partition_for(id, count) != index);
+    }
+
     /// Whether `job`'s markers are still this coordinator's to write: its
     /// partition is loaded at `coordinator_epoch` (a newer epoch resent the
     /// job itself, and the old epoch's markers would only be fenced) and
@@ -135,6 +170,7 @@ pub struct TxnService {
 }
 
 /// Records appended whose commit an answer waits for.
+#[derive(Clone)]
 struct Durable {
     partition: Arc<Partition>,
     last_offset: i64,
@@ -153,6 +189,7 @@ impl TxnService {
                 machine: TxnCoordinator::new(config.txn.clone()),
                 loaded: BTreeMap::new(),
                 partitions: 0,
+                unsettled: BTreeMap::new(),
             }),
             config,
             replicas,
@@ -203,7 +240,7 @@ impl TxnService {
                         resend.extend(jobs.into_iter().map(|j| (j, p.leader_epoch)));
                     }
                 } else if !leads && inner.loaded.remove(&index).is_some() {
-                    inner.machine.retain(|id| partition_for(id, count) != index);
+                    inner.forget(index);
                 }
             }
         }
@@ -238,6 +275,7 @@ impl TxnService {
                 if !inner.owns(transactional_id) {
                     return Err(ec::NOT_COORDINATOR);
                 }
+                inner.settle(transactional_id)?;
                 let outcome = inner
                     .machine
                     .init_producer_id(req.clone(), fresh, self.now_ms());
@@ -285,6 +323,9 @@ impl TxnService {
             if !inner.owns(transactional_id) {
                 return ec::NOT_COORDINATOR;
             }
+            if let Err(code) = inner.settle(transactional_id) {
+                return code;
+            }
             match inner.machine.add_partitions(
                 transactional_id,
                 producer_id,
@@ -314,6 +355,9 @@ impl TxnService {
             let mut inner = lock_or_recover(&self.inner);
             if !inner.owns(transactional_id) {
                 return ec::NOT_COORDINATOR;
+            }
+            if let Err(code) = inner.settle(transactional_id) {
+                return code;
             }
             match inner.machine.end_txn(
                 transactional_id,
@@ -369,6 +413,12 @@ impl TxnService {
         for &(index, _) in &failed {
             self.reload(inner, index);
         }
+        for (id, _) in &fx.records {
+            let index = inner.partition_of(id);
+            if let Some(d) = durable.iter().find(|d| Some(d.partition.index) == index) {
+                inner.unsettled.insert(id.clone(), d.clone());
+            }
+        }
         for job in fx.markers {
             let Some(index) = inner.partition_of(&job.transactional_id) else {
                 continue;
@@ -422,8 +472,7 @@ impl TxnService {
     /// Replace the transactions of `__transaction_state` partition `index`
     /// with what its log holds.
     fn reload(&self, inner: &mut Inner, index: i32) {
-        let count = inner.partitions;
-        inner.machine.retain(|id| partition_for(id, count) != index);
+        inner.forget(index);
         let Some(partition) = self.replicas.get(TXN_STATE_TOPIC, index) else {
             inner.loaded.remove(&index);
             return;

@@ -282,3 +282,65 @@ async fn markers_wait_for_a_prepare_record_the_isr_lost_and_then_go_out() {
     let sent = sender.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "{sent:?}");
 }
+
+/// A request for an id whose last record is not in the ISR yet is answered
+/// CONCURRENT_TRANSACTIONS, never from that unsettled state: a retried
+/// AddPartitionsToTxn used to get NONE from the first attempt's in-memory
+/// change, which a failover then lost, and the commit wrote no marker to
+/// that partition (txn-cluster seed 74: a committed record read as aborted).
+#[tokio::test]
+async fn requests_wait_until_the_last_record_of_their_id_is_in_the_isr() {
+    let disk = Arc::new(SimDisk::new(1, SimDiskOptions::default()));
+    let (config, replicas, _registry) = node(disk);
+    let whole = txn_image(3, 0, &[1], 1);
+    replicas.apply_image(&whole, 1);
+    let sender = Arc::new(FakeSender::default());
+    let svc = TxnService::open(&config, replicas.clone(), sender.clone());
+    svc.on_image(&whole, 1);
+    let id = "t";
+    let (pid, epoch) = svc
+        .init_producer_id(id, 10_000, None, || async { Ok(1000) })
+        .await
+        .unwrap();
+    let a = vec![("a".to_string(), 0)];
+    assert_eq!(svc.add_partitions(id, pid, epoch, &a).await, ec::NONE);
+
+    // Broker 2 joins the ISR and never fetches: nothing commits now.
+    let two = txn_image(3, 1, &[1, 2], 2);
+    replicas.apply_image(&two, 1);
+    svc.on_image(&two, 1);
+    let b = vec![("b".to_string(), 1)];
+    let first = {
+        let svc = svc.clone();
+        let b = b.clone();
+        tokio::spawn(async move { svc.add_partitions(id, pid, epoch, &b).await })
+    };
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        svc.add_partitions(id, pid, epoch, &b).await,
+        ec::CONCURRENT_TRANSACTIONS,
+        "a retry is not answered from the unreplicated first attempt"
+    );
+    assert_eq!(
+        svc.end_txn(id, pid, epoch, true).await,
+        ec::CONCURRENT_TRANSACTIONS
+    );
+
+    // The follower drops out and min.insync.replicas is 1: the record commits.
+    let alone = txn_image(3, 2, &[1], 1);
+    replicas.apply_image(&alone, 1);
+    svc.on_image(&alone, 1);
+    assert_eq!(first.await.unwrap(), ec::NONE);
+    assert_eq!(svc.add_partitions(id, pid, epoch, &b).await, ec::NONE);
+    assert_eq!(svc.end_txn(id, pid, epoch, true).await, ec::NONE);
+    until(|| state_of(&svc, id) == Some(TxnState::CompleteCommit)).await;
+    let mut sent: Vec<(String, i32)> = sender
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| (m.topic.clone(), m.partition))
+        .collect();
+    sent.sort();
+    assert_eq!(sent, vec![("a".to_string(), 0), ("b".to_string(), 1)]);
+}
