@@ -297,6 +297,74 @@ async fn maintenance_task_applies_retention_and_compaction() {
     server.shutdown().await.unwrap();
 }
 
+/// The cleaner never moves the log start: once it has emptied the first
+/// segments of a compacted partition, a consumer at offset 0 (a committed
+/// offset in the emptied range) fetches the first surviving record, not
+/// OFFSET_OUT_OF_RANGE, and ListOffsets EARLIEST stays 0, across a restart.
+#[cfg(not(madsim))]
+#[tokio::test]
+async fn a_fetch_in_the_range_the_cleaner_emptied_reads_the_survivors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.set("log.cleaner.backoff.ms", "20").unwrap();
+    let server = start_with(cfg.clone()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    // One batch per segment: a0..a3 at 0..3, b0..b3 at 4..7, c0 at 8 (so
+    // b3's segment is closed). Only a3, b3 and c0 survive.
+    create(
+        &mut c,
+        "kv",
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    )
+    .await;
+    for key in ["a", "b"] {
+        for i in 0..4 {
+            produce(&mut c, "kv", keyed(key, &format!("{key}{i}"))).await;
+        }
+    }
+    produce(&mut c, "kv", keyed("c", "c0")).await;
+    let want: Vec<(i64, String)> = [(3, "a3"), (7, "b3"), (8, "c0")]
+        .iter()
+        .map(|&(o, v)| (o, v.to_string()))
+        .collect();
+    let read = |recs: Vec<(i64, Option<Bytes>)>| -> Vec<(i64, String)> {
+        recs.into_iter()
+            .map(|(o, v)| (o, String::from_utf8(v.unwrap().to_vec()).unwrap()))
+            .collect()
+    };
+    // Wait for the cleaner to leave only the survivors (or for a fetch at 0
+    // to fail, as it did when the cleaner moved the log start).
+    let mut last = None;
+    for _ in 0..1_500 {
+        let (err, start, recs) = fetch(&mut c, "kv", 0).await;
+        let all = fetch_all(&mut c, "kv").await.map(read);
+        let done = err != 0 || all.as_ref() == Some(&want);
+        last = Some((err, start, read(recs), all));
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (err, start, first, all) = last.unwrap();
+    assert_eq!((err, start), (0, 0), "fetch at 0 after cleaning: {first:?}");
+    assert_eq!(all.as_ref(), Some(&want), "the cleaner ran");
+    assert_eq!(first.first(), Some(&want[0]));
+    assert_eq!(earliest(&mut c, "kv").await, 0);
+    // Survives a restart.
+    server.shutdown().await.unwrap();
+    let server = start_with(cfg).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    assert_eq!(earliest(&mut c, "kv").await, 0);
+    let (err, start, recs) = fetch(&mut c, "kv", 0).await;
+    assert_eq!((err, start), (0, 0));
+    assert_eq!(read(recs).first(), Some(&want[0]));
+    server.shutdown().await.unwrap();
+}
+
 /// Under madsim: a broker node on SimDisk, a client node; retention and the
 /// cleaner run on virtual time (no wall-clock waiting).
 #[cfg(madsim)]

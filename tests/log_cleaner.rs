@@ -10,6 +10,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use weir::env::{Disk, RealDisk};
 use weir::log::batch::{self, build_batch, BatchProducer, SimpleRecord};
+use weir::log::checkpoint::LOG_START_FILE;
 use weir::log::{CleanupPolicy, LogConfig, PartitionLog};
 
 fn disk() -> Arc<dyn Disk> {
@@ -515,6 +516,8 @@ proptest! {
         }
         // The snapshot a reader from 0 ends with equals the latest values.
         prop_assert_eq!(live(&latest(&got)), live(&latest(&all)));
+        // The cleaner never moves the log start.
+        prop_assert_eq!(log.log_start_offset(), 0);
         if !expire {
             // Never expiring: every key whose latest record is a tombstone
             // still has it.
@@ -523,12 +526,135 @@ proptest! {
         // And all of it survives a crash reopen.
         drop(log);
         let log = PartitionLog::open(disk(), dir, cfg(retention), 0).unwrap();
+        prop_assert_eq!(log.log_start_offset(), 0);
         prop_assert_eq!(read_records(&log), got);
     }
 }
 
+/// Segment 0 holds only key 1 (superseded later) and key 3 with its
+/// tombstone (key 3 is never written again); the next segments hold key 1
+/// and key 2. After a pass and another past delete.retention.ms nothing of
+/// segment 0 survives. Returns the base of segment 1.
+fn empty_the_first_segment(log: &mut PartitionLog, retention_ms: i64) -> i64 {
+    log.append(&mut mk(&[(3, Some(0))], 1), 0, 1).unwrap();
+    log.append(&mut mk(&[(3, None)], 1), 0, 1).unwrap();
+    while log.segment_count() < 2 {
+        log.append(&mut mk(&[(1, Some(0))], 1), 0, 1).unwrap();
+    }
+    let seg1 = log.log_end_offset() - 1;
+    for i in 0..30u32 {
+        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 1), 0, 1)
+            .unwrap();
+    }
+    let end = log.log_end_offset();
+    log.clean(5_000, end).unwrap().unwrap();
+    assert!(
+        latest(&read_records(log)).contains_key(b"key-3".as_slice()),
+        "the tombstone is kept at first"
+    );
+    log.clean(5_000 + retention_ms, end).unwrap().unwrap();
+    let recs = read_records(log);
+    assert!(
+        recs.iter().all(|r| r.0 >= seg1),
+        "segment 0 is emptied: {:?}",
+        recs.first()
+    );
+    seg1
+}
+
+/// The cleaner never moves the log start offset (as Kafka's: only
+/// retention and DeleteRecords do). A first segment it empties entirely
+/// leaves the start where it was, through a clean and a crash reopen
+/// (without a log-start checkpoint: none was ever written); a read at the
+/// start returns the first surviving batch, where a consumer whose
+/// position lies in the emptied range continues.
 #[test]
-fn segments_the_cleaner_empties_are_deleted() {
+fn emptying_the_first_segment_leaves_the_log_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c-0");
+    let mut log = PartitionLog::open(disk(), dir.clone(), cfg(1_000), 0).unwrap();
+    let seg1 = empty_the_first_segment(&mut log, 1_000);
+    let survivors = read_records(&log);
+    let first_survivor = survivors[0].0;
+    assert!(first_survivor >= seg1);
+    let check = |log: &PartitionLog, when: &str| {
+        // ListOffsets EARLIEST answers the log start.
+        assert_eq!(log.log_start_offset(), 0, "{when}: log start moved");
+        for offset in [0, 1, seg1 - 1, first_survivor] {
+            let slice = log.read(offset, 1 << 20, true).unwrap();
+            let (_, h) = batch::split_batches(&slice.records).unwrap()[0].clone();
+            assert!(
+                h.base_offset <= first_survivor && h.last_offset() >= first_survivor,
+                "{when}: a read at {offset} starts with the first survivor"
+            );
+        }
+        // ListOffsets by timestamp finds the first survivor.
+        assert_eq!(
+            log.offset_for_timestamp(0).unwrap().map(|(o, _)| o),
+            Some(first_survivor),
+            "{when}"
+        );
+        assert_eq!(read_records(log), survivors, "{when}");
+    };
+    check(&log, "after cleaning");
+    // More passes (nothing new, then new data) leave it too.
+    for i in 0..10u32 {
+        log.append(&mut mk(&[(1, Some(100 + i))], 1), 0, 1).unwrap();
+    }
+    log.clean(10_000, log.log_end_offset()).unwrap();
+    let survivors = read_records(&log);
+    assert_eq!(log.log_start_offset(), 0);
+    // No log-start checkpoint was ever written: open takes the start from
+    // the first segment's base, which the cleaner kept.
+    assert!(!dir.join(LOG_START_FILE).exists());
+    // Crash reopen: no clean-shutdown marker.
+    drop(log);
+    let log = PartitionLog::open(disk(), dir.clone(), cfg(1_000), 0).unwrap();
+    assert_eq!(log.log_start_offset(), 0, "after a crash reopen");
+    assert_eq!(read_records(&log), survivors);
+    // Clean reopen.
+    log.close().unwrap();
+    let mut log = PartitionLog::open(disk(), dir.clone(), cfg(1_000), 0).unwrap();
+    assert_eq!(log.log_start_offset(), 0, "after a clean reopen");
+    assert_eq!(read_records(&log), survivors);
+    // DeleteRecords into the emptied range moves the start there, and only
+    // there; a reopen keeps the checkpointed value.
+    let end = log.log_end_offset();
+    assert_eq!(log.delete_records_before(1, end).unwrap(), 1);
+    drop(log);
+    let log = PartitionLog::open(disk(), dir, cfg(1_000), 0).unwrap();
+    assert_eq!(log.log_start_offset(), 1);
+    assert_eq!(read_records(&log), survivors);
+}
+
+/// A follower truncating into the range the cleaner emptied (its leader's
+/// log diverged there) keeps its log start and appends on.
+#[test]
+fn truncation_into_the_emptied_range_keeps_the_log_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c-0");
+    let mut log = PartitionLog::open(disk(), dir.clone(), cfg(1_000), 0).unwrap();
+    let seg1 = empty_the_first_segment(&mut log, 1_000);
+    log.truncate_to(seg1 - 1).unwrap();
+    assert_eq!(log.log_start_offset(), 0);
+    assert!(log.log_end_offset() < seg1);
+    assert!(read_records(&log).is_empty());
+    let end = log.log_end_offset();
+    let info = log.append(&mut mk(&[(9, Some(9))], 1), 0, 1).unwrap();
+    assert_eq!(info.first_offset, end);
+    drop(log);
+    let log = PartitionLog::open(disk(), dir, cfg(1_000), 0).unwrap();
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(read_records(&log).len(), 1);
+}
+
+/// Segments the cleaner empties are deleted, except the first, which stays
+/// as an empty file so the log start does not move. Under compact,delete
+/// that empty segment does not shield the ones after it from retention, nor
+/// expire on its own: only retention moves the start, once a segment after
+/// it holding records expires.
+#[test]
+fn segments_the_cleaner_empties_are_deleted_but_the_first() {
     let tmp = tempfile::tempdir().unwrap();
     let c = LogConfig {
         cleanup_policy: CleanupPolicy {
@@ -540,28 +666,45 @@ fn segments_the_cleaner_empties_are_deleted() {
     };
     let mut log = PartitionLog::open(disk(), tmp.path().join("c-0"), c, 0).unwrap();
     // Segment 0: only key 1, all superseded later. Its records are as young
-    // as the rest: only its emptiness lets retention take it.
+    // as the rest.
     while log.segment_count() < 2 {
         log.append(&mut mk(&[(1, Some(0))], 5_000), 0, 5_000)
             .unwrap();
     }
     let seg1 = log.log_end_offset() - 1;
+    // The survivors (the last batches) are younger than the rest.
     for i in 0..30u32 {
-        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], 5_000), 0, 5_000)
+        let ts = if i >= 20 { 20_000 } else { 5_000 };
+        log.append(&mut mk(&[(1, Some(i)), (2, Some(i))], ts), 0, ts)
             .unwrap();
     }
     let end = log.log_end_offset();
     let segs = log.segment_count();
     log.clean(5_000, end).unwrap().unwrap();
-    // Segments the cleaner emptied are deleted, the first taking the log
-    // start with it.
-    assert!(log.segment_count() < segs);
-    assert!(log.log_start_offset() >= seg1);
-    // Every record is younger than retention.ms: retention deletes nothing.
+    let recs = read_records(&log);
+    assert!(recs.iter().all(|r| r.0 >= seg1), "segment 0 was emptied");
+    assert!(log.segment_count() < segs, "emptied segments are deleted");
+    assert_eq!(log.log_start_offset(), 0, "the cleaner moved the log start");
+    // Every record is younger than retention.ms: retention deletes nothing,
+    // not even the empty first segment.
     let out = log.apply_retention(5_500, end).unwrap();
     assert_eq!(out.deleted_segments, 0, "{out:?}");
-    let m = latest(&read_records(&log));
-    assert_eq!(m.len(), 2);
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(latest(&read_records(&log)).len(), 2);
+    // Alone it never expires, though older than retention.ms.
+    let out = log.apply_retention(10_000, end).unwrap();
+    assert_eq!(out.deleted_segments, 0, "{out:?}");
+    assert_eq!(log.log_start_offset(), 0);
+    // Once a segment after it holding records expires, retention takes the
+    // empty one with it, and the start moves.
+    let segs = log.segment_count();
+    while log.segment_count() < segs + 1 {
+        log.append(&mut mk(&[(3, Some(0))], 20_000), 0, 20_000)
+            .unwrap();
+    }
+    let out = log.apply_retention(30_000, log.log_end_offset()).unwrap();
+    assert!(out.deleted_segments >= 2, "{out:?}");
+    assert!(log.log_start_offset() > seg1);
 }
 
 /// Batches the cleaner partly empties are re-encoded in their own codec,

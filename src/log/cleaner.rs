@@ -36,8 +36,13 @@
 //! nothing is copied byte for byte; one that loses some records is
 //! re-encoded with kafka-protocol in its original codec (batch::reencode);
 //! one that loses all is dropped, and a segment left with no batch is
-//! deleted (moving the log start if it was the first). Keyless records are
-//! kept.
+//! deleted, or, if it is the first, swapped for an empty file (see
+//! `drop_emptied_segment`). Keyless records are kept.
+//!
+//! The cleaner never moves the log start offset, as Kafka's never does
+//! (only retention and DeleteRecords do): a read at an offset whose records
+//! it dropped returns the next surviving batch, and ListOffsets EARLIEST
+//! does not change under it.
 //!
 //! Transactions, as Kafka: the cleanable range ends below the first open
 //! transaction (whether its records count is not decided); records of an
@@ -78,7 +83,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::batch::{self, BatchHeader};
-use super::checkpoint;
 use super::segment::{self, Segment, SegmentReader};
 use super::txn::{self, AbortedTxn};
 use super::{LogError, PartitionLog};
@@ -410,7 +414,7 @@ impl PartitionLog {
                 SegmentResult::Emptied { removed } => {
                     out.records_removed += removed;
                     out.segments_rewritten += 1;
-                    self.delete_emptied_segment(base)?;
+                    self.drop_emptied_segment(base)?;
                 }
                 SegmentResult::Cleaned { removed, written } => {
                     out.records_removed += removed;
@@ -530,21 +534,42 @@ impl PartitionLog {
         })
     }
 
-    /// Delete closed segment `base`, every record of which the cleaner
-    /// dropped. The first segment takes the log start offset up with it
-    /// (durably, first), so the log still starts at its first segment.
-    /// Crash story: indexes go before the log, and a crash part way leaves
-    /// the old, whole segment, which the next pass cleans again.
-    fn delete_emptied_segment(&mut self, base: i64) -> Result<(), LogError> {
+    /// Closed segment `base` lost every record. A segment after the first
+    /// is deleted (an empty one costs three files, forever, in a compacted
+    /// log); the first is swapped for an empty file, so it keeps its base.
+    /// Either way the log start offset stays where it is: the cleaner never
+    /// moves it (Kafka's never does; only retention and DeleteRecords do),
+    /// so a consumer whose position lies in the emptied range reads on from
+    /// the next surviving batch instead of getting OFFSET_OUT_OF_RANGE.
+    ///
+    /// Why keep the first segment rather than delete it and leave the log
+    /// start below the first base: everything that reads the layout (read,
+    /// truncation, the start recovered at open with or without its
+    /// checkpoint, retention, the epoch cache) relies on the first segment
+    /// starting at or below the log start, as Kafka's does (its cleaner
+    /// gives a cleaned group the first segment's base, empty or not, and
+    /// its loader takes the start up to the first base). The cost is one
+    /// empty segment at most, and only at the front.
+    ///
+    /// Crash story: the first is replaced through the usual swap (an empty
+    /// `.cleaned`, fsynced, then the renames), so a crash leaves the old
+    /// segment or the empty one; a deletion goes indexes first, and a crash
+    /// part way leaves the old, whole segment, which the next pass cleans
+    /// again.
+    fn drop_emptied_segment(&mut self, base: i64) -> Result<(), LogError> {
         let next = self
             .segments
             .range(base + 1..)
             .next()
             .map(|(b, _)| *b)
             .expect("cleaner invariant: a cleaned segment is never the active one");
-        if self.segments.keys().next() == Some(&base) && self.log_start_offset < next {
-            checkpoint::write_log_start(self.disk.as_ref(), &self.dir, next)?;
-            self.log_start_offset = next;
+        if self.segments.keys().next() == Some(&base) {
+            let path = self.dir.join(segment::file_name(base, "log.cleaned"));
+            let file = self.disk.open(&path, OpenMode::CREATE_NEW_EMPTY)?;
+            file.sync_data()?;
+            drop(file);
+            self.swap_segment(base, 0)?;
+            return self.prune_aborted_index(base);
         }
         let seg = self.segments.remove(&base).expect("segment being cleaned");
         seg.delete_files(self.disk.as_ref(), &self.dir)?;

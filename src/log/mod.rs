@@ -30,7 +30,9 @@
 //!   except that the cleaner may drop records from closed segments (every
 //!   survivor keeps its offset).
 //! - The log start offset only grows and is durable before anything below it
-//!   is deleted; nothing below it is ever served.
+//!   is deleted; nothing below it is ever served. Only retention and
+//!   DeleteRecords (and a follower starting over at its leader's start)
+//!   move it, never the cleaner; the first segment starts at or below it.
 //! - Appends only write the last (active) segment; every other segment was
 //!   fsynced (log and indexes) when it stopped being active, and is only
 //!   ever replaced whole by the cleaner's crash-safe swap (or deleted).
@@ -318,6 +320,8 @@ pub struct PartitionLog {
     segments: BTreeMap<i64, Segment>,
     /// First offset readers may see: the first segment's base, or above it
     /// after retention or DeleteRecords; durable in checkpoint::LOG_START_FILE.
+    /// The cleaner never moves it (an offset whose records it dropped reads
+    /// as the next surviving batch), nor the first segment's base.
     log_start_offset: i64,
     /// The cleaner's durable progress (cleanup.policy compact).
     cleaner_state: CleanerState,
@@ -958,7 +962,9 @@ impl PartitionLog {
     /// Read whole batches starting at the batch that holds `offset`, up to
     /// `max_bytes` (but at least one whole batch when `min_one_batch`, as
     /// Kafka returns an oversized first batch so consumers make progress).
-    /// `offset == log_end_offset` returns an empty slice. Reads come from one
+    /// `offset == log_end_offset` returns an empty slice. An offset the
+    /// cleaner dropped (a gap, or a whole emptied segment, even the first)
+    /// reads from the next surviving batch, as Kafka's. Reads come from one
     /// segment, in one `read_at` (plus a few header reads to find the start).
     pub fn read(
         &self,
@@ -980,7 +986,7 @@ impl PartitionLog {
             .range(..=offset)
             .next_back()
             .map(|(b, _)| b)
-            .expect("log invariant: the first segment starts at log start");
+            .expect("log invariant: the first segment starts at or below the log start");
         for seg in self.segments.range(first..).map(|(_, s)| s) {
             if let Some((pos, h)) = seg.find_batch(offset)? {
                 let records = seg.read_from(pos, &h, max_bytes, min_one_batch)?;
@@ -1024,7 +1030,7 @@ impl PartitionLog {
             .range(..=offset)
             .next_back()
             .map(|(b, _)| b)
-            .expect("log invariant: the first segment starts at log start");
+            .expect("log invariant: the first segment starts at or below the log start");
         let later: Vec<i64> = self.segments.range(keep + 1..).map(|(b, _)| *b).collect();
         for base in later.into_iter().rev() {
             let seg = self.segments.remove(&base).expect("listed above");

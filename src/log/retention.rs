@@ -9,8 +9,10 @@
 //!   timestamp, so a late-arriving old record cannot expire new ones) is
 //!   older than `now_ms - retention.ms`. A segment whose records carry no
 //!   timestamp (-1) never expires by time (Kafka falls back to the file's
-//!   mtime, which a clock-free log does not have). An empty segment (emptied
-//!   by the cleaner under compact,delete) counts as expired.
+//!   mtime, which a clock-free log does not have). An empty segment (the
+//!   first one, which the cleaner emptied under compact,delete) does not
+//!   shield the segments after it, but does not expire on its own either:
+//!   it goes with the first expired segment after it.
 //! - retention.bytes: while the log's size minus the oldest segment's size
 //!   is still >= retention.bytes.
 //! - log start: segments wholly below the log start offset (after a
@@ -74,7 +76,7 @@ impl PartitionLog {
         let cfg = &self.config;
         let mut count = 0;
         if cfg.cleanup_policy.delete && cfg.retention_ms >= 0 {
-            let expired = closed
+            let mut expired = closed
                 .iter()
                 .take_while(|&&(_, size, ts, _)| {
                     // An empty segment (the cleaner emptied it) holds nothing
@@ -82,6 +84,15 @@ impl PartitionLog {
                     size == 0 || (ts >= 0 && now_ms.saturating_sub(ts) > cfg.retention_ms)
                 })
                 .count();
+            // But it has no timestamp to expire by (Kafka dates it by the
+            // original file's mtime), and deleting it alone would move the
+            // log start for nothing but the cleaner's work, sending a
+            // consumer positioned in the emptied range OFFSET_OUT_OF_RANGE.
+            // It goes with the first expired segment after it: later than
+            // Kafka, never earlier.
+            while expired > 0 && closed[expired - 1].1 == 0 {
+                expired -= 1;
+            }
             count = count.max(expired);
         }
         if cfg.cleanup_policy.delete && cfg.retention_bytes >= 0 {
