@@ -124,6 +124,9 @@ pub struct ServerConfig {
     pub unclean_leader_election_enable: bool,
     /// offsets.topic.replication.factor (capped at the live brokers)
     pub offsets_topic_replication_factor: i16,
+    /// offsets.topic.segment.bytes: segment.bytes of `__consumer_offsets`
+    /// (small segments let the cleaner compact it sooner)
+    pub offsets_topic_segment_bytes: u64,
     /// Keys this struct does not model, kept verbatim (a warning is logged).
     pub extra: BTreeMap<String, String>,
     /// Keys set explicitly (file or `set`), so DescribeConfigs can tell a
@@ -187,6 +190,7 @@ impl ServerConfig {
             replica_high_watermark_checkpoint_interval_ms: 5000,
             unclean_leader_election_enable: false,
             offsets_topic_replication_factor: 3,
+            offsets_topic_segment_bytes: 104_857_600,
             extra: BTreeMap::new(),
             explicit: BTreeSet::new(),
         }
@@ -258,6 +262,12 @@ impl ServerConfig {
             }
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = parse_min(key, v, 1)?
+            }
+            // Kafka's own check is atLeast(1); this one is the topic's
+            // segment.bytes check, since the value becomes that override and
+            // a smaller one would fail the topic's creation.
+            "offsets.topic.segment.bytes" => {
+                self.offsets_topic_segment_bytes = log_key(key, v, "segment.bytes")?.segment_bytes
             }
             // Kafka keys that name listeners' protocols: every Weir listener is PLAINTEXT.
             "listener.security.protocol.map" | "inter.broker.listener.name" => {
@@ -610,6 +620,10 @@ impl ServerConfig {
             (
                 "offsets.topic.replication.factor".into(),
                 self.offsets_topic_replication_factor.to_string(),
+            ),
+            (
+                "offsets.topic.segment.bytes".into(),
+                self.offsets_topic_segment_bytes.to_string(),
             ),
         ];
         for (k, v) in &self.extra {
@@ -1096,6 +1110,29 @@ mod tests {
         b.set("log.retention.minutes", "2").unwrap();
         assert_eq!(b.log_retention_ms, 120_000);
         assert!(b.set("log.retention.hours", "2147483648").is_err());
+    }
+
+    #[test]
+    fn offsets_topic_segment_bytes_is_typed_and_described() {
+        let mut c = ServerConfig::default_single_node();
+        assert_eq!(
+            c.offsets_topic_segment_bytes, 104_857_600,
+            "Kafka's default"
+        );
+        assert!(c.set("offsets.topic.segment.bytes", "13").is_err());
+        assert!(c.set("offsets.topic.segment.bytes", "lots").is_err());
+        c.set("offsets.topic.segment.bytes", "4096").unwrap();
+        assert_eq!(c.offsets_topic_segment_bytes, 4096);
+        assert!(c.extra.is_empty(), "a typed key is not kept as unknown");
+        let described = c
+            .broker_configs()
+            .into_iter()
+            .find(|(k, _, _)| k == "offsets.topic.segment.bytes")
+            .expect("described");
+        assert_eq!(
+            described,
+            ("offsets.topic.segment.bytes".into(), "4096".into(), true)
+        );
     }
 }
 
