@@ -141,6 +141,75 @@ async fn delete_records_moves_the_low_watermark() {
     server.shutdown().await.unwrap();
 }
 
+/// IncrementalAlterConfigs on one topic: (key, operation 0 SET / 1 DELETE,
+/// value). Returns the resource's error code.
+async fn alter(c: &mut Client, topic: &str, ops: &[(&str, i8, Option<&str>)]) -> i16 {
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(
+                ops.iter()
+                    .map(|(k, op, v)| {
+                        AlterableConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_config_operation(*op)
+                            .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            ),
+    ]);
+    c.call(1, &req).await.responses[0].error_code
+}
+
+async fn set_config(c: &mut Client, topic: &str, key: &str, value: &str) {
+    assert_eq!(
+        alter(c, topic, &[(key, 0, Some(value))]).await,
+        0,
+        "{key}={value}"
+    );
+}
+
+/// DeleteRecords needs `delete` in cleanup.policy, as in Kafka: a
+/// compact-only topic answers POLICY_VIOLATION (44) and keeps every record;
+/// compact,delete moves the log start; an IncrementalAlterConfigs of the
+/// policy decides it for the live partition.
+#[cfg(not(madsim))]
+#[tokio::test]
+async fn delete_records_needs_the_delete_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    create(&mut c, "kv", &[("cleanup.policy", "compact")]).await;
+    create(&mut c, "both", &[("cleanup.policy", "compact,delete")]).await;
+    for i in 0..5 {
+        produce(&mut c, "kv", keyed(&format!("k{i}"), "v")).await;
+        produce(&mut c, "both", keyed(&format!("k{i}"), "v")).await;
+    }
+    assert_eq!(delete_records(&mut c, "kv", 2).await, (44, -1));
+    assert_eq!(delete_records(&mut c, "kv", -1).await, (44, -1));
+    assert_eq!(earliest(&mut c, "kv").await, 0, "nothing deleted");
+    let all: Vec<i64> = fetch_all(&mut c, "kv")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(all, vec![0, 1, 2, 3, 4]);
+
+    assert_eq!(delete_records(&mut c, "both", 2).await, (0, 2));
+    assert_eq!(earliest(&mut c, "both").await, 2);
+
+    // The policy of the live partition decides.
+    set_config(&mut c, "both", "cleanup.policy", "compact").await;
+    assert_eq!(delete_records(&mut c, "both", 3).await, (44, -1));
+    assert_eq!(earliest(&mut c, "both").await, 2);
+    set_config(&mut c, "kv", "cleanup.policy", "delete").await;
+    assert_eq!(delete_records(&mut c, "kv", 3).await, (0, 3));
+    assert_eq!(earliest(&mut c, "kv").await, 3);
+    server.shutdown().await.unwrap();
+}
+
 async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String, i8)> {
     let resp = c
         .call(
