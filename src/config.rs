@@ -6,11 +6,15 @@
 //!
 //! Topic-level configs (`segment.bytes`, `flush.ms`, ...) take their defaults
 //! from the broker's `log.*` keys, as in Kafka; [`ServerConfig::topic_defaults`]
-//! and [`ServerConfig::log_config_for`] derive them.
+//! and [`ServerConfig::log_config_for`] derive them. This module judges no
+//! topic config value itself: a topic override and the `log.*` key that
+//! defaults it are both checked by `log::topic_config::parse`, so the broker
+//! cannot start with a default a topic would be refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::log::topic_config::{self, TopicConfigValue};
 use crate::log::LogConfig;
 
 /// Why a configuration key or value was rejected.
@@ -120,6 +124,9 @@ pub struct ServerConfig {
     pub unclean_leader_election_enable: bool,
     /// offsets.topic.replication.factor (capped at the live brokers)
     pub offsets_topic_replication_factor: i16,
+    /// offsets.topic.segment.bytes: segment.bytes of `__consumer_offsets`
+    /// (small segments let the cleaner compact it sooner)
+    pub offsets_topic_segment_bytes: u64,
     /// Keys this struct does not model, kept verbatim (a warning is logged).
     pub extra: BTreeMap<String, String>,
     /// Keys set explicitly (file or `set`), so DescribeConfigs can tell a
@@ -183,6 +190,7 @@ impl ServerConfig {
             replica_high_watermark_checkpoint_interval_ms: 5000,
             unclean_leader_election_enable: false,
             offsets_topic_replication_factor: 3,
+            offsets_topic_segment_bytes: 104_857_600,
             extra: BTreeMap::new(),
             explicit: BTreeSet::new(),
         }
@@ -250,10 +258,16 @@ impl ServerConfig {
                 self.replica_high_watermark_checkpoint_interval_ms = parse_min(key, v, 1)?
             }
             "unclean.leader.election.enable" => {
-                self.unclean_leader_election_enable = parse_bool(key, v)?
+                self.unclean_leader_election_enable = topic_value(key, v, key)?.flag()
             }
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = parse_min(key, v, 1)?
+            }
+            // Kafka's own check is atLeast(1); this one is the topic's
+            // segment.bytes check, since the value becomes that override and
+            // a smaller one would fail the topic's creation.
+            "offsets.topic.segment.bytes" => {
+                self.offsets_topic_segment_bytes = log_key(key, v, "segment.bytes")?.segment_bytes
             }
             // Kafka keys that name listeners' protocols: every Weir listener is PLAINTEXT.
             "listener.security.protocol.map" | "inter.broker.listener.name" => {
@@ -281,34 +295,59 @@ impl ServerConfig {
                 self.default_replication_factor = parse_min::<i16>(key, v, 1)?
             }
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, v)?,
-            "message.max.bytes" => self.message_max_bytes = parse(key, v)?,
-            "log.segment.bytes" => self.log_segment_bytes = parse_min(key, v, 14)?,
-            "log.roll.ms" => self.log_roll_ms = parse_min(key, v, 1)?,
-            "log.roll.hours" => self.log_roll_ms = parse_min::<i64>(key, v, 1)? * 3600 * 1000,
-            "log.index.interval.bytes" => self.log_index_interval_bytes = parse(key, v)?,
-            "log.index.size.max.bytes" => self.log_index_size_max_bytes = parse_min(key, v, 4)?,
+            // The broker defaults of topic configs are checked as the topic
+            // configs they default (`log::topic_config::parse`).
+            "message.max.bytes" => {
+                self.message_max_bytes = log_key(key, v, "max.message.bytes")?.max_message_bytes
+            }
+            "log.segment.bytes" => {
+                self.log_segment_bytes = log_key(key, v, "segment.bytes")?.segment_bytes
+            }
+            "log.roll.ms" => self.log_roll_ms = log_key(key, v, "segment.ms")?.segment_ms,
+            "log.roll.hours" => {
+                self.log_roll_ms = i64::from(parse_min::<i32>(key, v, 1)?) * 3_600_000
+            }
+            "log.index.interval.bytes" => {
+                self.log_index_interval_bytes =
+                    log_key(key, v, "index.interval.bytes")?.index_interval_bytes
+            }
+            "log.index.size.max.bytes" => {
+                self.log_index_size_max_bytes =
+                    log_key(key, v, "segment.index.bytes")?.segment_index_bytes
+            }
             "log.flush.interval.messages" => {
-                self.log_flush_interval_messages = parse_never::<u64>(key, v, u64::MAX)?
+                self.log_flush_interval_messages = log_key(key, v, "flush.messages")?.flush_messages
             }
             "log.flush.interval.ms" => {
-                self.log_flush_interval_ms = parse_never::<i64>(key, v, i64::MAX)?
+                self.log_flush_interval_ms = log_key(key, v, "flush.ms")?.flush_ms
             }
             "log.flush.scheduler.interval.ms" => {
                 self.log_flush_scheduler_interval_ms = parse_min(key, v, 1)?
             }
-            "log.retention.ms" => self.log_retention_ms = parse(key, v)?,
-            "log.retention.minutes" => self.log_retention_ms = parse::<i64>(key, v)? * 60_000,
-            "log.retention.hours" => self.log_retention_ms = parse::<i64>(key, v)? * 3_600_000,
-            "log.retention.bytes" => self.log_retention_bytes = parse(key, v)?,
+            // Kafka takes any negative retention time as unlimited (-1).
+            "log.retention.ms" => self.log_retention_ms = parse::<i64>(key, v)?.max(-1),
+            "log.retention.minutes" => {
+                self.log_retention_ms = (i64::from(parse::<i32>(key, v)?) * 60_000).max(-1)
+            }
+            "log.retention.hours" => {
+                self.log_retention_ms = (i64::from(parse::<i32>(key, v)?) * 3_600_000).max(-1)
+            }
+            "log.retention.bytes" => {
+                self.log_retention_bytes = log_key(key, v, "retention.bytes")?.retention_bytes
+            }
             "log.cleanup.policy" => {
-                validate_cleanup_policy(key, v)?;
+                topic_value(key, v, "cleanup.policy")?;
                 self.log_cleanup_policy = v.to_string();
             }
             "log.message.timestamp.type" => {
-                validate_timestamp_type(key, v)?;
+                topic_value(key, v, "message.timestamp.type")?;
                 self.log_message_timestamp_type = v.to_string();
             }
-            "min.insync.replicas" => self.min_insync_replicas = parse_min(key, v, 1)?,
+            "min.insync.replicas" => {
+                self.min_insync_replicas =
+                    i32::try_from(topic_value(key, v, "min.insync.replicas")?.number())
+                        .expect("an INT config fits i32")
+            }
             "log.retention.check.interval.ms" => {
                 self.log_retention_check_interval_ms = parse_min(key, v, 1)?
             }
@@ -582,6 +621,10 @@ impl ServerConfig {
                 "offsets.topic.replication.factor".into(),
                 self.offsets_topic_replication_factor.to_string(),
             ),
+            (
+                "offsets.topic.segment.bytes".into(),
+                self.offsets_topic_segment_bytes.to_string(),
+            ),
         ];
         for (k, v) in &self.extra {
             out.push((k.clone(), v.clone()));
@@ -687,11 +730,11 @@ impl ServerConfig {
         out
     }
 
-    /// Check one topic config override: the key must be a known topic config
-    /// and the value must parse.
+    /// Check one topic config override against Kafka's type and bounds for
+    /// its key (`log::topic_config::parse`, the one validator).
     pub fn validate_topic_config(&self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let mut probe = LogConfig::default();
-        apply_topic_config(&mut probe, key, value)
+        topic_config::parse(key, value)?;
+        Ok(())
     }
 
     /// The log settings for a topic: broker defaults, then the topic's overrides.
@@ -716,14 +759,10 @@ impl ServerConfig {
             ..LogConfig::default()
         };
         // Validated when set: these parse.
-        for (k, v) in [
-            ("cleanup.policy", &self.log_cleanup_policy),
-            ("compression.type", &self.compression_type),
-        ] {
-            apply_topic_config(&mut config, k, v)?;
-        }
+        config.set("cleanup.policy", &self.log_cleanup_policy)?;
+        config.set("compression.type", &self.compression_type)?;
         for (k, v) in overrides {
-            apply_topic_config(&mut config, k, v)?;
+            config.set(k, v)?;
         }
         Ok(config)
     }
@@ -786,44 +825,6 @@ fn parse_voters(v: &str) -> Result<Vec<(i32, String)>, &'static str> {
     Ok(voters)
 }
 
-/// Apply one topic-level key to a LogConfig; keys the log does not use yet
-/// (retention, cleanup policy, min.insync.replicas) are validated only.
-fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
-    let v = value.trim();
-    match key {
-        "segment.bytes" => config.segment_bytes = parse_min(key, v, 14)?,
-        "segment.ms" => config.segment_ms = parse_min(key, v, 1)?,
-        "index.interval.bytes" => config.index_interval_bytes = parse(key, v)?,
-        "segment.index.bytes" => config.segment_index_bytes = parse_min(key, v, 4)?,
-        "flush.messages" => config.flush_messages = parse_never(key, v, u64::MAX)?,
-        "flush.ms" => config.flush_ms = parse_never(key, v, i64::MAX)?,
-        "max.message.bytes" => config.max_message_bytes = parse(key, v)?,
-        "message.timestamp.type" => {
-            validate_timestamp_type(key, v)?;
-            config.log_append_time = v == "LogAppendTime";
-        }
-        // Retention, compaction and compression: the log parses its own keys.
-        "retention.ms"
-        | "retention.bytes"
-        | "cleanup.policy"
-        | "delete.retention.ms"
-        | "min.cleanable.dirty.ratio"
-        | "min.compaction.lag.ms"
-        | "compression.type" => config
-            .set(key, v)
-            .map_err(|e| invalid(key, v, &e.to_string()))?,
-        "min.insync.replicas" => {
-            let _: i32 = parse_min(key, v, 1)?;
-        }
-        // Read by the controller (elections), not the log.
-        "unclean.leader.election.enable" => {
-            parse_bool(key, v)?;
-        }
-        _ => return Err(ConfigError::UnknownTopicConfig(key.to_string())),
-    }
-    Ok(())
-}
-
 /// `PLAINTEXT://host:port`, `host:port` or a comma list of them -> the first `host:port`.
 impl std::fmt::Display for ProcessRoles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -848,13 +849,41 @@ fn listener_host_port(v: &str) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
-/// Parse a broker key through the topic key it defaults (the log owns the
-/// rules for its settings).
+/// Parse a broker key through the topic key it defaults, into a LogConfig
+/// whose `topic_key` field holds it (one place converts each value).
 fn log_key(key: &str, v: &str, topic_key: &str) -> Result<LogConfig, ConfigError> {
     let mut c = LogConfig::default();
     c.set(topic_key, v)
-        .map_err(|e| invalid(key, v, &e.to_string()))?;
+        .map_err(|e| broker_key_error(key, v, e))?;
     Ok(c)
+}
+
+/// Check a broker key as the topic key it defaults (`topic_config::parse`).
+fn topic_value(key: &str, v: &str, topic_key: &str) -> Result<TopicConfigValue, ConfigError> {
+    topic_config::parse(topic_key, v).map_err(|e| broker_key_error(key, v, e))
+}
+
+/// A topic config's complaint, told about the broker key that was set.
+fn broker_key_error(key: &str, v: &str, e: topic_config::ConfigError) -> ConfigError {
+    match e {
+        topic_config::ConfigError::InvalidValue { why, .. } => invalid(key, v, &why),
+        other => invalid(key, v, &other.to_string()),
+    }
+}
+
+impl From<topic_config::ConfigError> for ConfigError {
+    fn from(e: topic_config::ConfigError) -> Self {
+        match e {
+            topic_config::ConfigError::UnknownKey(k) => ConfigError::UnknownTopicConfig(k),
+            topic_config::ConfigError::InvalidValue { key, value, why } => {
+                ConfigError::InvalidValue {
+                    key,
+                    value,
+                    reason: why,
+                }
+            }
+        }
+    }
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
@@ -884,18 +913,6 @@ where
     Ok(x)
 }
 
-/// Kafka writes "never" as Long.MAX_VALUE; accept that and any larger-than-type value.
-fn parse_never<T>(key: &str, v: &str, never: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    if v == "9223372036854775807" {
-        return Ok(never);
-    }
-    parse(key, v)
-}
-
 fn never_u64(v: u64) -> String {
     if v == u64::MAX {
         i64::MAX.to_string()
@@ -914,22 +931,6 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
         "false" => Ok(false),
         _ => Err(invalid(key, v, "expected true or false")),
     }
-}
-
-fn validate_cleanup_policy(key: &str, v: &str) -> Result<(), ConfigError> {
-    for p in v.split(',').map(str::trim) {
-        if p != "delete" && p != "compact" {
-            return Err(invalid(key, v, "expected delete and/or compact"));
-        }
-    }
-    Ok(())
-}
-
-fn validate_timestamp_type(key: &str, v: &str) -> Result<(), ConfigError> {
-    if v != "CreateTime" && v != "LogAppendTime" {
-        return Err(invalid(key, v, "expected CreateTime or LogAppendTime"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -995,6 +996,143 @@ mod tests {
         assert!(c.validate_topic_config("nope", "1").is_err());
         assert!(c.validate_topic_config("retention.ms", "abc").is_err());
         assert!(c.validate_topic_config("retention.ms", "1000").is_ok());
+    }
+
+    /// DescribeConfigs, IncrementalAlterConfigs and the validator know the
+    /// same keys, and every broker-derived default is a valid topic value.
+    #[test]
+    fn topic_defaults_cover_the_validators_keys() {
+        let c = ServerConfig::default_single_node();
+        let defaults = c.topic_defaults();
+        let keys: Vec<&str> = defaults.iter().map(|(k, _, _)| *k).collect();
+        let table: Vec<&str> = topic_config::TOPIC_CONFIGS
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(keys, table);
+        for (k, v, _) in &defaults {
+            c.validate_topic_config(k, v)
+                .unwrap_or_else(|e| panic!("default {k}={v}: {e}"));
+        }
+    }
+
+    /// One validator: a topic override and the broker key that defaults it
+    /// accept and refuse the same values (Kafka's bounds).
+    #[test]
+    fn broker_defaults_and_topic_overrides_share_bounds() {
+        let pairs = [
+            ("log.flush.interval.messages", "flush.messages", "0", "1"),
+            ("log.index.size.max.bytes", "segment.index.bytes", "3", "4"),
+            (
+                "log.index.interval.bytes",
+                "index.interval.bytes",
+                "-1",
+                "0",
+            ),
+            ("log.segment.bytes", "segment.bytes", "13", "14"),
+            (
+                "message.max.bytes",
+                "max.message.bytes",
+                "2147483648",
+                "2147483647",
+            ),
+            ("log.roll.ms", "segment.ms", "0", "1"),
+            ("log.flush.interval.ms", "flush.ms", "-1", "0"),
+            ("log.cleanup.policy", "cleanup.policy", "shred", "compact"),
+            (
+                "log.message.timestamp.type",
+                "message.timestamp.type",
+                "Now",
+                "LogAppendTime",
+            ),
+            ("min.insync.replicas", "min.insync.replicas", "0", "1"),
+            ("compression.type", "compression.type", "none", "zstd"),
+            (
+                "unclean.leader.election.enable",
+                "unclean.leader.election.enable",
+                "maybe",
+                "TRUE",
+            ),
+            (
+                "log.cleaner.delete.retention.ms",
+                "delete.retention.ms",
+                "-1",
+                "0",
+            ),
+            (
+                "log.cleaner.min.cleanable.ratio",
+                "min.cleanable.dirty.ratio",
+                "1.5",
+                "1",
+            ),
+            (
+                "log.cleaner.min.compaction.lag.ms",
+                "min.compaction.lag.ms",
+                "-1",
+                "0",
+            ),
+        ];
+        for (broker_key, topic_key, bad, good) in pairs {
+            let c = ServerConfig::default_single_node();
+            assert!(
+                c.validate_topic_config(topic_key, bad).is_err(),
+                "{topic_key}={bad}"
+            );
+            assert!(
+                c.validate_topic_config(topic_key, good).is_ok(),
+                "{topic_key}={good}"
+            );
+            let mut b = ServerConfig::default_single_node();
+            let e = b.set(broker_key, bad).expect_err(broker_key);
+            assert!(e.to_string().contains(broker_key), "{e}");
+            b.set(broker_key, good)
+                .unwrap_or_else(|e| panic!("{broker_key}={good}: {e}"));
+            // What the broker took becomes a valid topic default.
+            b.log_config_for(&BTreeMap::new())
+                .unwrap_or_else(|e| panic!("{broker_key}={good}: {e}"));
+        }
+        let mut b = ServerConfig::default_single_node();
+        b.set("unclean.leader.election.enable", "TRUE").unwrap();
+        assert!(b.unclean_leader_election_enable);
+        b.set("log.flush.interval.messages", "9223372036854775807")
+            .unwrap();
+        assert_eq!(b.log_flush_interval_messages, u64::MAX);
+        b.set("log.index.size.max.bytes", "4").unwrap();
+        assert_eq!(
+            b.log_config_for(&BTreeMap::new())
+                .unwrap()
+                .segment_index_bytes,
+            4
+        );
+        // Negative retention times are unlimited, as Kafka reads them.
+        b.set("log.retention.hours", "-1").unwrap();
+        assert_eq!(b.log_retention_ms, -1);
+        b.set("log.retention.minutes", "2").unwrap();
+        assert_eq!(b.log_retention_ms, 120_000);
+        assert!(b.set("log.retention.hours", "2147483648").is_err());
+    }
+
+    #[test]
+    fn offsets_topic_segment_bytes_is_typed_and_described() {
+        let mut c = ServerConfig::default_single_node();
+        assert_eq!(
+            c.offsets_topic_segment_bytes, 104_857_600,
+            "Kafka's default"
+        );
+        assert!(c.set("offsets.topic.segment.bytes", "13").is_err());
+        assert!(c.set("offsets.topic.segment.bytes", "lots").is_err());
+        c.set("offsets.topic.segment.bytes", "4096").unwrap();
+        assert_eq!(c.offsets_topic_segment_bytes, 4096);
+        assert!(c.extra.is_empty(), "a typed key is not kept as unknown");
+        let described = c
+            .broker_configs()
+            .into_iter()
+            .find(|(k, _, _)| k == "offsets.topic.segment.bytes")
+            .expect("described");
+        assert_eq!(
+            described,
+            ("offsets.topic.segment.bytes".into(), "4096".into(), true)
+        );
     }
 }
 

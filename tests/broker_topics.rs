@@ -295,3 +295,259 @@ async fn topic_configs_describe_alter_and_persist() {
     assert_eq!(d.results[0].error_code, 3);
     server.shutdown().await.unwrap();
 }
+
+/// (name, value, source) of every config DescribeConfigs shows for `topic`,
+/// or its error code.
+async fn describe_all(c: &mut Client, topic: &str) -> Result<Vec<(String, String, i8)>, i16> {
+    let d = c.call(4, &describe_topic(topic)).await;
+    if d.results[0].error_code != 0 {
+        return Err(d.results[0].error_code);
+    }
+    Ok(d.results[0]
+        .configs
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_string(),
+                e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                e.config_source,
+            )
+        })
+        .collect())
+}
+
+fn entry(d: &[(String, String, i8)], key: &str) -> (String, i8) {
+    d.iter()
+        .find(|e| e.0 == key)
+        .map(|e| (e.1.clone(), e.2))
+        .unwrap_or_else(|| panic!("{key} not described"))
+}
+
+async fn create_with(c: &mut Client, topic: &str, key: &str, value: &str) -> i16 {
+    let r = c
+        .call(
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(key.to_string()))
+                    .with_value(Some(StrBytes::from_string(value.to_string())))])]),
+        )
+        .await;
+    r.topics[0].error_code
+}
+
+async fn alter_one(c: &mut Client, topic: &str, key: &str, op: i8, value: Option<&str>) -> i16 {
+    let r = c
+        .call(
+            1,
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(topic.to_string()))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(StrBytes::from_string(key.to_string()))
+                        .with_config_operation(op)
+                        .with_value(value.map(|v| StrBytes::from_string(v.to_string())))]),
+            ]),
+        )
+        .await;
+    r.responses[0].error_code
+}
+
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+const INVALID_CONFIG: i16 = 40;
+
+/// Every topic config of issue 6, through the wire, against a broker whose
+/// properties file sets the broker equivalent of about half of them: an
+/// override given at create is shown as DYNAMIC_TOPIC_CONFIG; SET replaces
+/// it; DELETE falls back to the file's value (STATIC_BROKER_CONFIG) or the
+/// built-in default (DEFAULT_CONFIG); a value outside Kafka's bounds is
+/// INVALID_CONFIG at create and at alter and changes nothing.
+#[tokio::test]
+async fn every_topic_config_is_set_altered_deleted_and_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = weir::config::ServerConfig::parse_properties(
+        "log.segment.bytes=2000000\n\
+         log.retention.ms=3600000\n\
+         log.cleaner.delete.retention.ms=5000\n\
+         message.max.bytes=500000\n\
+         compression.type=gzip\n\
+         unclean.leader.election.enable=true\n",
+    )
+    .unwrap();
+    let base = config(dir.path());
+    cfg.set("listeners", &base.listeners).unwrap();
+    cfg.set("log.dirs", base.log_dirs[0].to_str().unwrap())
+        .unwrap();
+    let server = start_with(cfg).await;
+    let mut c = Client::connect(server.local_addr()).await;
+
+    // (key, broker value, its source, at create, by SET, invalid)
+    let table: [(&str, &str, i8, &str, &str, &str); 11] = [
+        (
+            "segment.bytes",
+            "2000000",
+            STATIC_BROKER_CONFIG,
+            "100000",
+            "200000",
+            "13",
+        ),
+        (
+            "segment.ms",
+            "604800000",
+            DEFAULT_CONFIG,
+            "60000",
+            "120000",
+            "0",
+        ),
+        (
+            "retention.ms",
+            "3600000",
+            STATIC_BROKER_CONFIG,
+            "60000",
+            "-1",
+            "-2",
+        ),
+        (
+            "retention.bytes",
+            "-1",
+            DEFAULT_CONFIG,
+            "1000000",
+            "2000000",
+            "lots",
+        ),
+        (
+            "cleanup.policy",
+            "delete",
+            DEFAULT_CONFIG,
+            "compact",
+            "compact,delete",
+            "shred",
+        ),
+        (
+            "delete.retention.ms",
+            "5000",
+            STATIC_BROKER_CONFIG,
+            "1000",
+            "0",
+            "-1",
+        ),
+        ("min.insync.replicas", "1", DEFAULT_CONFIG, "2", "3", "0"),
+        (
+            "max.message.bytes",
+            "500000",
+            STATIC_BROKER_CONFIG,
+            "100000",
+            "200000",
+            "-1",
+        ),
+        (
+            "message.timestamp.type",
+            "CreateTime",
+            DEFAULT_CONFIG,
+            "LogAppendTime",
+            "CreateTime",
+            "logappendtime",
+        ),
+        (
+            "compression.type",
+            "gzip",
+            STATIC_BROKER_CONFIG,
+            "lz4",
+            "zstd",
+            "none",
+        ),
+        (
+            "unclean.leader.election.enable",
+            "true",
+            STATIC_BROKER_CONFIG,
+            "false",
+            "true",
+            "maybe",
+        ),
+    ];
+
+    assert_eq!(create(&mut c, "plain", 1).await, 0);
+    let baseline = describe_all(&mut c, "plain").await.unwrap();
+    for (key, broker_value, source, _, _, _) in table {
+        assert_eq!(
+            entry(&baseline, key),
+            (broker_value.to_string(), source),
+            "{key} without override"
+        );
+    }
+
+    for (i, (key, broker_value, source, at_create, by_set, bad)) in table.into_iter().enumerate() {
+        let topic = format!("t{i}");
+        assert_eq!(
+            create_with(&mut c, &topic, key, at_create).await,
+            0,
+            "{key}={at_create}"
+        );
+        let d = describe_all(&mut c, &topic).await.unwrap();
+        assert_eq!(
+            entry(&d, key),
+            (at_create.to_string(), DYNAMIC_TOPIC_CONFIG),
+            "{key} at create"
+        );
+        // The override touches nothing else.
+        let others = |d: &[(String, String, i8)]| -> Vec<(String, String, i8)> {
+            d.iter().filter(|e| e.0 != key).cloned().collect()
+        };
+        assert_eq!(others(&d), others(&baseline), "{key}");
+
+        assert_eq!(
+            alter_one(&mut c, &topic, key, 0, Some(by_set)).await,
+            0,
+            "SET {key}={by_set}"
+        );
+        let after_set = describe_all(&mut c, &topic).await.unwrap();
+        assert_eq!(
+            entry(&after_set, key),
+            (by_set.to_string(), DYNAMIC_TOPIC_CONFIG),
+            "{key} after SET"
+        );
+
+        assert_eq!(
+            alter_one(&mut c, &topic, key, 0, Some(bad)).await,
+            INVALID_CONFIG,
+            "SET {key}={bad}"
+        );
+        assert_eq!(
+            describe_all(&mut c, &topic).await.unwrap(),
+            after_set,
+            "a refused SET of {key} changes nothing"
+        );
+
+        assert_eq!(
+            alter_one(&mut c, &topic, key, 1, None).await,
+            0,
+            "DELETE {key}"
+        );
+        let d = describe_all(&mut c, &topic).await.unwrap();
+        assert_eq!(
+            entry(&d, key),
+            (broker_value.to_string(), source),
+            "{key} after DELETE"
+        );
+        assert_eq!(d, baseline, "{key}: DELETE leaves no override");
+
+        let refused = format!("bad{i}");
+        assert_eq!(
+            create_with(&mut c, &refused, key, bad).await,
+            INVALID_CONFIG,
+            "create {key}={bad}"
+        );
+        assert_eq!(
+            describe_all(&mut c, &refused).await,
+            Err(3),
+            "no topic was created for {key}={bad}"
+        );
+    }
+    server.shutdown().await.unwrap();
+}

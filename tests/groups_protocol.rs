@@ -1,7 +1,8 @@
 //! The group APIs through the wire: FindCoordinator, JoinGroup (with the
 //! MEMBER_ID_REQUIRED round), SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
-//! OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete, and
-//! committed offsets surviving a restart.
+//! OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete,
+//! committed offsets surviving a restart, and `__consumer_offsets` being
+//! compacted.
 #![cfg(not(madsim))]
 
 mod broker_support;
@@ -643,5 +644,235 @@ async fn static_member_rejoins_without_rebalance() {
         )
         .await;
     assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+    server.shutdown().await.unwrap();
+}
+
+/// DescribeConfigs of a topic: (name, value, source) per config.
+async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String, i8)> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let r = c
+        .call(
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(topic))
+                    .with_configuration_keys(None),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        r.results[0].error_code, 0,
+        "{:?}",
+        r.results[0].error_message
+    );
+    r.results[0]
+        .configs
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_string(),
+                e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                e.config_source,
+            )
+        })
+        .collect()
+}
+
+fn described(d: &[(String, String, i8)], key: &str) -> (String, i8) {
+    d.iter()
+        .find(|e| e.0 == key)
+        .map(|e| (e.1.clone(), e.2))
+        .unwrap_or_else(|| panic!("{key} not described"))
+}
+
+/// The group a `__consumer_offsets` key belongs to: every key version (0-1
+/// offset commit, 2 group metadata) starts with i16 version, then the group
+/// as an i16-length string.
+fn group_of(key: &[u8]) -> String {
+    let len = i16::from_be_bytes([key[2], key[3]]) as usize;
+    String::from_utf8(key[4..4 + len].to_vec()).unwrap()
+}
+
+/// ListOffsets of partition 0 of `__consumer_offsets`: -2 earliest, -1 latest.
+async fn offsets_log_bound(c: &mut Client, timestamp: i64) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let req = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(tname("__consumer_offsets"))
+        .with_partitions(vec![ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(timestamp)])]);
+    let r = c.call(7, &req).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+/// Every record of partition 0 of `__consumer_offsets` from its log start
+/// (the cleaner deletes emptied segments, so that may move): (offset,
+/// group, has a value); None if the log start moved under the read.
+async fn read_offsets_log(c: &mut Client) -> Option<Vec<(i64, String, bool)>> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let mut offset = offsets_log_bound(c, -2).await;
+    let mut out = Vec::new();
+    loop {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(tname("__consumer_offsets"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let r = c.call(12, &req).await;
+        let p = &r.responses[0].partitions[0];
+        if p.error_code == 1 {
+            return None;
+        }
+        assert_eq!(p.error_code, 0);
+        let records = p.records.clone().map(decode_records).unwrap_or_default();
+        let Some(last) = records.last() else {
+            return Some(out);
+        };
+        assert!(
+            last.offset >= offset,
+            "a fetch at {offset} returned only records below it"
+        );
+        offset = last.offset + 1;
+        for r in records {
+            let key = r.key.expect("every offsets record has a key");
+            out.push((r.offset, group_of(&key), r.value.is_some()));
+        }
+    }
+}
+
+/// Kafka creates the offsets topic compacted, with segment.bytes =
+/// offsets.topic.segment.bytes; a Metadata request that auto-creates it
+/// must do the same (a plain topic would delete offsets by retention).
+#[tokio::test]
+async fn metadata_auto_create_makes_consumer_offsets_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.set("offsets.topic.num.partitions", "2").unwrap();
+    cfg.set("offsets.topic.segment.bytes", "50000").unwrap();
+    let server = start_with(cfg).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    let md = MetadataRequest::default()
+        .with_allow_auto_topic_creation(true)
+        .with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(tname("__consumer_offsets"))),
+        ]));
+    c.call(12, &md).await;
+    let m = c.call(12, &md).await;
+    assert_eq!(m.topics[0].error_code, 0);
+    assert!(m.topics[0].is_internal);
+    assert_eq!(
+        m.topics[0].partitions.len(),
+        2,
+        "offsets.topic.num.partitions"
+    );
+    let d = describe_topic(&mut c, "__consumer_offsets").await;
+    assert_eq!(described(&d, "cleanup.policy"), ("compact".into(), 1));
+    assert_eq!(described(&d, "segment.bytes"), ("50000".into(), 1));
+    server.shutdown().await.unwrap();
+}
+
+/// `__consumer_offsets` is compacted: with small segments
+/// (offsets.topic.segment.bytes) and a busy cleaner, the superseded commits
+/// of a group and every record of a deleted group (its tombstones too, once
+/// delete.retention.ms passes) leave the log; after a restart the
+/// coordinator, replaying the compacted log, serves the latest commits and
+/// the deleted group stays gone.
+#[tokio::test]
+async fn consumer_offsets_is_compacted_and_replays_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.set("offsets.topic.num.partitions", "1").unwrap();
+    cfg.set("offsets.topic.segment.bytes", "1024").unwrap();
+    cfg.set("log.cleaner.backoff.ms", "10").unwrap();
+    cfg.set("log.cleaner.delete.retention.ms", "0").unwrap();
+    let server = start_with(cfg.clone()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    let r = c
+        .call(3, &FindCoordinatorRequest::default().with_key(s("kept")))
+        .await;
+    assert_eq!(r.error_code, 0);
+    let d = describe_topic(&mut c, "__consumer_offsets").await;
+    assert_eq!(described(&d, "cleanup.policy"), ("compact".into(), 1));
+    assert_eq!(described(&d, "segment.bytes"), ("1024".into(), 1));
+    assert_eq!(described(&d, "compression.type"), ("producer".into(), 1));
+    create(&mut c, "t", 2).await;
+
+    let commit =
+        |group: &str, o0: i64, o1: i64| commit_req(group, "", -1, "t", &[(0, o0), (1, o1)]);
+    let r = c.call(8, &commit("gone", 7, 8)).await;
+    assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    for i in 0..150 {
+        let r = c.call(8, &commit("kept", i, 1000 + i)).await;
+        assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    }
+    let del = c
+        .call(
+            2,
+            &DeleteGroupsRequest::default().with_groups_names(vec![gid("gone")]),
+        )
+        .await;
+    assert_eq!(del.results[0].error_code, 0);
+    // More commits close the segment holding the tombstones, so the
+    // cleaner (which never touches the active segment) sees them.
+    for i in 150..200 {
+        let r = c.call(8, &commit("kept", i, 1000 + i)).await;
+        assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    }
+
+    let end = offsets_log_bound(&mut c, -1).await;
+    assert_eq!(end, 405, "201 two-partition commits and 3 tombstones");
+
+    // Wait for the cleaner (a liveness bound, not a timing claim): until no
+    // record of the deleted group is left and most superseded commits went.
+    // The topic is compact only (no retention, and DeleteRecords refuses
+    // it), so only the cleaner removes records.
+    let mut cleaned = None;
+    for _ in 0..3000 {
+        if let Some(records) = read_offsets_log(&mut c).await {
+            let gone_left = records.iter().filter(|r| r.1 == "gone").count();
+            if gone_left == 0 && records.len() < 100 {
+                cleaned = Some(records);
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let records = cleaned.expect("the cleaner compacted __consumer_offsets");
+    // Offsets kept their place: the survivors are strictly increasing, all
+    // live commits of the kept group, and the log still ends where it did.
+    assert!(records.windows(2).all(|w| w[0].0 < w[1].0));
+
+    assert!(records.iter().all(|r| r.1 == "kept" && r.2));
+    assert_eq!(offsets_log_bound(&mut c, -1).await, end);
+    drop(c);
+    server.shutdown().await.unwrap();
+
+    let server = start_with(cfg).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    let r = c
+        .call(3, &FindCoordinatorRequest::default().with_key(s("kept")))
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        fetch_v7(&mut c, "kept", None).await,
+        vec![("t".into(), 0, 199), ("t".into(), 1, 1199)]
+    );
+    assert_eq!(fetch_v7(&mut c, "gone", None).await, vec![]);
+    let groups = c.call(4, &ListGroupsRequest::default()).await;
+    let names: Vec<String> = groups
+        .groups
+        .iter()
+        .map(|g| g.group_id.0.to_string())
+        .collect();
+    assert!(!names.contains(&"gone".to_string()), "{names:?}");
     server.shutdown().await.unwrap();
 }

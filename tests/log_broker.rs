@@ -23,6 +23,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -138,6 +139,275 @@ async fn delete_records_moves_the_low_watermark() {
     let server = start(dir.path()).await;
     let mut c = Client::connect(server.local_addr()).await;
     assert_eq!(earliest(&mut c, "dr").await, 5);
+    server.shutdown().await.unwrap();
+}
+
+/// IncrementalAlterConfigs on one topic: (key, operation 0 SET / 1 DELETE,
+/// value). Returns the resource's error code.
+async fn alter(c: &mut Client, topic: &str, ops: &[(&str, i8, Option<&str>)]) -> i16 {
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(
+                ops.iter()
+                    .map(|(k, op, v)| {
+                        AlterableConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_config_operation(*op)
+                            .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            ),
+    ]);
+    c.call(1, &req).await.responses[0].error_code
+}
+
+async fn set_config(c: &mut Client, topic: &str, key: &str, value: &str) {
+    assert_eq!(
+        alter(c, topic, &[(key, 0, Some(value))]).await,
+        0,
+        "{key}={value}"
+    );
+}
+
+/// DeleteRecords needs `delete` in cleanup.policy, as in Kafka: a
+/// compact-only topic answers POLICY_VIOLATION (44) and keeps every record;
+/// compact,delete moves the log start; an IncrementalAlterConfigs of the
+/// policy decides it for the live partition.
+#[cfg(not(madsim))]
+#[tokio::test]
+async fn delete_records_needs_the_delete_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    create(&mut c, "kv", &[("cleanup.policy", "compact")]).await;
+    create(&mut c, "both", &[("cleanup.policy", "compact,delete")]).await;
+    for i in 0..5 {
+        produce(&mut c, "kv", keyed(&format!("k{i}"), "v")).await;
+        produce(&mut c, "both", keyed(&format!("k{i}"), "v")).await;
+    }
+    assert_eq!(delete_records(&mut c, "kv", 2).await, (44, -1));
+    assert_eq!(delete_records(&mut c, "kv", -1).await, (44, -1));
+    assert_eq!(earliest(&mut c, "kv").await, 0, "nothing deleted");
+    let all: Vec<i64> = fetch_all(&mut c, "kv")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(all, vec![0, 1, 2, 3, 4]);
+
+    assert_eq!(delete_records(&mut c, "both", 2).await, (0, 2));
+    assert_eq!(earliest(&mut c, "both").await, 2);
+
+    // The policy of the live partition decides.
+    set_config(&mut c, "both", "cleanup.policy", "compact").await;
+    assert_eq!(delete_records(&mut c, "both", 3).await, (44, -1));
+    assert_eq!(earliest(&mut c, "both").await, 2);
+    set_config(&mut c, "kv", "cleanup.policy", "delete").await;
+    assert_eq!(delete_records(&mut c, "kv", 3).await, (0, 3));
+    assert_eq!(earliest(&mut c, "kv").await, 3);
+    server.shutdown().await.unwrap();
+}
+
+/// One RecordBatch v2 of `records` compressed with `compression`.
+fn batch_with(records: &[kafka_protocol::records::Record], compression: Compression) -> Bytes {
+    let records: Vec<_> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| kafka_protocol::records::Record {
+            offset: i as i64,
+            ..r.clone()
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// Produce one request to partition 0: its partition response.
+async fn produce_with(
+    c: &mut Client,
+    topic: &str,
+    acks: i16,
+    records: Bytes,
+) -> produce_response::PartitionProduceResponse {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let resp = c.call(9, &req).await;
+    resp.responses[0].partition_responses[0].clone()
+}
+
+/// The stored batch holding `offset`, as Fetch returns it: (attributes, max
+/// timestamp, codec). The batch must decode (its CRC checks out).
+async fn stored_batch(c: &mut Client, topic: &str, offset: i64) -> (i16, i64, i16) {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp = c.call(12, &req).await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let raw = p.records.clone().expect("records");
+    // Batch header: base offset 0..8, length 8..12, attributes 21..23, max
+    // timestamp 35..43.
+    let len = i32::from_be_bytes(raw[8..12].try_into().unwrap()) as usize;
+    let first = raw.slice(0..12 + len);
+    let base = i64::from_be_bytes(first[0..8].try_into().unwrap());
+    let last_delta = i32::from_be_bytes(first[23..27].try_into().unwrap());
+    assert!(base <= offset && offset <= base + last_delta as i64);
+    let recs = decode_records(first.clone());
+    assert!(!recs.is_empty(), "decodes, CRC included");
+    let attributes = i16::from_be_bytes(first[21..23].try_into().unwrap());
+    let max_ts = i64::from_be_bytes(first[35..43].try_into().unwrap());
+    (attributes, max_ts, attributes & 0x07)
+}
+
+const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+
+/// IncrementalAlterConfigs reaches the open log of a live partition:
+/// max.message.bytes refuses a batch it accepted before, LogAppendTime
+/// restamps batches, min.insync.replicas above the ISR refuses acks=all,
+/// and compression.type recompresses (producer keeps the client's codec).
+#[cfg(not(madsim))]
+#[tokio::test]
+async fn altered_configs_take_effect_on_a_live_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    create(&mut c, "live", &[]).await;
+    let big = || batch(&[record("k", &[b'x'; 3000], 1)]);
+    let small = || batch(&[record("k", b"v", 1)]);
+
+    // max.message.bytes
+    assert_eq!(produce_with(&mut c, "live", 1, big()).await.error_code, 0);
+    set_config(&mut c, "live", "max.message.bytes", "1000").await;
+    let r = produce_with(&mut c, "live", 1, big()).await;
+    assert_eq!(r.error_code, 10, "MESSAGE_TOO_LARGE");
+    assert_eq!(produce_with(&mut c, "live", 1, small()).await.error_code, 0);
+    assert_eq!(
+        alter(&mut c, "live", &[("max.message.bytes", 1, None)]).await,
+        0
+    );
+    assert_eq!(produce_with(&mut c, "live", 1, big()).await.error_code, 0);
+
+    // message.timestamp.type
+    let r = produce_with(&mut c, "live", 1, small()).await;
+    assert_eq!((r.error_code, r.log_append_time_ms), (0, -1), "CreateTime");
+    let (attrs, max_ts, _) = stored_batch(&mut c, "live", r.base_offset).await;
+    assert_eq!(attrs & ATTR_LOG_APPEND_TIME, 0);
+    assert_eq!(max_ts, 1, "the producer's timestamp");
+    set_config(&mut c, "live", "message.timestamp.type", "LogAppendTime").await;
+    let r = produce_with(&mut c, "live", 1, small()).await;
+    assert_eq!(r.error_code, 0);
+    assert_ne!(r.log_append_time_ms, -1, "the append time is reported");
+    assert!(r.log_append_time_ms > 1);
+    let (attrs, max_ts, _) = stored_batch(&mut c, "live", r.base_offset).await;
+    assert_ne!(attrs & ATTR_LOG_APPEND_TIME, 0, "attribute bit 3");
+    assert_eq!(max_ts, r.log_append_time_ms, "stamped with the append time");
+
+    // min.insync.replicas above the ISR (one replica)
+    let r = produce_with(&mut c, "live", -1, small()).await;
+    assert_eq!(r.error_code, 0);
+    let next = r.base_offset + 1;
+    set_config(&mut c, "live", "min.insync.replicas", "2").await;
+    let r = produce_with(&mut c, "live", -1, small()).await;
+    assert_eq!(r.error_code, 19, "NOT_ENOUGH_REPLICAS");
+    let r = produce_with(&mut c, "live", 1, small()).await;
+    assert_eq!(
+        (r.error_code, r.base_offset),
+        (0, next),
+        "acks=1 works; the refused batch was not appended"
+    );
+    set_config(&mut c, "live", "min.insync.replicas", "1").await;
+    assert_eq!(
+        produce_with(&mut c, "live", -1, small()).await.error_code,
+        0
+    );
+
+    // compression.type: producer keeps the client's codec, lz4 recompresses.
+    let gz = || {
+        batch_with(
+            &[record("k", b"v", 1), record("k2", b"v2", 1)],
+            Compression::Gzip,
+        )
+    };
+    let r = produce_with(&mut c, "live", 1, gz()).await;
+    assert_eq!(
+        stored_batch(&mut c, "live", r.base_offset).await.2,
+        1,
+        "gzip kept"
+    );
+    let r = produce_with(&mut c, "live", 1, small()).await;
+    assert_eq!(
+        stored_batch(&mut c, "live", r.base_offset).await.2,
+        0,
+        "uncompressed kept"
+    );
+    set_config(&mut c, "live", "compression.type", "lz4").await;
+    let r = produce_with(&mut c, "live", 1, gz()).await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        stored_batch(&mut c, "live", r.base_offset).await.2,
+        3,
+        "gzip stored as lz4"
+    );
+    let r = produce_with(&mut c, "live", 1, small()).await;
+    assert_eq!(
+        stored_batch(&mut c, "live", r.base_offset).await.2,
+        3,
+        "plain stored as lz4"
+    );
+    set_config(&mut c, "live", "compression.type", "producer").await;
+    let r = produce_with(&mut c, "live", 1, gz()).await;
+    assert_eq!(
+        stored_batch(&mut c, "live", r.base_offset).await.2,
+        1,
+        "gzip kept again"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// message.timestamp.type=LogAppendTime given at create time: the first
+/// batch is already stamped with the broker's append time.
+#[cfg(not(madsim))]
+#[tokio::test]
+async fn log_append_time_from_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    create(
+        &mut c,
+        "lat",
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let r = produce_with(&mut c, "lat", 1, batch(&[record("k", b"v", 1)])).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    assert_ne!(r.log_append_time_ms, -1);
+    let (attrs, max_ts, _) = stored_batch(&mut c, "lat", 0).await;
+    assert_ne!(attrs & ATTR_LOG_APPEND_TIME, 0);
+    assert_eq!(max_ts, r.log_append_time_ms);
     server.shutdown().await.unwrap();
 }
 

@@ -32,6 +32,7 @@ use crate::broker::registry::validate_topic_name;
 use crate::config::ServerConfig;
 use crate::controller::api::{CreateTopicSpec, ItemResult};
 use crate::env::rng::WeirRng;
+use crate::log::topic_config;
 use crate::protocol::error_codes as ec;
 
 /// Kafka error codes the controller answers with that the broker's table
@@ -101,29 +102,25 @@ impl ControlConfig {
     }
 
     fn validate_topic_config(&self, key: &str, value: &str) -> Result<(), ControlError> {
-        let bad = |why: String| {
-            Err(ControlError::new(
+        self.server.validate_topic_config(key, value).map_err(|e| {
+            ControlError::new(
                 ec::INVALID_CONFIG,
-                format!("invalid config {key}={value}: {why}"),
-            ))
-        };
-        if key == UNCLEAN_KEY {
-            return match value.trim() {
-                "true" | "false" => Ok(()),
-                _ => bad("expected true or false".into()),
-            };
-        }
-        match self.server.validate_topic_config(key, value) {
-            Ok(()) => Ok(()),
-            Err(e) => bad(e.to_string()),
-        }
+                format!("invalid config {key}={value}: {e}"),
+            )
+        })
     }
 
     /// The topic override if set, else the broker default.
     pub fn unclean_enabled(&self, topic: &TopicImage) -> bool {
-        match topic.configs.get(UNCLEAN_KEY) {
-            Some(v) => v.trim() == "true",
-            None => self.unclean_leader_election_enable,
+        // Overrides were validated when committed; an unreadable one (from
+        // an older image) counts as unset.
+        match topic
+            .configs
+            .get(UNCLEAN_KEY)
+            .map(|v| topic_config::parse(UNCLEAN_KEY, v))
+        {
+            Some(Ok(v)) => v.flag(),
+            _ => self.unclean_leader_election_enable,
         }
     }
 }

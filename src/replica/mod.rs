@@ -279,9 +279,11 @@ impl Drop for ReplicaManager {
 
 /// min.insync.replicas: the topic's override, else the broker default.
 fn min_insync(settings: &ReplicaSettings, configs: &BTreeMap<String, String>) -> i32 {
+    const KEY: &str = "min.insync.replicas";
     configs
-        .get("min.insync.replicas")
-        .and_then(|v| v.trim().parse().ok())
+        .get(KEY)
+        .and_then(|v| crate::log::topic_config::parse(KEY, v).ok())
+        .and_then(|v| i32::try_from(v.number()).ok())
         .unwrap_or(settings.min_insync_replicas)
 }
 

@@ -110,9 +110,13 @@ fn locate(image: &MetadataImage, internal: &str, group: &str) -> Located {
     Ok((b.id, b.host.clone(), b.port))
 }
 
-/// Create `__consumer_offsets` (compacted; replication factor
-/// offsets.topic.replication.factor capped at the live brokers) if missing.
-async fn ensure_offsets_topic(broker: &Broker) {
+/// Create `__consumer_offsets` if missing, with Kafka's offsets topic
+/// configs: compacted, segment.bytes = offsets.topic.segment.bytes (small
+/// segments close sooner, and only closed ones are cleaned), and
+/// compression.type=producer (the coordinator's batches are stored as
+/// written, whatever the broker's compression.type); replication factor
+/// offsets.topic.replication.factor capped at the live brokers.
+pub(crate) async fn ensure_offsets_topic(broker: &Broker) {
     let image = broker.cluster.image();
     if image.topic(OFFSETS_TOPIC).is_some() {
         return;
@@ -123,7 +127,14 @@ async fn ensure_offsets_topic(broker: &Broker) {
         partitions: broker.groups.config().offsets_partitions,
         replication_factor: broker.config.offsets_topic_replication_factor.min(live),
         assignments: Vec::new(),
-        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                broker.config.offsets_topic_segment_bytes.to_string(),
+            ),
+            ("compression.type".to_string(), "producer".to_string()),
+        ]),
     };
     for (_, r) in create_topics_via_controller(broker, vec![spec], false).await {
         if r.error_code != ec::NONE
@@ -136,7 +147,7 @@ async fn ensure_offsets_topic(broker: &Broker) {
 
 /// Create `__transaction_state` (compacted; transaction.state.log.* sizes,
 /// replication factor and min ISR capped at the live brokers) if missing.
-async fn ensure_txn_state_topic(broker: &Broker) {
+pub(crate) async fn ensure_txn_state_topic(broker: &Broker) {
     let image = broker.cluster.image();
     if image.topic(TXN_STATE_TOPIC).is_some() {
         return;

@@ -1,7 +1,8 @@
 //! Metadata: the live brokers, the active controller and the requested
 //! topics (all when none are named), from this broker's metadata image.
 //! Missing topics are auto-created through the controller when
-//! auto.create.topics.enable and the request allow it.
+//! auto.create.topics.enable and the request allow it (the internal topics
+//! with their own configs, as FindCoordinator creates them).
 
 use std::collections::BTreeMap;
 
@@ -11,11 +12,14 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
+use super::find_coordinator::{ensure_offsets_topic, ensure_txn_state_topic};
 use super::str_bytes;
 use crate::broker::admin::create_topics_via_controller;
 use crate::broker::registry::validate_topic_name;
 use crate::broker::Broker;
 use crate::controller::api::CreateTopicSpec;
+use crate::coordinator::group::OFFSETS_TOPIC;
+use crate::coordinator::txn::TXN_STATE_TOPIC;
 use crate::metadata::{MetadataImage, TopicImage, NO_LEADER};
 use crate::protocol::error_codes as ec;
 
@@ -80,6 +84,23 @@ pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
 }
 
 async fn auto_create(broker: &Broker, names: Vec<String>) {
+    // The internal topics are created with their own partition counts and
+    // configs (compacted, ...), as Kafka's AutoTopicCreationManager does: a
+    // Metadata request must not make `__consumer_offsets` a plain topic
+    // whose retention would delete committed offsets.
+    let (internal, names): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| n == OFFSETS_TOPIC || n == TXN_STATE_TOPIC);
+    for name in internal {
+        if name == OFFSETS_TOPIC {
+            ensure_offsets_topic(broker).await;
+        } else {
+            ensure_txn_state_topic(broker).await;
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
     let specs = names
         .into_iter()
         .map(|name| CreateTopicSpec {
