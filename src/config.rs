@@ -761,8 +761,15 @@ impl ServerConfig {
         // Validated when set: these parse.
         config.set("cleanup.policy", &self.log_cleanup_policy)?;
         config.set("compression.type", &self.compression_type)?;
+        // Overrides come from the metadata log, where an older version's
+        // validation may have let through what today's refuses (topic
+        // compression.type=none, flush.messages=0). Refusing them here would
+        // keep the partition from opening at all; as Kafka does with a
+        // stored config it cannot parse, the broker's value stands instead.
         for (k, v) in overrides {
-            config.set(k, v)?;
+            if let Err(e) = config.set(k, v) {
+                tracing::warn!(key = %k, value = %v, error = %e, "ignoring an invalid stored topic config; the broker default applies");
+            }
         }
         Ok(config)
     }
@@ -996,6 +1003,25 @@ mod tests {
         assert!(c.validate_topic_config("nope", "1").is_err());
         assert!(c.validate_topic_config("retention.ms", "abc").is_err());
         assert!(c.validate_topic_config("retention.ms", "1000").is_ok());
+    }
+
+    /// A stored override today's validator refuses (an older version let it
+    /// into the metadata log) does not keep the partition from opening: the
+    /// broker's value stands, the valid overrides still apply.
+    #[test]
+    fn invalid_stored_overrides_fall_back_to_the_broker_value() {
+        let mut c = ServerConfig::default_single_node();
+        c.set("log.flush.interval.messages", "7").unwrap();
+        let defaults = c.log_config_for(&BTreeMap::new()).unwrap();
+        let o = BTreeMap::from([
+            ("flush.messages".to_string(), "0".to_string()),
+            ("compression.type".to_string(), "none".to_string()),
+            ("retention.ms".to_string(), "1000".to_string()),
+        ]);
+        let lc = c.log_config_for(&o).unwrap();
+        assert_eq!(lc.flush_messages, 7);
+        assert_eq!(lc.compression_type, defaults.compression_type);
+        assert_eq!(lc.retention_ms, 1000);
     }
 
     /// DescribeConfigs, IncrementalAlterConfigs and the validator know the
