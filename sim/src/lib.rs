@@ -12,22 +12,25 @@
 //!
 //! **Architecture Invariant:** the simulation only exists under
 //! `--cfg madsim`; without it this crate still compiles (scenario parsing,
-//! trace, history, verdicts, the CLI that re-executes itself with the flag).
+//! trace, history, workload, verdicts, and the CLI that re-executes itself
+//! with the flag).
 //!
 //! **Architecture Invariant:** every random choice comes from madsim's
 //! seeded rng (directly or through a `WeirRng` seeded from it), no wall
 //! clock is read inside a run, and no `HashMap` order decides anything.
 
 pub mod cli;
+pub mod ctx;
 pub mod history;
 pub mod outcome;
+pub mod probe;
+pub mod props;
 pub mod scenario;
 pub mod trace;
+pub mod workload;
 
 #[cfg(madsim)]
 pub mod cluster;
-#[cfg(madsim)]
-pub mod ctx;
 #[cfg(madsim)]
 pub mod group;
 #[cfg(madsim)]
@@ -38,8 +41,6 @@ pub mod keyed_workload;
 pub mod nemesis;
 #[cfg(madsim)]
 pub mod run;
-#[cfg(madsim)]
-pub mod workload;
 
 pub use outcome::{RunOutcome, Verdict};
 #[cfg(madsim)]
