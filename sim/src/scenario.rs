@@ -862,7 +862,7 @@ mod tests {
     fn every_scenario_file_parses() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let mut n = 0;
-        for dir in [root.clone(), root.join("teeth")] {
+        for dir in [root.clone(), root.join("teeth"), root.join("real")] {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "toml") {
