@@ -232,7 +232,10 @@ async fn run_async(s: &Scenario, opts: &RealOptions, dir: &Path) -> RealOutcome 
         Ok(l) => (l, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
-    procs.kill_all();
+    // Workers left running by a failure or an interrupt stop now.
+    if !ctx.stopping() {
+        ctx.set_phase(Phase::Stop);
+    }
     // Nodes that died on their own since the last look count too.
     for crash in procs.reap(&net) {
         say(&ctx, WHO, format!("CRASH: {crash}"));
