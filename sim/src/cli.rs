@@ -4,6 +4,8 @@
 //! weir-sim run SCENARIO.toml [--seeds A..B]        many seeds; exit 1 on any failure
 //! weir-sim replay SCENARIO.toml --seed S [--trace] [--history PATH]
 //! weir-sim check-determinism SCENARIO.toml --seed S
+//! weir-sim real SCENARIO.toml [--seed S | --seeds A..B] [--fault-s S] [--heal-s S]
+//!               [--weir PATH] [--history PATH] [--no-netns] [--keep]
 //! ```
 //!
 //! The simulation exists only when built with `--cfg madsim`. Built without
@@ -11,6 +13,10 @@
 //! `cargo run --release -p weir-sim -- <same args>` with
 //! `RUSTFLAGS="--cfg madsim"` and `CARGO_TARGET_DIR=<workspace>/target/madsim`,
 //! so `cargo run --release -p weir-sim -- run ...` just works.
+//!
+//! `real` is the other way round: it runs real `weir server` processes on
+//! real tokio (`crate::real`), so it runs in the build without the flag and
+//! never re-executes itself; the simulator build refuses it.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -18,7 +24,9 @@ use std::path::PathBuf;
 pub const USAGE: &str = "usage:
   weir-sim run SCENARIO.toml [--seeds A..B]
   weir-sim replay SCENARIO.toml --seed S [--trace] [--history PATH]
-  weir-sim check-determinism SCENARIO.toml --seed S";
+  weir-sim check-determinism SCENARIO.toml --seed S
+  weir-sim real SCENARIO.toml [--seed S | --seeds A..B] [--fault-s S] [--heal-s S]
+                [--weir PATH] [--history PATH] [--no-netns] [--keep]";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -36,6 +44,26 @@ pub enum Command {
         scenario: PathBuf,
         seed: u64,
     },
+    Real(RealArgs),
+}
+
+/// `weir-sim real`: one seed (`--seed`, else a fresh one) or a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealArgs {
+    pub scenario: PathBuf,
+    pub seed: Option<u64>,
+    pub seeds: Option<Range<u64>>,
+    /// Overrides the scenario's fault_s / heal_s (real seconds).
+    pub fault_s: Option<u64>,
+    pub heal_s: Option<u64>,
+    /// The `weir` binary; default: build it with cargo next to this one.
+    pub weir: Option<PathBuf>,
+    /// Where a single seed's history goes.
+    pub history: Option<PathBuf>,
+    /// Loopback instead of network namespaces (partitions skipped).
+    pub no_netns: bool,
+    /// Keep the run directory of a passing run.
+    pub keep: bool,
 }
 
 fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
@@ -56,14 +84,31 @@ fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     }
 }
 
+fn parse_u64(name: &str, v: &str) -> Result<u64, String> {
+    v.parse::<u64>().map_err(|_| format!("bad {name} '{v}'"))
+}
+
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut it = args.iter();
     let cmd = it.next().ok_or("missing command")?.clone();
     let mut scenario = None;
-    let mut seeds = 0..100;
+    let mut seeds = None;
     let mut seed = None;
     let mut trace = false;
     let mut history = None;
+    let mut real = RealArgs {
+        scenario: PathBuf::new(),
+        seed: None,
+        seeds: None,
+        fault_s: None,
+        heal_s: None,
+        weir: None,
+        history: None,
+        no_netns: false,
+        keep: false,
+    };
+    // Options only `real` takes, seen with another command.
+    let mut real_only = None;
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
             it.next()
@@ -71,19 +116,55 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match a.as_str() {
-            "--seeds" => seeds = parse_seeds(&value("--seeds")?)?,
-            "--seed" => {
-                let v = value("--seed")?;
-                seed = Some(v.parse::<u64>().map_err(|_| format!("bad --seed '{v}'"))?);
-            }
+            "--seeds" => seeds = Some(parse_seeds(&value("--seeds")?)?),
+            "--seed" => seed = Some(parse_u64("--seed", &value("--seed")?)?),
             "--trace" => trace = true,
             "--history" => history = Some(PathBuf::from(value("--history")?)),
+            "--fault-s" => {
+                real.fault_s = Some(parse_u64("--fault-s", &value("--fault-s")?)?);
+                real_only = Some("--fault-s");
+            }
+            "--heal-s" => {
+                real.heal_s = Some(parse_u64("--heal-s", &value("--heal-s")?)?);
+                real_only = Some("--heal-s");
+            }
+            "--weir" => {
+                real.weir = Some(PathBuf::from(value("--weir")?));
+                real_only = Some("--weir");
+            }
+            "--no-netns" => {
+                real.no_netns = true;
+                real_only = Some("--no-netns");
+            }
+            "--keep" => {
+                real.keep = true;
+                real_only = Some("--keep");
+            }
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
             other if scenario.is_none() => scenario = Some(PathBuf::from(other)),
             other => return Err(format!("unexpected argument '{other}'")),
         }
     }
     let scenario = scenario.ok_or("missing SCENARIO.toml")?;
+    if cmd == "real" {
+        if seed.is_some() && seeds.is_some() {
+            return Err("real takes --seed or --seeds, not both".to_string());
+        }
+        if trace {
+            return Err("real always keeps its trace (in the run directory)".to_string());
+        }
+        return Ok(Command::Real(RealArgs {
+            scenario,
+            seed,
+            seeds,
+            history,
+            ..real
+        }));
+    }
+    if let Some(opt) = real_only {
+        return Err(format!("{opt} is an option of real only"));
+    }
+    let seeds = seeds.unwrap_or(0..100);
     match cmd.as_str() {
         "run" => Ok(Command::Run { scenario, seeds }),
         "replay" => Ok(Command::Replay {
@@ -120,9 +201,23 @@ pub fn main(args: Vec<String>) -> i32 {
     execute(cmd, &args)
 }
 
+/// Write `ops` as a JSON-lines history file, creating its directory.
+pub fn write_history_file(path: &std::path::Path, ops: &[weir_jepsen::Op]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let f =
+        std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    weir_jepsen::write_history(std::io::BufWriter::new(f), ops)
+        .map_err(|e| format!("cannot write history {}: {e}", path.display()))
+}
+
 #[cfg(not(madsim))]
-fn execute(_cmd: Command, args: &[String]) -> i32 {
-    reexec(args)
+fn execute(cmd: Command, args: &[String]) -> i32 {
+    match cmd {
+        Command::Real(r) => crate::real::cli::main(r),
+        _ => reexec(args),
+    }
 }
 
 /// Re-run this command through cargo with the simulator cfg on.
@@ -184,6 +279,13 @@ fn execute(cmd: Command, _args: &[String]) -> i32 {
         Command::CheckDeterminism { scenario, seed } => {
             let Some(s) = load(&scenario) else { return 2 };
             sim::check_determinism(&s, seed)
+        }
+        Command::Real(_) => {
+            eprintln!(
+                "weir-sim: real runs real processes on real tokio; use the build without \
+                 --cfg madsim (cargo run --release -p weir-sim -- real ...)"
+            );
+            2
         }
     }
 }
@@ -281,19 +383,13 @@ mod sim {
                 .join("sim-history")
                 .join(format!("{}-seed-{seed}.jsonl", s.name))
         });
-        if let Some(dir) = history_path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match std::fs::File::create(&history_path) {
-            Ok(f) => match weir_jepsen::write_history(std::io::BufWriter::new(f), &o.history) {
-                Ok(()) => println!(
-                    "history: {} ({} ops)",
-                    history_path.display(),
-                    o.history.len()
-                ),
-                Err(e) => eprintln!("cannot write history: {e}"),
-            },
-            Err(e) => eprintln!("cannot write {}: {e}", history_path.display()),
+        match super::write_history_file(&history_path, &o.history) {
+            Ok(()) => println!(
+                "history: {} ({} ops)",
+                history_path.display(),
+                o.history.len()
+            ),
+            Err(e) => eprintln!("{e}"),
         }
         if let Some(r) = &o.report {
             println!(
@@ -392,5 +488,28 @@ mod tests {
                 seeds: 0..20
             }
         );
+        assert!(parse(&args("run a.toml --fault-s 3")).is_err());
+    }
+
+    #[test]
+    fn parses_real() {
+        let Command::Real(r) = parse(&args(
+            "real r.toml --seed 7 --fault-s 20 --heal-s 5 --no-netns --weir w",
+        ))
+        .unwrap() else {
+            panic!("not real")
+        };
+        assert_eq!(r.scenario, PathBuf::from("r.toml"));
+        assert_eq!((r.seed, r.seeds.clone()), (Some(7), None));
+        assert_eq!((r.fault_s, r.heal_s), (Some(20), Some(5)));
+        assert!(r.no_netns && !r.keep);
+        assert_eq!(r.weir, Some(PathBuf::from("w")));
+        let Command::Real(r) = parse(&args("real r.toml --seeds 3..5 --keep")).unwrap() else {
+            panic!("not real")
+        };
+        assert_eq!((r.seed, r.seeds), (None, Some(3..5)));
+        assert!(r.keep);
+        assert!(parse(&args("real r.toml --seed 1 --seeds 3")).is_err());
+        assert!(parse(&args("real r.toml --trace")).is_err());
     }
 }

@@ -16,6 +16,7 @@ use weir::env::time::{sleep, Duration};
 use weir::env::Disk;
 
 use crate::ctx::Ctx;
+use crate::props::{node_properties, NodeAddr};
 use crate::scenario::Scenario;
 
 pub const BROKER_PORT: u16 = 9092;
@@ -74,71 +75,20 @@ pub fn disk_options(s: &Scenario) -> SimDiskOptions {
     }
 }
 
-/// Harness defaults for a multi-node cluster, before the scenario's own
-/// properties: failure detection scaled to runs of tens of simulated
-/// seconds (Kafka's defaults would spend a whole short run noticing one
-/// dead broker), and internal topics replicated like the workload's.
-const CLUSTER_DEFAULTS: &[(&str, &str)] = &[
-    ("broker.heartbeat.interval.ms", "500"),
-    ("broker.session.timeout.ms", "3000"),
-    ("replica.lag.time.max.ms", "3000"),
-    ("replica.fetch.wait.max.ms", "200"),
-    ("replica.socket.timeout.ms", "2000"),
-    ("offsets.topic.replication.factor", "3"),
-];
-
 /// The ServerConfig of node `i` (node id i + 1), exactly as a production
 /// node would get it from its server.properties.
 pub fn server_config(s: &Scenario, i: usize) -> anyhow::Result<ServerConfig> {
+    let nodes: Vec<NodeAddr> = (0..s.cluster.nodes)
+        .map(|j| NodeAddr {
+            host: broker_ip(j).to_string(),
+            broker_port: BROKER_PORT,
+            controller_port: CONTROLLER_PORT,
+        })
+        .collect();
     let mut cfg = ServerConfig::default_single_node();
-    let set = |cfg: &mut ServerConfig, k: &str, v: &str| {
-        cfg.set(k, v)
-            .map_err(|e| anyhow::anyhow!("broker property {k}={v}: {e}"))
-    };
-    let id = i as i32 + 1;
-    let ip = broker_ip(i);
-    let voters = s.cluster.voter_ids();
-    set(&mut cfg, "node.id", &id.to_string())?;
-    set(&mut cfg, "log.dirs", DATA_DIR)?;
-    set(&mut cfg, "auto.create.topics.enable", "false")?;
-    if voters.is_empty() {
-        // Single-node mode: the node is its own one-voter quorum.
-        set(
-            &mut cfg,
-            "listeners",
-            &format!("PLAINTEXT://{ip}:{BROKER_PORT}"),
-        )?;
-    } else {
-        let is_voter = voters.contains(&id);
-        let listeners = if is_voter {
-            format!("PLAINTEXT://{ip}:{BROKER_PORT},CONTROLLER://{ip}:{CONTROLLER_PORT}")
-        } else {
-            format!("PLAINTEXT://{ip}:{BROKER_PORT}")
-        };
-        set(&mut cfg, "listeners", &listeners)?;
-        set(&mut cfg, "controller.listener.names", "CONTROLLER")?;
-        let roles = if is_voter {
-            "broker,controller"
-        } else {
-            "broker"
-        };
-        set(&mut cfg, "process.roles", roles)?;
-        let quorum: Vec<String> = voters
-            .iter()
-            .map(|v| format!("{v}@{}:{CONTROLLER_PORT}", broker_ip(*v as usize - 1)))
-            .collect();
-        set(&mut cfg, "controller.quorum.voters", &quorum.join(","))?;
-        for (k, v) in CLUSTER_DEFAULTS {
-            set(&mut cfg, k, v)?;
-        }
-    }
-    for (k, v) in &s.cluster.broker {
-        set(&mut cfg, k, v)?;
-    }
-    if let Some(over) = s.cluster.node.get(&id) {
-        for (k, v) in over {
-            set(&mut cfg, k, v)?;
-        }
+    for (k, v) in node_properties(s, i, &nodes, DATA_DIR) {
+        cfg.set(&k, &v)
+            .map_err(|e| anyhow::anyhow!("broker property {k}={v}: {e}"))?;
     }
     Ok(cfg)
 }

@@ -1,7 +1,9 @@
 //! State one run shares between the supervisor, the nemesis and every client
 //! node: the trace, the history, the phase and the counters the liveness
-//! check reads. Everything here runs on madsim's single thread; the mutexes
-//! only satisfy `Send` and are never contended.
+//! check reads. In the simulator everything runs on madsim's single thread
+//! and the mutexes only satisfy `Send`; the real-process runner's workers
+//! run on tokio's threads and take them for real (one short critical
+//! section per event).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};

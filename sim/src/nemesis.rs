@@ -82,7 +82,8 @@ use weir::env::Disk;
 use crate::cluster::{list_files, Cluster, DATA_DIR};
 use crate::ctx::Ctx;
 use crate::group::{GroupHarness, GROUP_ID};
-use crate::scenario::{FaultKind, FaultSpec};
+use crate::probe::PROBE_TIMEOUT;
+use crate::scenario::{pick_weighted, FaultKind, FaultSpec};
 
 const WHO: &str = "nemesis";
 /// How long a power cut waits for its disk operation before it takes the
@@ -112,21 +113,12 @@ pub struct Probe {
     pub partitions: u32,
 }
 
-/// How long the probe may take to learn the cluster's view.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Probe {
     /// (partition -> (leader id, replicas), active controller id) as some
     /// live broker sees them; None when no broker answered in time.
     async fn view(&self) -> Option<(Vec<(i32, Vec<i32>)>, i32)> {
         self.metadata(|m, topic, partitions| {
-            let leaders = (0..partitions as i32)
-                .map(|p| match m.partition(topic, p) {
-                    Some(info) => (info.leader, info.replicas.clone()),
-                    None => (-1, Vec::new()),
-                })
-                .collect();
-            (leaders, m.controller_id)
+            (crate::probe::leaders(m, topic, partitions), m.controller_id)
         })
         .await
     }
@@ -134,19 +126,7 @@ impl Probe {
     /// (partition, ISR) of every workload partition, sorted, as some live
     /// broker sees them; None when no broker answered in time.
     async fn isrs(&self) -> Option<Vec<(i32, Vec<i32>)>> {
-        self.metadata(|m, topic, partitions| {
-            (0..partitions as i32)
-                .map(|p| {
-                    let mut isr = m
-                        .partition(topic, p)
-                        .map(|i| i.isr.clone())
-                        .unwrap_or_default();
-                    isr.sort_unstable();
-                    (p, isr)
-                })
-                .collect()
-        })
-        .await
+        self.metadata(crate::probe::isrs).await
     }
 
     /// Fresh Metadata for the workload topic, asked from the probe node
@@ -160,19 +140,8 @@ impl Probe {
         let topic = self.topic.clone();
         let partitions = self.partitions;
         let task = self.node.spawn(async move {
-            let mut cc = ClientConfig::new(&bootstrap);
-            cc.connection.request_timeout = Duration::from_secs(1);
-            cc.connection.connect_timeout = Duration::from_secs(1);
-            cc.connection.client_id = "nemesis".to_string();
-            let query = async {
-                let cluster = ClientCluster::connect(cc).await.ok()?;
-                let m = cluster
-                    .refresh_metadata(Some(std::slice::from_ref(&topic)))
-                    .await
-                    .ok()?;
-                Some(read(&m, &topic, partitions))
-            };
-            timeout(PROBE_TIMEOUT, query).await.ok().flatten()
+            let topics = std::slice::from_ref(&topic);
+            crate::probe::metadata(&bootstrap, Some(topics), |m| read(m, &topic, partitions)).await
         });
         task.await.ok().flatten()
     }
@@ -547,7 +516,6 @@ impl Nemesis {
             sleep(Duration::from_millis(fault_end_ms.saturating_sub(now))).await;
             return;
         }
-        let total: f64 = weights.iter().map(|(_, w)| w).sum();
         loop {
             let gap = self.between(self.spec.interval_ms);
             let now = self.ctx.elapsed_ms();
@@ -556,16 +524,7 @@ impl Nemesis {
                 return;
             }
             sleep(Duration::from_millis(gap)).await;
-            // Pick a kind by weight with 53 bits of the seeded stream.
-            let mut x = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
-            let mut kind = weights[weights.len() - 1].0;
-            for (k, w) in &weights {
-                if x < *w {
-                    kind = *k;
-                    break;
-                }
-                x -= w;
-            }
+            let kind = pick_weighted(&weights, self.rng.next_u64());
             let node = self.rng.range_u64(0, cluster.brokers.len() as u64) as usize;
             let left = fault_end_ms.saturating_sub(self.ctx.elapsed_ms());
             let hold = self.between(self.spec.duration_ms).min(left).max(1);

@@ -8,8 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, Runtime};
-use weir::client::admin::NewTopic;
-use weir::client::Admin;
 use weir::env::time::{sleep, timeout, Duration};
 
 use crate::cluster::{client_ip, harness_ip, Cluster};
@@ -19,16 +17,14 @@ use crate::nemesis::{Nemesis, Probe};
 use crate::outcome::{evaluate, RunOutcome, Verdict};
 use crate::scenario::{Scenario, WorkloadKind};
 use crate::workload::{
-    consumer_config, consumer_loop, final_read, group_consumer_loop, producer_config,
-    producer_loop, ClientEnv,
+    consumer_config, consumer_loop, create_topic, final_read, producer_config, producer_loop,
+    ClientEnv,
 };
 
 /// Simulated time the topic setup may take before the run counts as failed.
 const SETUP_S_MAX: u64 = 60;
 /// Simulated time the workers get to notice the stop and finish their op.
 const DRAIN_S_MAX: u64 = 30;
-/// Kafka's TOPIC_ALREADY_EXISTS: a retried CreateTopics may meet its own topic.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 /// What the simulation itself returns (the runtime is gone after it): the
 /// shared state, and the liveness findings or the harness error that ended it.
@@ -228,7 +224,7 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         } else if i < (w.producers + w.consumers) as usize {
             node.spawn(consumer_loop(env, i as i64, seed))
         } else {
-            node.spawn(group_consumer_loop(env, i as i64, seed))
+            node.spawn(crate::group::member_loop(env, i as i64, seed))
         };
         clients.push(node);
         tasks.push(task);
@@ -312,53 +308,6 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
         anyhow::bail!("safety: {garbage} polls returned records no producer wrote");
     }
     Ok(liveness)
-}
-
-async fn create_topic(env: ClientEnv, s: Arc<Scenario>) {
-    let ctx = env.ctx.clone();
-    let mut configs: Vec<(String, String)> = s
-        .topic
-        .configs
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    configs.push((
-        "min.insync.replicas".to_string(),
-        s.topic.min_insync_replicas.to_string(),
-    ));
-    if s.topic.unclean {
-        configs.push((
-            "unclean.leader.election.enable".to_string(),
-            "true".to_string(),
-        ));
-    }
-    loop {
-        ctx.trace("setup", format!("admin connecting to {}", env.bootstrap));
-        let admin = match Admin::connect(&env.bootstrap).await {
-            Ok(a) => a,
-            Err(e) => {
-                ctx.trace("setup", format!("admin connect failed: {e}"));
-                sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        ctx.trace("setup", "admin connected; creating the topic");
-        let topic = NewTopic {
-            name: s.topic.name.clone(),
-            partitions: s.topic.partitions as i32,
-            replication_factor: s.topic.replication_factor,
-            configs: configs.clone(),
-        };
-        match admin.create_topic(topic).await {
-            Ok(()) => break,
-            Err(e) if e.code() == Some(TOPIC_ALREADY_EXISTS) => break,
-            Err(e) => {
-                ctx.trace("setup", format!("create topic failed: {e}"));
-                sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    ctx.trace("setup", format!("topic {} created", s.topic.name));
 }
 
 /// Convenience for tests: did this outcome pass?

@@ -552,6 +552,22 @@ impl FaultSpec {
     }
 }
 
+/// The kind a fault schedule injects next, chosen by weight with the top 53
+/// bits of `draw` (one value of the seeded stream). `weights` is
+/// `FaultSpec::weights()`, non-empty.
+pub fn pick_weighted(weights: &[(FaultKind, f64)], draw: u64) -> FaultKind {
+    assert!(!weights.is_empty(), "a fault schedule needs a kind to pick");
+    let total: f64 = weights.iter().map(|(_, w)| w).sum();
+    let mut x = (draw >> 11) as f64 / (1u64 << 53) as f64 * total;
+    for (k, w) in weights {
+        if x < *w {
+            return *k;
+        }
+        x -= w;
+    }
+    weights[weights.len() - 1].0
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExpectSpec {
@@ -846,7 +862,7 @@ mod tests {
     fn every_scenario_file_parses() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let mut n = 0;
-        for dir in [root.clone(), root.join("teeth")] {
+        for dir in [root.clone(), root.join("teeth"), root.join("real")] {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "toml") {

@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use weir::client::admin::NewTopic;
 use weir::client::{
-    ClientError, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
+    Admin, ClientError, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig,
+    ProducerRecord,
 };
 use weir::env::rng::WeirRng;
 use weir::env::time::{sleep, timeout, Duration};
@@ -27,6 +29,8 @@ use crate::scenario::{Scenario, WorkloadSpec};
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// Wait before retrying a client that could not connect.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(300);
+/// Kafka's TOPIC_ALREADY_EXISTS: a retried CreateTopics may meet its own topic.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Extra time the harness gives a send beyond delivery.timeout.ms before it
 /// calls the send indeterminate itself (a client bug must not hang a run).
 const SEND_GUARD_SLACK: Duration = Duration::from_secs(5);
@@ -286,12 +290,6 @@ pub async fn consumer_loop(env: ClientEnv, first_process: i64, seed: u64) {
     }
 }
 
-/// One group member (Jepsen's subscribe mode, committing what it
-/// processed): see `crate::group`.
-pub async fn group_consumer_loop(env: ClientEnv, first_process: i64, seed: u64) {
-    crate::group::member_loop(env, first_process, seed).await
-}
-
 /// After the healed phase: a fresh process reads every key from the start
 /// until it reaches the end offsets it saw when it began. True when it got
 /// there within `final_read_s` (liveness).
@@ -509,4 +507,53 @@ async fn txn_producer_loop(env: ClientEnv, process: i64, seed: u64) {
         }
         sleep(between(&mut rng, w.send_interval_ms)).await;
     }
+}
+
+/// Create the workload's topic as the scenario describes it, retrying
+/// until it exists (the cluster may still be electing its controller).
+pub async fn create_topic(env: ClientEnv, s: Arc<Scenario>) {
+    let ctx = env.ctx.clone();
+    let mut configs: Vec<(String, String)> = s
+        .topic
+        .configs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    configs.push((
+        "min.insync.replicas".to_string(),
+        s.topic.min_insync_replicas.to_string(),
+    ));
+    if s.topic.unclean {
+        configs.push((
+            "unclean.leader.election.enable".to_string(),
+            "true".to_string(),
+        ));
+    }
+    loop {
+        ctx.trace("setup", format!("admin connecting to {}", env.bootstrap));
+        let admin = match Admin::connect(&env.bootstrap).await {
+            Ok(a) => a,
+            Err(e) => {
+                ctx.trace("setup", format!("admin connect failed: {e}"));
+                sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        ctx.trace("setup", "admin connected; creating the topic");
+        let topic = NewTopic {
+            name: s.topic.name.clone(),
+            partitions: s.topic.partitions as i32,
+            replication_factor: s.topic.replication_factor,
+            configs: configs.clone(),
+        };
+        match admin.create_topic(topic).await {
+            Ok(()) => break,
+            Err(e) if e.code() == Some(TOPIC_ALREADY_EXISTS) => break,
+            Err(e) => {
+                ctx.trace("setup", format!("create topic failed: {e}"));
+                sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    ctx.trace("setup", format!("topic {} created", s.topic.name));
 }
