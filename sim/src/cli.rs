@@ -315,14 +315,10 @@ mod sim {
         let mut sim_ms = 0u64;
         let mut wall = Duration::ZERO;
         let mut acks = 0u64;
-        // Seeds in which each anomaly kind showed (allowed or not), so a
-        // scenario that allows loss shows whether it really happens.
-        let mut seen: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        let mut tally = crate::outcome::SweepTally::default();
         for seed in seeds {
             let o = run_seed_forked(s, seed, false);
-            for name in o.anomaly_names() {
-                *seen.entry(name).or_default() += 1;
-            }
+            tally.add(&o);
             sim_ms += o.sim_ms;
             wall += o.wall;
             acks += o.acks;
@@ -335,22 +331,7 @@ mod sim {
                 );
             }
         }
-        if !seen.is_empty() {
-            let parts: Vec<String> = seen.iter().map(|(k, n)| format!("{k} in {n}")).collect();
-            println!("anomalies by seeds: {}", parts.join(", "));
-        }
-        // A guarantee switched off on purpose must be seen to break somewhere
-        // in the sweep, or the scenario is not testing what it claims.
-        let mut sweep_failed = false;
-        for kind in s.must_show_kinds() {
-            if !seen.contains_key(kind.name()) {
-                sweep_failed = true;
-                println!(
-                    "must_show: {} appeared in none of the {n} seeds (the sweep FAILED)",
-                    kind.name()
-                );
-            }
-        }
+        let sweep_failed = tally.report(s, n);
         // Compression counts the simulations alone; seeds per hour counts
         // everything (checking, printing) the command did.
         let sim_wall_s = wall.as_secs_f64().max(1e-9);

@@ -1,6 +1,7 @@
 //! The verdict on one seed: the anomalies the checker found against what the
 //! scenario allows and requires, plus the liveness of the healed phase.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weir_jepsen::{Op, Report};
@@ -156,5 +157,45 @@ mod tests {
             evaluate(&scenario("liveness = false"), &clean, &stalled),
             Verdict::Pass
         );
+    }
+}
+
+/// The seeds of a sweep in which each anomaly kind showed (allowed or not),
+/// so a scenario that allows loss shows whether it really happens.
+#[derive(Debug, Default)]
+pub struct SweepTally {
+    seen: BTreeMap<&'static str, u64>,
+}
+
+impl SweepTally {
+    pub fn add(&mut self, outcome: &RunOutcome) {
+        for name in outcome.anomaly_names() {
+            *self.seen.entry(name).or_default() += 1;
+        }
+    }
+
+    /// Print the tally and check `expect.must_show`: a guarantee switched
+    /// off on purpose must be seen to break somewhere in the sweep, or the
+    /// scenario is not testing what it claims. True if the sweep failed so.
+    pub fn report(&self, s: &Scenario, seeds: u64) -> bool {
+        if !self.seen.is_empty() {
+            let parts: Vec<String> = self
+                .seen
+                .iter()
+                .map(|(k, n)| format!("{k} in {n}"))
+                .collect();
+            println!("anomalies by seeds: {}", parts.join(", "));
+        }
+        let mut failed = false;
+        for kind in s.must_show_kinds() {
+            if !self.seen.contains_key(kind.name()) {
+                failed = true;
+                println!(
+                    "must_show: {} appeared in none of the {seeds} seeds (the sweep FAILED)",
+                    kind.name()
+                );
+            }
+        }
+        failed
     }
 }

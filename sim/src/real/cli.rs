@@ -206,7 +206,7 @@ pub fn main(args: RealArgs) -> i32 {
     );
     let single = seeds.end - seeds.start == 1;
     let mut failures = 0u64;
-    let mut seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut tally = crate::outcome::SweepTally::default();
     for seed in seeds.clone() {
         if !single {
             println!("\n=== seed {seed}");
@@ -218,9 +218,7 @@ pub fn main(args: RealArgs) -> i32 {
             keep_dir: args.keep,
         };
         let o = run(&s, &opts);
-        for name in o.outcome.anomaly_names() {
-            *seen.entry(name).or_default() += 1;
-        }
+        tally.add(&o.outcome);
         let history = match (&args.history, single) {
             (Some(p), true) => p.clone(),
             _ => PathBuf::from("target")
@@ -234,20 +232,7 @@ pub fn main(args: RealArgs) -> i32 {
     if single {
         return i32::from(failures > 0);
     }
-    if !seen.is_empty() {
-        let parts: Vec<String> = seen.iter().map(|(k, n)| format!("{k} in {n}")).collect();
-        println!("anomalies by seeds: {}", parts.join(", "));
-    }
-    let mut sweep_failed = false;
-    for kind in s.must_show_kinds() {
-        if !seen.contains_key(kind.name()) {
-            sweep_failed = true;
-            println!(
-                "must_show: {} appeared in none of the seeds (the sweep FAILED)",
-                kind.name()
-            );
-        }
-    }
+    let sweep_failed = tally.report(&s, seeds.end - seeds.start);
     println!("{} seeds, {failures} failures", seeds.end - seeds.start);
     i32::from(failures > 0 || sweep_failed)
 }
