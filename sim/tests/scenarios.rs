@@ -525,25 +525,34 @@ fn compaction_crash() {
     check_keyed("compaction-crash", 0..2);
 }
 
-/// compaction-crash with power cuts only: they land mid-pass, on a file of
-/// the cleaner's swap (`.cleaned`, `.swap`), which no process kill can
-/// interrupt, and nothing is lost.
+/// compaction-crash with power cuts only, frequent and for a full fault
+/// phase: they land mid-pass, on a file of the cleaner's swap (`.cleaned`,
+/// `.swap`), which no process kill can interrupt, and nothing is lost. Seeds
+/// run in-process here, where tokio's select! randomness depends on the
+/// other tests' threads (see sim/src/isolate.rs), so which seed lands one is
+/// not fixed: the test runs seeds until one does, every one of them clean.
 #[test]
 fn power_cuts_land_inside_cleaner_swaps() {
     let mut s = short("compaction-crash");
+    s.fault_s = 60;
+    s.faults.interval_ms = [200, 600];
     s.faults.crash = 0.0;
     s.faults.kill = 0.0;
-    let mut mid_swap = Vec::new();
-    for seed in 0..3 {
+    let mut landed = None;
+    for seed in 0..8 {
         let o = run_seed(&s, seed, true);
         assert!(!o.failed(), "seed {seed}: {:?}", o.reasons());
-        mid_swap.extend(o.trace.into_iter().filter(|l| {
-            l.contains("power cut") && (l.contains(".cleaned") || l.contains(".swap"))
-        }));
+        landed = o
+            .trace
+            .into_iter()
+            .find(|l| l.contains("power cut") && (l.contains(".cleaned") || l.contains(".swap")));
+        if landed.is_some() {
+            break;
+        }
     }
     assert!(
-        !mid_swap.is_empty(),
-        "no power cut landed inside a cleaner swap"
+        landed.is_some(),
+        "no power cut landed inside a cleaner swap in 8 seeds"
     );
 }
 
