@@ -647,45 +647,6 @@ async fn static_member_rejoins_without_rebalance() {
     server.shutdown().await.unwrap();
 }
 
-/// DescribeConfigs of a topic: (name, value, source) per config.
-async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String, i8)> {
-    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-    let r = c
-        .call(
-            4,
-            &DescribeConfigsRequest::default().with_resources(vec![
-                DescribeConfigsResource::default()
-                    .with_resource_type(2)
-                    .with_resource_name(s(topic))
-                    .with_configuration_keys(None),
-            ]),
-        )
-        .await;
-    assert_eq!(
-        r.results[0].error_code, 0,
-        "{:?}",
-        r.results[0].error_message
-    );
-    r.results[0]
-        .configs
-        .iter()
-        .map(|e| {
-            (
-                e.name.to_string(),
-                e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-                e.config_source,
-            )
-        })
-        .collect()
-}
-
-fn described(d: &[(String, String, i8)], key: &str) -> (String, i8) {
-    d.iter()
-        .find(|e| e.0 == key)
-        .map(|e| (e.1.clone(), e.2))
-        .unwrap_or_else(|| panic!("{key} not described"))
-}
-
 /// The group a `__consumer_offsets` key belongs to: every key version (0-1
 /// offset commit, 2 group metadata) starts with i16 version, then the group
 /// as an i16-length string.

@@ -411,31 +411,6 @@ async fn log_append_time_from_create() {
     server.shutdown().await.unwrap();
 }
 
-async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String, i8)> {
-    let resp = c
-        .call(
-            4,
-            &DescribeConfigsRequest::default().with_resources(vec![
-                DescribeConfigsResource::default()
-                    .with_resource_type(2)
-                    .with_resource_name(StrBytes::from_string(topic.to_string()))
-                    .with_configuration_keys(None),
-            ]),
-        )
-        .await;
-    resp.results[0]
-        .configs
-        .iter()
-        .map(|c| {
-            (
-                c.name.to_string(),
-                c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-                c.config_source,
-            )
-        })
-        .collect()
-}
-
 #[cfg(not(madsim))]
 #[tokio::test]
 async fn topic_configs_are_accepted_altered_and_described() {

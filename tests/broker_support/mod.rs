@@ -227,3 +227,43 @@ pub async fn produce_partition0(
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
+
+/// DescribeConfigs of a topic: (name, value, source) per config.
+pub async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String, i8)> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    let r = c
+        .call(
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(topic.to_string()))
+                    .with_configuration_keys(None),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        r.results[0].error_code, 0,
+        "{:?}",
+        r.results[0].error_message
+    );
+    r.results[0]
+        .configs
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_string(),
+                e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                e.config_source,
+            )
+        })
+        .collect()
+}
+
+pub fn described(d: &[(String, String, i8)], key: &str) -> (String, i8) {
+    d.iter()
+        .find(|e| e.0 == key)
+        .map(|e| (e.1.clone(), e.2))
+        .unwrap_or_else(|| panic!("{key} not described"))
+}
