@@ -417,3 +417,23 @@ async fn transactional_offsets_visible_on_commit_only() {
     assert_eq!(got, 5);
     server.shutdown().await.unwrap();
 }
+
+/// `__transaction_state` is created compacted, with
+/// transaction.state.log.segment.bytes as its segment size (so the cleaner
+/// can compact it and a new coordinator loads little) and the producer's
+/// compression kept.
+#[tokio::test]
+async fn transaction_state_topic_is_compacted_with_its_own_segment_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.set("transaction.state.log.segment.bytes", "65536")
+        .unwrap();
+    let server = start_with(cfg).await;
+    let mut c = Client::connect(server.local_addr()).await;
+    find_txn_coordinator(&mut c, "txn-cfg").await;
+    let d = describe_topic(&mut c, "__transaction_state").await;
+    assert_eq!(described(&d, "cleanup.policy"), ("compact".into(), 1));
+    assert_eq!(described(&d, "segment.bytes"), ("65536".into(), 1));
+    assert_eq!(described(&d, "compression.type"), ("producer".into(), 1));
+    server.shutdown().await.unwrap();
+}

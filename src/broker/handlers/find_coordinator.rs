@@ -164,6 +164,8 @@ pub(crate) async fn ensure_txn_state_topic(broker: &Broker) {
         configs: BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("min.insync.replicas".to_string(), min_isr.to_string()),
+            ("segment.bytes".to_string(), cfg.segment_bytes.to_string()),
+            ("compression.type".to_string(), "producer".to_string()),
         ]),
     };
     for (_, r) in create_topics_via_controller(broker, vec![spec], false).await {

@@ -63,6 +63,9 @@ pub struct TxnServiceConfig {
     pub replication_factor: i16,
     /// transaction.state.log.min.isr
     pub min_isr: i16,
+    /// transaction.state.log.segment.bytes: small, so the cleaner can
+    /// compact closed segments and a new coordinator loads little.
+    pub segment_bytes: i64,
     /// transaction.abort.timed.out.transaction.cleanup.interval.ms
     pub abort_interval_ms: u64,
 }
@@ -89,6 +92,9 @@ impl TxnServiceConfig {
             replication_factor: get("transaction.state.log.replication.factor", 3)
                 .clamp(1, i16::MAX as i64) as i16,
             min_isr: get("transaction.state.log.min.isr", 2).clamp(1, i16::MAX as i64) as i16,
+            // segment.bytes' bounds (Kafka 3: at least 14, an int).
+            segment_bytes: get("transaction.state.log.segment.bytes", 104_857_600)
+                .clamp(14, i32::MAX as i64),
             abort_interval_ms: get(
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms",
                 10_000,
