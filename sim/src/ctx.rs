@@ -51,6 +51,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Ctx {
+    /// The run's totals, as the harness reports them at the end.
+    pub fn totals_line(&self) -> String {
+        format!(
+            "totals: {} sends acknowledged ({} in the healed phase), {} failed or indeterminate, {} polls",
+            self.acks.load(Ordering::Relaxed),
+            self.healed_acks.load(Ordering::Relaxed),
+            self.send_errors.load(Ordering::Relaxed),
+            self.polls.load(Ordering::Relaxed)
+        )
+    }
+
+    /// Polls that returned records no producer wrote fail the run (a safety
+    /// finding, not liveness: it fails even where liveness is off).
+    pub fn check_garbage(&self) -> anyhow::Result<()> {
+        let garbage = self.garbage.load(Ordering::Relaxed);
+        if garbage > 0 {
+            anyhow::bail!("safety: {garbage} polls returned records no producer wrote");
+        }
+        Ok(())
+    }
+
     /// `first_free_process`: process numbers below it are the fixed workers.
     pub fn new(keep_trace: bool, first_free_process: i64) -> Ctx {
         let (phase_tx, phase_rx) = watch::channel(Phase::Faults);

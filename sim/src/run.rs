@@ -292,21 +292,8 @@ async fn simulate_in(s: Arc<Scenario>, ctx: Arc<Ctx>) -> anyhow::Result<Vec<Stri
             w.final_read_s
         ));
     }
-    ctx.trace(
-        "harness",
-        format!(
-            "totals: {} sends acknowledged ({} in the healed phase), {} failed or indeterminate, {} polls",
-            ctx.acks.load(Ordering::Relaxed),
-            ctx.healed_acks.load(Ordering::Relaxed),
-            ctx.send_errors.load(Ordering::Relaxed),
-            ctx.polls.load(Ordering::Relaxed)
-        ),
-    );
-    let garbage = ctx.garbage.load(Ordering::Relaxed);
-    if garbage > 0 {
-        // Not a liveness finding: it fails the run even where liveness is off.
-        anyhow::bail!("safety: {garbage} polls returned records no producer wrote");
-    }
+    ctx.trace("harness", ctx.totals_line());
+    ctx.check_garbage()?;
     Ok(liveness)
 }
 

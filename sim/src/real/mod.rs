@@ -432,20 +432,7 @@ async fn drive(
             w.final_read_s
         ));
     }
-    say(
-        ctx,
-        WHO,
-        format!(
-            "totals: {} sends acknowledged ({} in the healed phase), {} failed or indeterminate, {} polls",
-            ctx.acks.load(Ordering::Relaxed),
-            ctx.healed_acks.load(Ordering::Relaxed),
-            ctx.send_errors.load(Ordering::Relaxed),
-            ctx.polls.load(Ordering::Relaxed)
-        ),
-    );
-    let garbage = ctx.garbage.load(Ordering::Relaxed);
-    if garbage > 0 {
-        anyhow::bail!("safety: {garbage} polls returned records no producer wrote");
-    }
+    say(ctx, WHO, ctx.totals_line());
+    ctx.check_garbage()?;
     Ok(liveness)
 }
