@@ -296,33 +296,6 @@ async fn topic_configs_describe_alter_and_persist() {
     server.shutdown().await.unwrap();
 }
 
-/// (name, value, source) of every config DescribeConfigs shows for `topic`,
-/// or its error code.
-async fn describe_all(c: &mut Client, topic: &str) -> Result<Vec<(String, String, i8)>, i16> {
-    let d = c.call(4, &describe_topic(topic)).await;
-    if d.results[0].error_code != 0 {
-        return Err(d.results[0].error_code);
-    }
-    Ok(d.results[0]
-        .configs
-        .iter()
-        .map(|e| {
-            (
-                e.name.to_string(),
-                e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-                e.config_source,
-            )
-        })
-        .collect())
-}
-
-fn entry(d: &[(String, String, i8)], key: &str) -> (String, i8) {
-    d.iter()
-        .find(|e| e.0 == key)
-        .map(|e| (e.1.clone(), e.2))
-        .unwrap_or_else(|| panic!("{key} not described"))
-}
-
 async fn create_with(c: &mut Client, topic: &str, key: &str, value: &str) -> i16 {
     let r = c
         .call(
@@ -473,10 +446,10 @@ async fn every_topic_config_is_set_altered_deleted_and_validated() {
     ];
 
     assert_eq!(create(&mut c, "plain", 1).await, 0);
-    let baseline = describe_all(&mut c, "plain").await.unwrap();
+    let baseline = try_describe_topic(&mut c, "plain").await.unwrap();
     for (key, broker_value, source, _, _, _) in table {
         assert_eq!(
-            entry(&baseline, key),
+            described(&baseline, key),
             (broker_value.to_string(), source),
             "{key} without override"
         );
@@ -489,9 +462,9 @@ async fn every_topic_config_is_set_altered_deleted_and_validated() {
             0,
             "{key}={at_create}"
         );
-        let d = describe_all(&mut c, &topic).await.unwrap();
+        let d = try_describe_topic(&mut c, &topic).await.unwrap();
         assert_eq!(
-            entry(&d, key),
+            described(&d, key),
             (at_create.to_string(), DYNAMIC_TOPIC_CONFIG),
             "{key} at create"
         );
@@ -506,9 +479,9 @@ async fn every_topic_config_is_set_altered_deleted_and_validated() {
             0,
             "SET {key}={by_set}"
         );
-        let after_set = describe_all(&mut c, &topic).await.unwrap();
+        let after_set = try_describe_topic(&mut c, &topic).await.unwrap();
         assert_eq!(
-            entry(&after_set, key),
+            described(&after_set, key),
             (by_set.to_string(), DYNAMIC_TOPIC_CONFIG),
             "{key} after SET"
         );
@@ -519,7 +492,7 @@ async fn every_topic_config_is_set_altered_deleted_and_validated() {
             "SET {key}={bad}"
         );
         assert_eq!(
-            describe_all(&mut c, &topic).await.unwrap(),
+            try_describe_topic(&mut c, &topic).await.unwrap(),
             after_set,
             "a refused SET of {key} changes nothing"
         );
@@ -529,9 +502,9 @@ async fn every_topic_config_is_set_altered_deleted_and_validated() {
             0,
             "DELETE {key}"
         );
-        let d = describe_all(&mut c, &topic).await.unwrap();
+        let d = try_describe_topic(&mut c, &topic).await.unwrap();
         assert_eq!(
-            entry(&d, key),
+            described(&d, key),
             (broker_value.to_string(), source),
             "{key} after DELETE"
         );
@@ -544,7 +517,7 @@ async fn every_topic_config_is_set_altered_deleted_and_validated() {
             "create {key}={bad}"
         );
         assert_eq!(
-            describe_all(&mut c, &refused).await,
+            try_describe_topic(&mut c, &refused).await,
             Err(3),
             "no topic was created for {key}={bad}"
         );

@@ -230,6 +230,17 @@ pub async fn produce_partition0(
 
 /// DescribeConfigs of a topic: (name, value, source) per config.
 pub async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String, i8)> {
+    try_describe_topic(c, topic)
+        .await
+        .unwrap_or_else(|code| panic!("DescribeConfigs of {topic}: error {code}"))
+}
+
+/// DescribeConfigs of a topic: (name, value, source) per config, or the
+/// resource's error code.
+pub async fn try_describe_topic(
+    c: &mut Client,
+    topic: &str,
+) -> Result<Vec<(String, String, i8)>, i16> {
     use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
     use kafka_protocol::messages::DescribeConfigsRequest;
     let r = c
@@ -243,12 +254,10 @@ pub async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String,
             ]),
         )
         .await;
-    assert_eq!(
-        r.results[0].error_code, 0,
-        "{:?}",
-        r.results[0].error_message
-    );
-    r.results[0]
+    if r.results[0].error_code != 0 {
+        return Err(r.results[0].error_code);
+    }
+    Ok(r.results[0]
         .configs
         .iter()
         .map(|e| {
@@ -258,7 +267,7 @@ pub async fn describe_topic(c: &mut Client, topic: &str) -> Vec<(String, String,
                 e.config_source,
             )
         })
-        .collect()
+        .collect())
 }
 
 pub fn described(d: &[(String, String, i8)], key: &str) -> (String, i8) {
