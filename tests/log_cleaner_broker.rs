@@ -15,16 +15,11 @@ use std::sync::Arc;
 
 use broker_support::*;
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> i64 {
     let (code, base) = produce_partition0(c, topic, 1, 30_000, records).await;
@@ -56,24 +51,7 @@ async fn produce_completes_while_the_cleaner_rewrites_segments() {
         ("retention.ms", "-1"),
         ("min.cleanable.dirty.ratio", "0.01"),
     ];
-    let t = CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_static_str(k))
-                        .with_value(Some(StrBytes::from_static_str(v)))
-                })
-                .collect(),
-        );
-    let resp = c
-        .call(7, &CreateTopicsRequest::default().with_topics(vec![t]))
-        .await;
-    assert_eq!(resp.topics[0].error_code, 0);
+    create_with(&mut c, topic, &configs).await;
     let part_dir = tmp.path().join(format!("{topic}-0"));
 
     // ~0.9 MB batches, one segment each: 80 keys every batch overwrites and

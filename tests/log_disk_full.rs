@@ -478,27 +478,6 @@ async fn start_tripped(trip: &Arc<Trip>, maintenance: bool) -> Server {
         .unwrap()
 }
 
-async fn create_with(c: &mut Client, topic: &str, configs: &[(&'static str, &'static str)]) {
-    let t = CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_static_str(k))
-                        .with_value(Some(StrBytes::from_static_str(v)))
-                })
-                .collect(),
-        );
-    let resp = c
-        .call(7, &CreateTopicsRequest::default().with_topics(vec![t]))
-        .await;
-    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
-}
-
 async fn alter(c: &mut Client, topic: &str, key: &'static str, value: &'static str) {
     use kafka_protocol::messages::incremental_alter_configs_request::{
         AlterConfigsResource, AlterableConfig,

@@ -276,3 +276,28 @@ pub fn described(d: &[(String, String, i8)], key: &str) -> (String, i8) {
         .map(|e| (e.1.clone(), e.2))
         .unwrap_or_else(|| panic!("{key} not described"))
 }
+
+/// CreateTopics of one single-replica partition with `configs`; asserts it
+/// was created.
+pub async fn create_with(c: &mut Client, topic: &str, configs: &[(&'static str, &'static str)]) {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str(k))
+                        .with_value(Some(StrBytes::from_static_str(v)))
+                })
+                .collect(),
+        );
+    let resp = c
+        .call(7, &CreateTopicsRequest::default().with_topics(vec![t]))
+        .await;
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
+}
